@@ -1,0 +1,153 @@
+"""Plain records that cross layers: resources an admin manages and the jobs users submit.
+
+They are dataclasses with ``to_dict``/``from_dict`` so every store can keep them as JSON (SQLite) or as
+item attributes (DynamoDB) without knowing their fields, and every renderer can print them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hyper.states import JobState
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+class Record:
+    """Serialisation shared by every record: unknown keys are dropped so old rows load in new code."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = _fields(cls)
+        return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[call-arg]
+
+
+@dataclass
+class Resource(Record):
+    """An admin-managed object; ``kind`` names its table section, ``status``/``message`` its deployment."""
+
+    KIND: ClassVar[str] = ""
+    name: str = ""
+    status: str = "ACTIVE"
+    message: str = ""
+
+
+@dataclass
+class Cluster(Resource):
+    KIND: ClassVar[str] = "cluster"
+    type: str = "local"  # local | batch | eks
+    max_vcpus: int = 0
+    min_vcpus: int = 0
+    instance_types: list[str] = field(default_factory=list)
+    gpus_per_instance: int = 0
+    spot: bool = False
+    allocation_strategy: str = ""
+    regions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Queue(Resource):
+    KIND: ClassVar[str] = "queue"
+    cluster: str = "local"
+    weights: dict[str, int] | str = field(default_factory=dict)  # region -> weight, or "auto"
+    priority: int = 0
+
+
+@dataclass
+class Definition(Resource):
+    KIND: ClassVar[str] = "definition"
+    image: str = "local"
+    vcpus: int = 1
+    memory_mib: int = 1024
+    gpus: int = 0
+    timeout: int | None = None  # seconds; a job's own walltime may only be shorter
+    retries: int = 0
+    ratio: int = 1  # jobs per worker: N queued jobs want ceil(N / ratio) workers
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobSpec(Record):
+    """What a submission asked for; written once at submit, shared by every element of an array."""
+
+    command: list[str] | None = None  # argv, run without a shell (`qsub -- cmd args`)
+    script: str | None = None  # script text, run by its shebang interpreter or /bin/sh
+    script_name: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    submit_dir: str = ""
+    chdir: str | None = None
+    output: str | None = None
+    error: str | None = None
+    join: str | None = None  # "oe": stderr into stdout, "eo": the reverse
+    walltime: int | None = None  # seconds
+    retry_on_exit: bool = False  # count non-zero exits against retries too, not just lost workers
+    vcpus: int | None = None
+    memory_mib: int | None = None
+    gpus: int | None = None
+    host: str = "local"
+
+
+@dataclass
+class Job(Record):
+    """One row: a single job, an array parent (``array`` set, ``index`` None) or an array element."""
+
+    id: int = 0
+    index: int | None = None
+    name: str = ""
+    user: str = ""
+    queue: str = ""
+    definition: str = ""
+    state: JobState = JobState.QUEUED
+    reason: str = ""
+    priority: int = 0
+    submitted: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    attempts: int = 0
+    retries: int = 0
+    worker: str | None = None
+    lease: float | None = None
+    pid: int | None = None
+    spec: JobSpec | None = None
+    array: str | None = None  # canonical array text on parents
+    array_total: int = 0
+    array_started: int = 0  # elements materialised so far
+    array_done: int = 0  # elements finished (incl. deleted before start)
+    array_failed: int = 0
+    array_running: int = 0
+    depends: list[str] = field(default_factory=list)  # "afterok:12" as submitted
+
+    @property
+    def is_array(self) -> bool:
+        return self.array is not None and self.index is None
+
+    @property
+    def job_id(self) -> str:
+        if self.index is not None:
+            return f"{self.id}[{self.index}]"
+        return f"{self.id}[]" if self.array is not None else str(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["state"] = self.state.value
+        data["job_id"] = self.job_id
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        job = super().from_dict(data)
+        job.state = JobState(job.state)
+        if isinstance(job.spec, dict):
+            job.spec = JobSpec.from_dict(job.spec)
+        return job
+
+
+RESOURCE_KINDS: dict[str, type[Resource]] = {c.KIND: c for c in (Cluster, Queue, Definition)}

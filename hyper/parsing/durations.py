@@ -1,0 +1,110 @@
+"""Walltimes and memory sizes as PBS, Slurm and LSF users write them.
+
+PBS: `walltime=1:30:00` (a plain number is seconds), `mem=4gb` (a plain number is bytes).
+Slurm: `--time=90` (minutes), `1-12:00:00`, `--mem=4G` (a plain number is megabytes).
+LSF: `-W 1:30` (hours:minutes), `-M 4GB`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hyper.errors import UsageError
+
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+_SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)\s*(d|hr|h|min|m|sec|s)", re.IGNORECASE)
+_DURATION_HINT = "write HH:MM:SS (e.g. 1:30:00), D-HH:MM:SS, or 90m / 2h / 1h30m"
+
+
+def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what: str = "walltime") -> int:
+    """Seconds in `text`.
+
+    plain_unit: the unit of a bare number ("s" for PBS, "m" for Slurm and LSF).
+    two_parts: what `A:B` means: "ms" (minutes:seconds, PBS and Slurm) or "hm" (hours:minutes, LSF).
+    """
+    raw = text
+    text = text.strip()
+    fail = UsageError(f"{what} '{raw}' does not parse", _DURATION_HINT)
+    if not text:
+        raise fail
+    days = 0
+    if re.fullmatch(r"\d+-[\d:]+", text):  # Slurm D-HH[:MM[:SS]]
+        day_text, _, text = text.partition("-")
+        days = int(day_text)
+        parts = text.split(":")
+        if len(parts) > 3 or not all(p.isdigit() for p in parts):
+            raise fail
+        h, m, s = ([int(p) for p in parts] + [0, 0])[:3]
+        return _checked(days * 86400 + h * 3600 + m * 60 + s, raw, what)
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return _checked(round(float(text) * _UNITS[plain_unit]), raw, what)
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) > 3 or not all(re.fullmatch(r"\d+(\.\d+)?", p) for p in parts):
+            raise fail
+        values = [float(p) for p in parts]
+        if len(values) == 3:
+            seconds = values[0] * 3600 + values[1] * 60 + values[2]
+        elif two_parts == "hm":
+            seconds = values[0] * 3600 + values[1] * 60
+        else:
+            seconds = values[0] * 60 + values[1]
+        return _checked(round(seconds), raw, what)
+    total, pos = 0.0, 0
+    compact = text.replace(" ", "")
+    for m in _SUFFIXED.finditer(compact):
+        if m.start() != pos:
+            raise fail
+        total += float(m.group(1)) * _UNITS[m.group(2).lower()]
+        pos = m.end()
+    if pos != len(compact) or pos == 0:
+        raise fail
+    return _checked(round(total), raw, what)
+
+
+def _checked(seconds: int, raw: str, what: str) -> int:
+    if seconds <= 0:
+        raise UsageError(f"{what} '{raw}' is zero", "give a positive duration, e.g. 0:10:00")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """`HH:MM:SS` as qstat shows it (hours may pass 24); `--` when unknown."""
+    if seconds is None:
+        return "--"
+    total = max(0, int(seconds))
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b|w)?", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def parse_memory(text: str, plain_unit: str = "m") -> int:
+    """MiB in `text` (rounded up). Units k/m/g/t with optional i and b (binary, as PBS and Slurm use them).
+
+    plain_unit: the unit of a bare number ("" = bytes for PBS, "m" for Slurm and LSF).
+    """
+    m = _MEMORY.fullmatch(text.strip())
+    if not m:
+        raise UsageError(f"memory '{text}' does not parse", "write e.g. 512mb, 4gb, 4G or 16GiB")
+    number, prefix, _, word = m.groups()
+    if not prefix and not word:
+        prefix = plain_unit
+    size = float(number) * 1024 ** _POWERS[prefix.lower()]
+    if word and word.lower() == "w":
+        size *= 8  # PBS words are 8 bytes
+    mib = -(-int(size) // 1024**2)
+    if mib <= 0:
+        raise UsageError(f"memory '{text}' is zero", "give a positive size, e.g. 512mb")
+    return mib
+
+
+def format_memory(mib: int | None) -> str:
+    """`512MiB`, `4GiB`, `1.5GiB`; `--` when unknown."""
+    if mib is None:
+        return "--"
+    if mib >= 1024:
+        gib = mib / 1024
+        return f"{gib:g}GiB" if gib == int(gib) or gib >= 100 else f"{gib:.1f}GiB"
+    return f"{mib}MiB"

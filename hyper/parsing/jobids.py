@@ -1,0 +1,86 @@
+"""Job ids as users type them: `12`, `12.host`, `12[]`, `12[3]`, `12[1-5]`, Slurm's `12_3`, and id ranges
+`100-110` (so `qdel 100-110` removes eleven jobs)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from hyper.errors import UsageError
+from hyper.parsing.arrays import ArraySpec, parse_array
+
+MAX_ID_RANGE = 100_000
+_HINT = "job ids look like 12, 12[], 12[3], 12[1-5], 12_3 or a range 100-110"
+_ID = re.compile(r"""^(?P<id>\d+)
+    (?: \[(?P<idx>[^\]]*)\]        # PBS: 12[] 12[3] 12[1-5]
+      | _\[?(?P<sidx>[\d,:%-]+)\]? # Slurm: 12_3 12_[1-5]
+      | -(?P<to>\d+)               # id range: 100-110
+    )?
+    (?:\.[A-Za-z0-9][\w.-]*)?$     # optional .host suffix, ignored
+    """, re.VERBOSE)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A reference to a job, an array (`whole_array`) or some of an array's elements (`indices`)."""
+
+    id: int
+    indices: ArraySpec | None = None
+    whole_array: bool = False
+
+    @property
+    def text(self) -> str:
+        if self.indices is not None:
+            return f"{self.id}[{self.indices.text}]"
+        return f"{self.id}[]" if self.whole_array else str(self.id)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_job_ids(words: Iterable[str]) -> list[JobRef]:
+    """Every word parsed, or a UsageError naming the first that does not parse (nothing is acted on)."""
+    refs: list[JobRef] = []
+    for word in words:
+        for part in word.replace(",", " ").split() if "[" not in word else [word]:
+            refs.extend(_parse_one(part))
+    return refs
+
+
+def parse_job_id(word: str) -> JobRef:
+    """Exactly one job, array or element (qlog, qsub dependencies)."""
+    refs = _parse_one(word)
+    if len(refs) != 1:
+        raise UsageError(f"job id '{word}' names {len(refs)} jobs", "give one job id")
+    return refs[0]
+
+
+def _parse_one(word: str) -> list[JobRef]:
+    text = word.strip()
+    m = _ID.match(text)
+    if not m:
+        raise UsageError(f"job id '{word}' does not parse", _HINT)
+    job_id = int(m.group("id"))
+    if m.group("to") is not None:
+        last = int(m.group("to"))
+        if last < job_id:
+            raise UsageError(f"job id range '{word}' runs backwards", f"write {last}-{job_id}")
+        if last - job_id >= MAX_ID_RANGE:
+            raise UsageError(f"job id range '{word}' spans more than {MAX_ID_RANGE} ids", "split it")
+        return [JobRef(i) for i in range(job_id, last + 1)]
+    index_text = m.group("idx") if m.group("idx") is not None else m.group("sidx")
+    if index_text is None:
+        return [JobRef(job_id)]
+    if index_text == "":
+        return [JobRef(job_id, None, True)]
+    try:
+        return [JobRef(job_id, parse_array(index_text), False)]
+    except UsageError:
+        raise UsageError(f"job id '{word}' does not parse", _HINT) from None
+
+
+def format_job_id(job_id: int, index: int | None = None, array: bool = False) -> str:
+    if index is not None:
+        return f"{job_id}[{index}]"
+    return f"{job_id}[]" if array else str(job_id)
