@@ -1,0 +1,27 @@
+"""Retry policy, one place for every store: `retries=2` means at most three runs, counted exactly.
+
+``attempts`` is incremented when a worker claims the job, so after the n-th run attempts == n.
+"""
+
+from __future__ import annotations
+
+from hyper.states import JobState
+
+LOST = "lost"  # the worker vanished (killed, spot interruption, lease expired): an infrastructure failure
+EXITED = "exited"  # the job's process ended by itself with an exit code
+KILLED = "killed"  # we ended it: walltime exceeded (never retried: it would only time out again)
+
+
+def next_state(outcome: str, exit_code: int | None, attempts: int, retries: int, retry_on_exit: bool,
+               reason: str = "") -> tuple[JobState, str]:
+    """The state a run's outcome leads to, and the reason qstat -f shows for it."""
+    runs = f"run {attempts} of {retries + 1}"
+    if outcome == EXITED and exit_code == 0:
+        return JobState.SUCCEEDED, ""
+    retryable = outcome == LOST or (outcome == EXITED and retry_on_exit)
+    what = reason or (f"exit code {exit_code}" if outcome == EXITED else "worker lost")
+    if retryable and attempts < retries + 1:
+        return JobState.QUEUED, f"{what} ({runs}); requeued"
+    if retryable and retries:
+        return JobState.FAILED, f"{what} ({runs}); no retries left"
+    return JobState.FAILED, what

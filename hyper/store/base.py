@@ -1,0 +1,96 @@
+"""The Store protocol: everything the services, scheduler and workers need from where state lives.
+
+SQLite (embedded local host) and DynamoDB (aws host) implement it; one contract suite tests both.
+Every state change is a conditional transition, so racing workers, schedulers and `qdel` cannot
+overwrite each other: a job is claimed at most once per attempt and a deleted job is never started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Protocol
+
+from hyper.models import Job, Resource
+from hyper.parsing.jobids import JobRef
+from hyper.states import JobState
+
+
+@dataclass
+class Submission:
+    """A job to insert, with its dependencies resolved to (kind, job id, element index or None)."""
+
+    job: Job
+    depends: list[tuple[str, int, int | None]] = field(default_factory=list)
+    hold: bool = False
+
+
+@dataclass
+class JobFilter:
+    queue: str | None = None
+    user: str | None = None
+    include_finished: bool = False
+    elements: bool = False  # list array elements too (qstat -t)
+    limit: int | None = None
+
+
+@dataclass
+class DeleteResult:
+    job_id: str
+    ok: bool
+    message: str = ""
+
+
+@dataclass
+class WorkerInfo:
+    id: str
+    queue: str
+    definition: str
+    host: str = ""
+    pid: int | None = None
+    started: float = 0.0
+    heartbeat: float = 0.0
+    state: str = "IDLE"  # IDLE | BUSY | EXITED
+    jobs_run: int = 0
+
+
+@dataclass
+class QueueCount:
+    queue: str
+    definition: str
+    state: JobState
+    tasks: int
+
+
+LostHandler = Callable[[Job], None]
+
+
+class Store(Protocol):
+    # resources -------------------------------------------------------------------------------------
+    def put_resource(self, resource: Resource, *, replace: bool = False) -> None: ...
+    def get_resource(self, kind: str, name: str) -> Resource | None: ...
+    def list_resources(self, kind: str) -> list[Resource]: ...
+    def delete_resource(self, kind: str, name: str) -> bool: ...
+
+    # jobs --------------------------------------------------------------------------------------------
+    def submit(self, submissions: list[Submission], now: float) -> list[Job]: ...
+    def get_jobs(self, refs: Iterable[JobRef]) -> tuple[list[Job], list[str]]: ...
+    def list_jobs(self, flt: JobFilter) -> Iterator[Job]: ...
+    def counts(self) -> list[QueueCount]: ...
+    def backlog(self) -> dict[tuple[str, str], int]: ...
+    def delete(self, refs: Iterable[JobRef], now: float) -> list[DeleteResult]: ...
+    def set_hold(self, refs: Iterable[JobRef], hold: bool, now: float) -> list[DeleteResult]: ...
+
+    # workers -----------------------------------------------------------------------------------------
+    def claim(self, queue: str, definition: str, worker: str, lease_until: float, now: float) -> Job | None: ...
+    def set_pid(self, job: Job, worker: str, pid: int) -> None: ...
+    def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None: ...
+    def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
+               now: float) -> JobState | None: ...
+    def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]: ...
+    def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]: ...
+
+    def register_worker(self, info: WorkerInfo) -> None: ...
+    def touch_worker(self, worker: str, now: float, state: str, jobs_run: int) -> None: ...
+    def list_workers(self, live_since: float | None = None) -> list[WorkerInfo]: ...
+
+    def close(self) -> None: ...
