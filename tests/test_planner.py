@@ -1,0 +1,94 @@
+"""Planner properties: never over a cap, never negative, weights honoured, zero backlog -> zero."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hyper.scheduler.planner import Capacity, Demand, plan, split_by_weights
+
+demand = st.builds(
+    Demand,
+    queue=st.sampled_from(["q1", "q2", "q3"]),
+    definition=st.sampled_from(["d1", "d2"]),
+    cluster=st.sampled_from(["c1", "c2"]),
+    backlog=st.integers(0, 5000),
+    ratio=st.integers(1, 50),
+    vcpus=st.integers(1, 16),
+    gpus=st.integers(0, 2),
+    live=st.integers(0, 100),
+    priority=st.integers(0, 2),
+)
+
+
+def unique(demands):
+    seen = {}
+    for d in demands:
+        seen.setdefault(d.key, d)
+    return list(seen.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(demand, max_size=8).map(unique), st.integers(0, 256), st.integers(0, 256),
+       st.one_of(st.none(), st.integers(0, 8)))
+def test_plan_respects_caps_and_targets(demands, cap1, cap2, gpu_cap):
+    caps = {"c1": Capacity(cap1, max_gpus=gpu_cap), "c2": Capacity(cap2)}
+    out = plan(demands, caps)
+    by_key = {d.key: d for d in demands}
+    used = {"c1": [0, 0], "c2": [0, 0]}
+    for key, n in out.items():
+        d = by_key[key]
+        assert 0 < n <= d.wanted  # never negative, never beyond ceil(backlog/ratio) - live
+        used[d.cluster][0] += n * d.vcpus
+        used[d.cluster][1] += n * d.gpus
+    assert used["c1"][0] <= cap1 and used["c2"][0] <= cap2
+    if gpu_cap is not None:
+        assert used["c1"][1] <= gpu_cap
+    for d in demands:
+        if d.backlog == 0:
+            assert d.key not in out
+
+
+def test_plan_examples():
+    d = Demand("q", "d", "c", backlog=1000, ratio=10, vcpus=1, live=0)
+    assert plan([d], {"c": Capacity(1000)}) == {("q", "d"): 100}
+    assert plan([d], {"c": Capacity(8)}) == {("q", "d"): 8}
+    assert plan([Demand("q", "d", "c", 1000, 10, 1, live=95)], {"c": Capacity(1000)}) == {("q", "d"): 5}
+    # two pairs share 4 vCPUs fairly, one at a time in turn
+    a = Demand("a", "d", "c", 100, 1, 1)
+    b = Demand("b", "d", "c", 100, 1, 1)
+    assert plan([a, b], {"c": Capacity(4)}) == {("a", "d"): 2, ("b", "d"): 2}
+    # priority first
+    hi = Demand("hi", "d", "c", 100, 1, 1, priority=5)
+    assert plan([a, hi], {"c": Capacity(3)}) == {("hi", "d"): 3}
+    # unknown cluster gets nothing
+    assert plan([Demand("q", "d", "nope", 10, 1, 1)], {}) == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 20000),
+       st.dictionaries(st.sampled_from(["us-east-1", "eu-west-1", "ap-south-1", "us-west-2"]),
+                       st.integers(0, 10), min_size=1),
+       st.dictionaries(st.sampled_from(["us-east-1", "eu-west-1", "ap-south-1", "us-west-2"]),
+                       st.integers(0, 5000)))
+def test_split_by_weights(n, weights, caps):
+    out = split_by_weights(n, weights, caps)
+    weighted = {r for r, w in weights.items() if w > 0}
+    room = sum(caps.get(r, math.inf) for r in weighted)
+    assert sum(out.values()) == min(n, room)
+    for r, k in out.items():
+        assert r in weighted and 0 < k <= caps.get(r, math.inf)
+    if not caps and weighted:
+        total = sum(weights[r] for r in weighted)
+        for r in weighted:  # largest remainder: within one worker of the exact share
+            assert abs(out.get(r, 0) - n * weights[r] / total) < 1
+
+
+def test_split_examples():
+    assert split_by_weights(100, {"us-east-1": 3, "eu-west-1": 1}) == {"us-east-1": 75, "eu-west-1": 25}
+    assert split_by_weights(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
+    assert split_by_weights(100, {"a": 3, "b": 1}, {"a": 10}) == {"a": 10, "b": 90}
+    assert split_by_weights(0, {"a": 1}) == {}
+    assert split_by_weights(5, {"a": 0}) == {}
