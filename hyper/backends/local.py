@@ -1,0 +1,230 @@
+"""The embedded local host's compute: an on-demand agent that plans and supervises worker processes.
+
+`qsub` calls :func:`ensure_agent`; if no agent holds the host's lock, one is started detached from the
+submitting shell (its own session, output to ``agent.log``). The agent runs the same planner as the
+cloud scheduler, starts ``hyper worker run`` processes, requeues the jobs of workers that die, sweeps
+expired leases, and exits after ``agent_idle`` seconds with nothing queued, running or alive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from hyper.config import Host, Settings
+from hyper.models import Cluster, Definition, Job, Queue
+from hyper.scheduler.planner import Capacity, Demand, plan
+from hyper.store.base import Store, WorkerInfo
+from hyper.worker.runner import kill_group
+
+
+def lock_path(host: Host) -> Path:
+    return host.data_dir / "agent.lock"
+
+
+def agent_running(host: Host) -> bool:
+    """True when some process holds the agent lock (a probe: takes and drops it if free)."""
+    path = lock_path(host)
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def ensure_agent(host: Host) -> bool:
+    """Start the agent in the background unless one runs; returns True if it started one."""
+    if agent_running(host):
+        return False
+    host.data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(host.data_dir / "agent.log", "ab")
+    try:
+        subprocess.Popen([sys.executable, "-m", "hyper.cli", "--host", host.name, "agent", "run"],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                         close_fds=True, cwd=str(host.data_dir))
+    finally:
+        log.close()
+    return True
+
+
+def kill_orphan(job: Job) -> None:
+    """Kill what is left of a lost worker's job before the job may run again anywhere.
+
+    The job runs as its own process group (pgid == pid). If that pid now belongs to some other
+    process we leave it alone; if no process has the pid, killing the group is safe.
+    """
+    if not job.pid:
+        return
+    try:
+        environ = Path(f"/proc/{job.pid}/environ").read_bytes()
+    except FileNotFoundError:
+        kill_group(job.pid, signal.SIGKILL)  # leader gone: only its own group can still hold that pgid
+        return
+    except PermissionError:
+        return
+    if f"HYPER_JOB_ID={job.job_id}\0".encode() in environ:
+        kill_group(job.pid, signal.SIGKILL)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class LocalAgent:
+    """Scheduler + worker supervisor for one local host. Exactly one runs per host (flock)."""
+
+    def __init__(self, host: Host, store: Store, settings: Settings):
+        self.host = host
+        self.store = store
+        self.settings = settings
+        self.children: dict[str, subprocess.Popen] = {}
+        self.slots: dict[str, int] = {}  # worker id -> work directory slot, reused by the next worker
+        self._stop = False
+        self._lock_fh = None
+
+    def acquire(self) -> bool:
+        self.host.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(lock_path(self.host), "a+")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            return False
+        self._lock_fh.seek(0)
+        self._lock_fh.truncate()
+        self._lock_fh.write(f"{os.getpid()}\n")
+        self._lock_fh.flush()
+        return True
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        idle_since = time.monotonic()
+        last_sweep = 0.0
+        log(f"agent {os.getpid()} started for host {self.host.name}")
+        while not self._stop:
+            now = time.time()
+            self._reap(now)
+            if time.monotonic() - last_sweep >= 1.0:
+                for job in self.store.requeue_expired(now, kill_orphan):
+                    log(f"job {job.job_id}: lease expired on worker {job.worker}; now {job.state.value}")
+                last_sweep = time.monotonic()
+            backlog = self.store.backlog()
+            live = self._live_workers(now)
+            started = self._provision(backlog, live)
+            busy = bool(backlog) or bool(live) or bool(self.children) or started
+            if busy:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= self.settings.agent_idle:
+                log(f"agent {os.getpid()} idle for {self.settings.agent_idle:g} s; exiting")
+                break
+            time.sleep(self.settings.tick)
+        for child in self.children.values():
+            child.wait()  # on SIGTERM workers got it too (own sessions: we forward it below)
+        return 0
+
+    def shutdown_children(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def _reap(self, now: float) -> None:
+        for wid, child in list(self.children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            del self.children[wid]
+            self.slots.pop(wid, None)
+            for job in self.store.requeue_worker(wid, now, kill_orphan):
+                log(f"job {job.job_id}: worker {wid} exited ({code}); now {job.state.value}")
+        if self._stop:
+            self.shutdown_children()
+
+    def _live_workers(self, now: float) -> list[WorkerInfo]:
+        """Workers that count against capacity: ours, and live ones a previous agent left behind."""
+        live = []
+        for w in self.store.list_workers(live_since=now - max(10.0, self.settings.lease)):
+            if w.id in self.children or _pid_alive(w.pid):
+                live.append(w)
+            else:
+                for job in self.store.requeue_worker(w.id, now, kill_orphan):
+                    log(f"job {job.job_id}: worker {w.id} is gone; now {job.state.value}")
+        return live
+
+    def _provision(self, backlog: dict[tuple[str, str], int], live: list[WorkerInfo]) -> bool:
+        if not backlog:
+            return False
+        clusters = {c.name: c for c in self.store.list_resources("cluster") if isinstance(c, Cluster)}
+        queues = {q.name: q for q in self.store.list_resources("queue") if isinstance(q, Queue)}
+        definitions = {d.name: d for d in self.store.list_resources("definition") if isinstance(d, Definition)}
+        capacities = {name: Capacity(max_vcpus=c.max_vcpus or os.cpu_count() or 1,
+                                     max_gpus=c.gpus_per_instance)
+                      for name, c in clusters.items() if c.type == "local"}
+        live_by_key: dict[tuple[str, str], int] = {}
+        for w in live:
+            live_by_key[(w.queue, w.definition)] = live_by_key.get((w.queue, w.definition), 0) + 1
+            q, d = queues.get(w.queue), definitions.get(w.definition)
+            if q and d and q.cluster in capacities:
+                capacities[q.cluster].take(d.vcpus, d.gpus)
+        demands = []
+        for (qname, dname), tasks in backlog.items():
+            q, d = queues.get(qname), definitions.get(dname)
+            if q is None or d is None:
+                continue
+            demands.append(Demand(qname, dname, q.cluster, tasks, d.ratio, d.vcpus, d.gpus,
+                                  live_by_key.get((qname, dname), 0), q.priority))
+        wanted = plan(demands, capacities)
+        for (qname, dname), count in wanted.items():
+            for _ in range(count):
+                self._spawn(qname, dname)
+        return bool(wanted)
+
+    def _spawn(self, queue: str, definition: str) -> None:
+        wid = f"w{uuid.uuid4().hex[:10]}"
+        now = time.time()
+        # registered before it starts, so the next tick counts it and does not start another
+        self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", None, now, now, "STARTING"))
+        slot = min(set(range(len(self.slots) + 1)) - set(self.slots.values()))
+        self.slots[wid] = slot
+        workdir = self.host.data_dir / "work" / f"slot-{slot}"
+        argv = [sys.executable, "-m", "hyper.cli", "--host", self.host.name, "worker", "run",
+                "--queue", queue, "--definition", definition, "--worker-id", wid, "--workdir", str(workdir)]
+        log_file = open(self.host.data_dir / "agent.log", "ab")
+        try:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                     start_new_session=True, close_fds=True)
+        finally:
+            log_file.close()
+        self.children[wid] = child
+        self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", child.pid, now, now, "STARTING"))
+        log(f"started worker {wid} (pid {child.pid}) for queue {queue}, definition {definition}")
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
+    sys.stderr.flush()

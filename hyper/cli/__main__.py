@@ -1,0 +1,3 @@
+from hyper.cli.app import main
+
+main()

@@ -1,0 +1,97 @@
+"""`hyper`: the admin command. Thin: parse, call one service, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hyper.cli.common import cli_errors
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="hyper: an HPC job system for the cloud (admin command). Users run qsub, qstat, qdel, qlog.")
+agent_app = typer.Typer(no_args_is_help=True, help="The local host's agent (scheduler + worker supervisor).")
+worker_app = typer.Typer(no_args_is_help=True, help="Workers: claim and run jobs.")
+app.add_typer(agent_app, name="agent")
+app.add_typer(worker_app, name="worker")
+
+STATE: dict = {"host": None}
+
+
+@app.callback()
+def _global(host: Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST, "
+                                                         "else the selected one).")] = None) -> None:
+    STATE["host"] = host
+
+
+def _ctx():
+    from hyper.services.context import open_context
+
+    return open_context(STATE["host"])
+
+
+@agent_app.command("run")
+@cli_errors("hyper agent run")
+def agent_run() -> None:
+    """Run the local agent in the foreground (qsub starts it in the background on demand)."""
+    from hyper.backends.local import LocalAgent
+
+    ctx = _ctx()
+    if ctx.host.type != "local":
+        from hyper.errors import HyperError
+
+        raise HyperError(f"host {ctx.host.name!r} is not local; its scheduler is `hyper scheduler run`")
+    agent = LocalAgent(ctx.host, ctx.store, ctx.settings)
+    if not agent.acquire():
+        typer.echo(f"an agent already runs for host {ctx.host.name}", err=True)
+        raise typer.Exit(0)
+    raise typer.Exit(agent.run())
+
+
+@agent_app.command("status")
+@cli_errors("hyper agent status")
+def agent_status() -> None:
+    """Say whether the local agent runs, and list live workers."""
+    import time
+
+    from hyper.backends.local import agent_running, lock_path
+
+    ctx = _ctx()
+    if agent_running(ctx.host):
+        pid = lock_path(ctx.host).read_text().strip()
+        typer.echo(f"agent running (pid {pid}) for host {ctx.host.name}")
+    else:
+        typer.echo(f"no agent running for host {ctx.host.name}")
+    for w in ctx.store.list_workers(live_since=time.time() - 60):
+        typer.echo(f"worker {w.id} pid {w.pid} {w.state} queue={w.queue} definition={w.definition} "
+                   f"jobs={w.jobs_run}")
+
+
+@worker_app.command("run")
+@cli_errors("hyper worker run")
+def worker_run(
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue to take jobs from.")],
+    definition: Annotated[str, typer.Option("--definition", "-d", help="Job definition to run.")],
+    worker_id: Annotated[Optional[str], typer.Option("--worker-id", help="Id (default: generated).")] = None,
+    workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Reused work directory.")] = None,
+    idle: Annotated[Optional[float], typer.Option("--idle", help="Exit after this many idle seconds.")] = None,
+    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", help="Exit after this many jobs.")] = None,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids for CUDA_VISIBLE_DEVICES.")] = None,
+) -> None:
+    """Claim and run jobs of one (queue, definition) until idle."""
+    import uuid
+
+    from hyper.worker.loop import Worker
+
+    ctx = _ctx()
+    wid = worker_id or f"w{uuid.uuid4().hex[:10]}"
+    worker = Worker(ctx.store, wid, queue, definition, workdir or ctx.host.data_dir / "work" / wid,
+                    ctx.logs_dir, idle if idle is not None else ctx.settings.worker_idle, ctx.settings.lease,
+                    ctx.settings.kill_grace, gpu_ids=gpus, max_jobs=max_jobs)
+    raise typer.Exit(worker.run())
+
+
+def main() -> None:
+    app(prog_name="hyper")

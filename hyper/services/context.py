@@ -1,0 +1,77 @@
+"""Opening a host: which store it uses, and the defaults a fresh local host needs to run `qsub job.sh`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from hyper.config import Host, Settings, current_host
+from hyper.errors import HyperError
+from hyper.models import Cluster, Definition, Queue
+from hyper.store.base import Store
+
+DEFAULT_QUEUE = "default"
+DEFAULT_DEFINITION = "default"
+LOCAL_CLUSTER = "local"
+
+
+@dataclass
+class Context:
+    """What every service call needs: the host, its store and the timing settings."""
+
+    host: Host
+    settings: Settings
+
+    @cached_property
+    def store(self) -> Store:
+        return open_store(self.host)
+
+    @property
+    def logs_dir(self):
+        return self.host.data_dir / "logs"
+
+
+def open_context(host_name: str | None = None) -> Context:
+    return Context(current_host(host_name), Settings.from_env())
+
+
+def open_store(host: Host) -> Store:
+    if host.type == "local":
+        from hyper.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(host.data_dir / "hyper.db")
+        bootstrap_local(store)
+        return store
+    raise HyperError(f"host {host.name!r} is of type {host.type!r}, which this build cannot open yet",
+                     "select a local host with `hyper hosts select-host local` or unset HYPER_HOST")
+
+
+def local_gpu_count() -> int:
+    """GPUs a local host may hand out: HYPER_LOCAL_GPUS, else the devices nvidia-smi lists, else 0."""
+    raw = os.environ.get("HYPER_LOCAL_GPUS")
+    if raw is not None:
+        return int(raw) if raw.isdigit() else 0
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def bootstrap_local(store: Store) -> None:
+    """A fresh local host gets a `local` cluster (all cores), a `default` queue and definition."""
+    if store.get_resource("queue", DEFAULT_QUEUE) is not None:
+        return
+    if store.get_resource("cluster", LOCAL_CLUSTER) is None:
+        store.put_resource(Cluster(name=LOCAL_CLUSTER, type="local", max_vcpus=os.cpu_count() or 1,
+                                   gpus_per_instance=local_gpu_count()), replace=True)
+    if store.get_resource("definition", DEFAULT_DEFINITION) is None:
+        store.put_resource(Definition(name=DEFAULT_DEFINITION, image="local", vcpus=1, memory_mib=1024,
+                                      retries=1, ratio=1), replace=True)
+    store.put_resource(Queue(name=DEFAULT_QUEUE, cluster=LOCAL_CLUSTER), replace=True)

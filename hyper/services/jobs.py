@@ -1,0 +1,241 @@
+"""Job use cases behind qsub, qstat, qdel, qlog, qhold and qrls.
+
+Each function validates, calls the store once (or a few times for reads), and returns records; the
+CLI renders them. Everything a user can get wrong raises HyperError before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from hyper.errors import HyperError, UnknownJobError, UsageError
+from hyper.models import Definition, Job, JobSpec, Queue
+from hyper.parsing.directives import Directives
+from hyper.parsing.durations import format_duration
+from hyper.parsing.jobids import JobRef
+from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context
+from hyper.store.base import DeleteResult, JobFilter, Submission
+from hyper.worker.runner import output_paths
+
+# captured from the submitter whatever -V says: what a job needs to find programs and its home
+SUBMIT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ")
+
+
+def merge_directives(script: Directives, cli: Directives) -> Directives:
+    """Command-line options override the script's directives, field by field; env lists combine."""
+    merged = dataclasses.replace(script)
+    for f in dataclasses.fields(Directives):
+        value = getattr(cli, f.name)
+        if f.name == "env":
+            merged.env = {**script.env, **cli.env}
+        elif f.name == "ignored":
+            merged.ignored = [*script.ignored, *cli.ignored]
+        elif f.name == "depend":
+            merged.depend = cli.depend or script.depend
+        elif value is not None:
+            setattr(merged, f.name, value)
+    return merged
+
+
+def _queue_and_definition(ctx: Context, d: Directives) -> tuple[Queue, Definition]:
+    qname = d.queue or DEFAULT_QUEUE
+    queue = ctx.store.get_resource("queue", qname)
+    if not isinstance(queue, Queue):
+        names = ", ".join(q.name for q in ctx.store.list_resources("queue")) or "none"
+        raise HyperError(f"unknown queue {qname!r}", f"queues on host {ctx.host.name}: {names}")
+    dname = d.definition or DEFAULT_DEFINITION
+    definition = ctx.store.get_resource("definition", dname)
+    if not isinstance(definition, Definition):
+        names = ", ".join(x.name for x in ctx.store.list_resources("definition")) or "none"
+        raise HyperError(f"unknown job definition {dname!r}", f"definitions on host {ctx.host.name}: {names}")
+    return queue, definition
+
+
+def _check_resources(d: Directives, definition: Definition) -> None:
+    """A job may ask for at most what its definition's workers have (as a PBS queue's resource max)."""
+    checks = (("vCPUs", d.vcpus, definition.vcpus), ("GPUs", d.gpus, definition.gpus),
+              ("MiB of memory", d.memory_mib, definition.memory_mib))
+    for what, asked, has in checks:
+        if asked is not None and asked > has:
+            raise HyperError(f"the job asks for {asked} {what} but definition {definition.name!r} gives {has}",
+                             "pick a bigger definition with -d NAME or ask for less")
+    if d.walltime is not None and definition.timeout and d.walltime > definition.timeout:
+        raise HyperError(f"walltime {format_duration(d.walltime)} exceeds definition {definition.name!r}'s "
+                         f"timeout {format_duration(definition.timeout)}", "ask for less walltime")
+
+
+def _environment(d: Directives, submit_env: dict[str, str], definition_env: dict[str, str]) -> dict[str, str]:
+    env = {k: submit_env[k] for k in SUBMIT_ENV if k in submit_env}
+    if d.export_all:
+        env.update(submit_env)
+    for key, value in d.env.items():
+        env[key] = submit_env.get(key, "") if value is None else value
+    for key in SUBMIT_ENV:
+        if key in submit_env:
+            env.setdefault(f"PBS_O_{key}", submit_env[key])
+    env["PBS_O_HOST"] = os.uname().nodename
+    return env
+
+
+def _dependencies(d: Directives) -> list[tuple[str, int, int | None]]:
+    out = []
+    for dep in d.depend:
+        ref = dep.ref
+        if ref.indices is None:
+            out.append((dep.kind, ref.id, None))
+        else:
+            out.extend((dep.kind, ref.id, i) for i in ref.indices)
+    return out
+
+
+_PARAM = re.compile(r"(?<!\$)\{(\w+)\}")
+
+
+def load_sweep(path: str) -> list[dict[str, object]]:
+    """Parameter sets from a JSON-lines file: one JSON object per line, blank lines and # comments skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read parameter file {path}: {exc.strerror}", "give a JSON-lines file") from None
+    params = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not JSON ({exc.msg})",
+                             'write one object per line, e.g. {"lr": 0.1, "seed": 1}') from None
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}",
+                             'write one object per line, e.g. {"lr": 0.1, "seed": 1}')
+        params.append(value)
+    if not params:
+        raise UsageError(f"{path} holds no parameter sets", 'add lines like {"lr": 0.1}')
+    return params
+
+
+def substitute(text: str, values: dict[str, object], where: str) -> str:
+    """Replace {key} (not ${key}, which is the shell's) with the parameter's value."""
+    def repl(m: re.Match) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise UsageError(f"{where} uses {{{key}}} but the parameter set has no {key!r}",
+                             "add the key to every line of the parameter file or escape the braces")
+        return str(values[key])
+
+    return _PARAM.sub(repl, text)
+
+
+def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str] | None, script_name: str,
+           submit_env: dict[str, str], cwd: str, user: str, sweep: list[dict] | None = None,
+           retry_on_exit: bool = False, now: float | None = None) -> list[Job]:
+    """Validate a submission and write it: one job, one array record, or one job per sweep line."""
+    if (script is None) == (command is None):
+        raise UsageError("give a job script or a command after --, not both", "e.g. qsub job.sh or qsub -- cmd")
+    queue, definition = _queue_and_definition(ctx, d)
+    _check_resources(d, definition)
+    retries = d.retries if d.retries is not None else definition.retries
+    if d.rerunnable is False:
+        retries = 0
+    name = d.name or (Path(script_name).name if script_name else Path(command[0]).name if command else "STDIN")
+    env = _environment(d, submit_env, definition.environment)
+    chdir = d.chdir
+    if chdir and not os.path.isabs(chdir):
+        chdir = os.path.normpath(os.path.join(cwd, chdir))
+    spec = JobSpec(command=command, script=script, script_name=script_name, env=env, submit_dir=cwd,
+                   chdir=chdir, output=d.output, error=d.error, join=d.join if d.join != "n" else None,
+                   walltime=d.walltime, retry_on_exit=retry_on_exit, vcpus=d.vcpus, memory_mib=d.memory_mib,
+                   gpus=d.gpus, host=ctx.host.name)
+    depends = _dependencies(d)
+    depend_text = [f"{dep.kind}:{_ref_text(dep.ref)}" for dep in d.depend]
+    subs = []
+    for values in sweep or [None]:
+        job_spec = spec
+        if values is not None:
+            job_spec = dataclasses.replace(
+                spec, script=substitute(script, values, script_name or "the script") if script else None,
+                command=[substitute(a, values, "the command") for a in command] if command else None,
+                env={**spec.env, **{f"HYPER_PARAM_{k}": str(v) for k, v in values.items()}})
+        job = Job(name=name, user=user, queue=queue.name, definition=definition.name,
+                  priority=d.priority or 0, retries=retries, spec=job_spec,
+                  array=d.array.text if d.array else None, depends=depend_text)
+        subs.append(Submission(job, depends, hold=bool(d.hold)))
+    return ctx.store.submit(subs, time.time() if now is None else now)
+
+
+def _ref_text(ref: JobRef) -> str:
+    if ref.indices is not None:
+        return f"{ref.id}[{ref.indices.text}]"
+    return f"{ref.id}[]" if ref.whole_array else str(ref.id)
+
+
+def get_jobs(ctx: Context, refs: list[JobRef]) -> tuple[list[Job], list[str]]:
+    return ctx.store.get_jobs(refs)
+
+
+def list_jobs(ctx: Context, flt: JobFilter) -> list[Job]:
+    return list(ctx.store.list_jobs(flt))
+
+
+def delete_jobs(ctx: Context, refs: list[JobRef]) -> list[DeleteResult]:
+    return ctx.store.delete(refs, time.time())
+
+
+def hold_jobs(ctx: Context, refs: list[JobRef], hold: bool) -> list[DeleteResult]:
+    return ctx.store.set_hold(refs, hold, time.time())
+
+
+def log_path(ctx: Context, ref: JobRef, stderr: bool = False) -> tuple[Job, Path]:
+    """The file holding a job's stdout (or stderr); arrays need an element (123[4])."""
+    jobs, missing = ctx.store.get_jobs([ref])
+    if missing or not jobs:
+        raise UnknownJobError(missing[0] if missing else str(ref.id))
+    job = jobs[0]
+    if job.is_array:
+        raise UsageError(f"job {job.job_id} is an array; logs belong to its elements",
+                         f"name one element, e.g. qlog {job.id}[{job.array.split('-')[0].split(',')[0]}]")
+    out, err = output_paths(job, ctx.logs_dir)
+    if stderr:
+        if err is None:
+            raise UsageError(f"job {job.job_id} joined stderr into stdout (-j {job.spec.join})",
+                             "read it with qlog without -e")
+        return job, err
+    return job, out
+
+
+def wait_for(ctx: Context, jobs: list[Job], poll: float = 0.1) -> int:
+    """Block until every job ends; the exit code is the first non-zero one (PBS qsub -W block=true)."""
+    refs = [JobRef(j.id, None, j.is_array) for j in jobs]
+    while True:
+        current, _ = ctx.store.get_jobs(refs)
+        if all(j.state.finished for j in current):
+            break
+        time.sleep(poll)
+        poll = min(poll * 1.5, 1.0)
+    code = 0
+    for job in current:
+        if job.is_array:
+            elements, _ = ctx.store.get_jobs([JobRef(job.id, _array_spec(job), False)])
+            codes = [e.exit_code for e in elements if e.exit_code]
+            if codes:
+                return min(codes[0], 255) if codes[0] < 256 else 128 + codes[0] - 256
+            if job.state.value != "SUCCEEDED":
+                return 1
+            continue
+        if job.exit_code:
+            return job.exit_code if job.exit_code < 256 else 128 + job.exit_code - 256
+        if job.state.value != "SUCCEEDED":
+            code = code or 1
+    return code
+
+
+def _array_spec(job: Job):
+    from hyper.parsing.arrays import parse_array
+
+    return parse_array(job.array)

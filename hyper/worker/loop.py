@@ -1,0 +1,97 @@
+"""The worker: claim a matching job, run it in the reused work directory, record the end, repeat.
+
+It exits after ``idle`` seconds with nothing to claim. It is the same loop on every backend: started by
+the local agent as a process, by AWS Batch as an array child, by Kubernetes as a Job pod.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from hyper.errors import HyperError
+from hyper.models import Definition, Job
+from hyper.retry import EXITED, KILLED, LOST
+from hyper.store.base import Store, WorkerInfo
+from hyper.worker.runner import Outcome, run_attempt
+
+
+class Worker:
+    def __init__(self, store: Store, worker_id: str, queue: str, definition: str, workdir: Path,
+                 logs_dir: Path, idle: float, lease: float, kill_grace: float, gpu_ids: str | None = None,
+                 max_jobs: int | None = None):
+        self.store = store
+        self.id = worker_id
+        self.queue = queue
+        self.definition_name = definition
+        self.workdir = workdir
+        self.logs_dir = logs_dir
+        self.idle = idle
+        self.lease = lease
+        self.kill_grace = kill_grace
+        self.gpu_ids = gpu_ids
+        self.max_jobs = max_jobs
+        self.jobs_run = 0
+        self._stop = False
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop = True  # the running job is stopped and requeued by run_attempt
+
+    def run(self) -> int:
+        definition = self.store.get_resource("definition", self.definition_name)
+        if not isinstance(definition, Definition):
+            raise HyperError(f"unknown definition {self.definition_name!r}",
+                             "list definitions with `hyper definitions list-definitions`")
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
+            self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
+                                                  socket.gethostname(), os.getpid(), now, now, "IDLE"))
+        idle_since = time.monotonic()
+        last_touch = 0.0
+        backoff = 0.005
+        try:
+            while not self._stop:
+                now = time.time()
+                job = self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+                if job is None:
+                    mono = time.monotonic()
+                    if mono - idle_since >= self.idle:
+                        break
+                    if mono - last_touch >= 1.0:
+                        self.store.touch_worker(self.id, now, "IDLE", self.jobs_run)
+                        last_touch = mono
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 0.2)
+                    continue
+                backoff = 0.005
+                self._run_job(job, definition)
+                self.jobs_run += 1
+                idle_since = time.monotonic()
+                if time.monotonic() - last_touch >= 1.0:
+                    self.store.touch_worker(self.id, time.time(), "BUSY", self.jobs_run)
+                    last_touch = time.monotonic()
+                if self.max_jobs and self.jobs_run >= self.max_jobs:
+                    break
+        finally:
+            self.store.touch_worker(self.id, time.time(), "EXITED", self.jobs_run)
+        return 0
+
+    def _run_job(self, job: Job, definition: Definition) -> None:
+        check_every = min(1.0, self.lease / 4)
+
+        def check():
+            return self.store.heartbeat(job, self.id, time.time() + self.lease)
+
+        outcome: Outcome = run_attempt(
+            job, definition, self.workdir, self.logs_dir, check=check, check_every=check_every,
+            kill_grace=self.kill_grace, stop_requested=lambda: self._stop,
+            on_start=lambda pid: self.store.set_pid(job, self.id, pid), gpu_ids=self.gpu_ids)
+        if outcome.kind in ("deleted", "disowned"):
+            return  # the store already says what happened; we only stopped the process
+        kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED
+        self.store.finish(job, self.id, kind, outcome.exit_code, outcome.reason, time.time())

@@ -1,0 +1,223 @@
+"""Run one job attempt as a process group: environment, output files, walltime, cancellation.
+
+Why a process group: `qdel` and walltime must stop everything the job started (shells, pipelines,
+background children), so the job runs in its own session and is signalled with ``killpg``: SIGTERM
+first, SIGKILL after the grace period, exactly as PBS's kill_delay. Waiting uses a pidfd, so a trivial
+job is reaped the moment it exits instead of on a polling tick.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hyper.models import Definition, Job
+from hyper.retry import EXITED, KILLED, LOST
+from hyper.states import JobState
+
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TERM")
+
+
+@dataclass
+class Outcome:
+    kind: str  # retry.EXITED | KILLED | LOST, or "deleted" (qdel), "disowned" (lease lost)
+    exit_code: int | None
+    reason: str = ""
+
+
+def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None = None,
+            extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment PBS, Slurm and LSF users expect, plus hyper's own names."""
+    spec = job.spec
+    env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+    env.update(definition.environment)
+    env.update(spec.env)
+    jid = job.job_id
+    idx = "" if job.index is None else str(job.index)
+    vcpus = str(spec.vcpus or definition.vcpus)
+    env.update({
+        "HYPER_JOB_ID": jid, "HYPER_JOB_NAME": job.name, "HYPER_QUEUE": job.queue,
+        "HYPER_DEFINITION": job.definition, "HYPER_ATTEMPT": str(job.attempts), "HYPER_WORKDIR": str(workdir),
+        "HYPER_SUBMIT_DIR": spec.submit_dir, "TMPDIR": str(workdir / "tmp"),
+        "PBS_JOBID": jid, "PBS_JOBNAME": job.name, "PBS_QUEUE": job.queue, "PBS_O_QUEUE": job.queue,
+        "PBS_O_WORKDIR": spec.submit_dir, "PBS_ENVIRONMENT": "PBS_BATCH", "NCPUS": vcpus,
+        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", vcpus),
+        "SLURM_JOB_ID": str(job.id), "SLURM_JOBID": str(job.id), "SLURM_JOB_NAME": job.name,
+        "SLURM_SUBMIT_DIR": spec.submit_dir, "SLURM_CPUS_PER_TASK": vcpus, "SLURM_JOB_PARTITION": job.queue,
+        "LSB_JOBID": str(job.id), "LSB_JOBNAME": job.name, "LSB_QUEUE": job.queue,
+    })
+    if job.index is not None:
+        env.update({
+            "HYPER_ARRAY_INDEX": idx, "PBS_ARRAY_INDEX": idx, "PBS_ARRAY_ID": f"{job.id}[]",
+            "SLURM_ARRAY_JOB_ID": str(job.id), "SLURM_ARRAY_TASK_ID": idx, "LSB_JOBINDEX": idx,
+        })
+    if gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu_ids
+    if extra:
+        env.update(extra)
+    return env
+
+
+_SLURM_PATTERN = re.compile(r"%(%|[jAaxu])")
+
+
+def expand_path(pattern: str, job: Job) -> str:
+    """Slurm filename patterns (%j %A %a %x %u) and PBS's ^array_index^ in -o/-e paths."""
+    index = "" if job.index is None else str(job.index)
+    values = {"%": "%", "j": str(job.id) if job.index is None else f"{job.id}_{index}", "A": str(job.id),
+              "a": index, "x": job.name, "u": job.user}
+    out = _SLURM_PATTERN.sub(lambda m: values[m.group(1)], pattern)
+    return out.replace("^array_index^", index)
+
+
+def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
+    """Where this job's stdout and stderr go; stderr is None when joined into stdout (-j oe)."""
+    spec = job.spec
+    base = str(job.id) if job.index is None else f"{job.id}.{job.index}"
+
+    def resolve(path: str | None, default: str) -> Path:
+        if not path:
+            return logs_dir / default
+        p = Path(expand_path(path, job))
+        if not p.is_absolute():
+            p = Path(spec.submit_dir) / p
+        if p.is_dir():  # PBS: a directory gets the default file name inside it
+            p = p / default
+        return p
+
+    out = resolve(spec.output, f"{base}.out")
+    err = resolve(spec.error, f"{base}.err")
+    if spec.join == "oe":
+        return out, None
+    if spec.join == "eo":
+        return err, None
+    return out, err
+
+
+def _prepare_command(job: Job, workdir: Path) -> list[str]:
+    spec = job.spec
+    if spec.command:
+        return list(spec.command)
+    script = workdir / ".hyper" / f"job-{job.id}{'' if job.index is None else '.' + str(job.index)}.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(spec.script or "")
+    script.chmod(0o700)
+    if (spec.script or "").startswith("#!"):
+        return [str(script)]
+    return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script)]
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
+                check: Callable[[], JobState | None], check_every: float, kill_grace: float,
+                stop_requested: Callable[[], bool], on_start: Callable[[int], None],
+                gpu_ids: str | None = None) -> Outcome:
+    """Start the job, watch it, and return how it ended.
+
+    ``check`` renews the lease and returns the job's state in the store (None: we lost ownership);
+    ``stop_requested`` is the worker's own SIGTERM (spot interruption): the job is then returned to
+    the queue for another attempt.
+    """
+    spec = job.spec
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    out_path, err_path = output_paths(job, logs_dir)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        stdout = open(out_path, "wb")
+        if err_path is not None:
+            err_path.parent.mkdir(parents=True, exist_ok=True)
+        stderr = open(err_path, "wb") if err_path is not None else subprocess.STDOUT
+    except OSError as exc:
+        return Outcome(EXITED, 1, f"cannot open output file: {exc}")
+    cwd = spec.chdir or str(workdir)
+    try:
+        argv = _prepare_command(job, workdir)
+        proc = subprocess.Popen(argv, cwd=cwd, env=job_env(job, definition, workdir, gpu_ids),
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                start_new_session=True, close_fds=True)
+    except OSError as exc:
+        return Outcome(EXITED, 127, f"cannot start {spec.command[0] if spec.command else 'script'}: "
+                                    f"{exc.strerror}")
+    finally:
+        stdout.close()
+        if stderr is not subprocess.STDOUT:
+            stderr.close()
+    on_start(proc.pid)
+    walltime = spec.walltime or definition.timeout
+    if spec.walltime and definition.timeout:
+        walltime = min(spec.walltime, definition.timeout)
+    deadline = time.monotonic() + walltime if walltime else None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    poller = select.poll()
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    next_check = time.monotonic() + check_every
+    ending: Outcome | None = None
+    term_sent_at: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            wake = next_check
+            if deadline and ending is None:
+                wake = min(wake, deadline)
+            if term_sent_at is not None:
+                wake = min(wake, term_sent_at + kill_grace)
+            timeout_ms = max(0, int((wake - now) * 1000)) if pidfd is not None else min(50, int((wake - now) * 1000))
+            poller.poll(max(0, timeout_ms)) if pidfd is not None else time.sleep(max(0, timeout_ms) / 1000)
+            code = proc.poll()
+            if code is not None:
+                break
+            now = time.monotonic()
+            if ending is None:
+                if stop_requested():
+                    ending = Outcome(LOST, None, "worker interrupted (SIGTERM)")
+                elif deadline and now >= deadline:
+                    ending = Outcome(KILLED, None, f"walltime {_hms(walltime)} exceeded")
+                elif now >= next_check:
+                    state = check()
+                    next_check = now + check_every
+                    if state is None:
+                        ending = Outcome("disowned", None, "lease lost to another worker")
+                    elif state is JobState.DELETED:
+                        ending = Outcome("deleted", None, "deleted by qdel")
+                if ending is not None:
+                    kill_group(proc.pid, signal.SIGTERM)
+                    term_sent_at = now
+                    continue
+            elif term_sent_at is not None and now >= term_sent_at + kill_grace:
+                kill_group(proc.pid, signal.SIGKILL)
+                term_sent_at = None  # wait for the kill to land
+            if now >= next_check:  # keep the lease alive while we wait for the group to die
+                check()
+                next_check = now + check_every
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    kill_group(proc.pid, signal.SIGKILL)  # anything the job left behind in its group
+    exit_code = code if code >= 0 else 256 - code  # signal n -> 256 + n, as PBS reports it
+    if ending is not None:
+        ending.exit_code = exit_code
+        return ending
+    return Outcome(EXITED, exit_code, "" if code >= 0 else f"killed by signal {-code}")
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,12 @@
+"""Settings shared by the q-commands: PBS-like option parsing (no -h for help: PBS uses -h for hold)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+APP_SETTINGS = dict(add_completion=False, pretty_exceptions_enable=False,
+                    context_settings={"help_option_names": ["--help"]})
+
+HostOption = Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST).")]

@@ -1,0 +1,39 @@
+"""qhold / qrls: keep queued jobs from starting, and let them go again."""
+
+from __future__ import annotations
+
+from typing import Annotated, List
+
+import typer
+
+from hyper.cli.common import cli_errors, print_error
+from qcmds.common import APP_SETTINGS, HostOption
+
+
+def _command(hold: bool, prog: str) -> typer.Typer:
+    app = typer.Typer(**APP_SETTINGS)
+
+    @app.command(help="Hold queued jobs." if hold else "Release held jobs.")
+    @cli_errors(prog)
+    def run(job_ids: Annotated[List[str], typer.Argument(help="Jobs: 12 12[] 100-110.")],
+            host: HostOption = None) -> None:
+        from hyper.parsing.jobids import parse_job_ids
+        from hyper.services import jobs as svc
+        from hyper.services.context import open_context
+
+        refs = parse_job_ids(job_ids)
+        results = svc.hold_jobs(open_context(host), refs, hold)
+        for r in results:
+            if not r.ok:
+                print_error(prog, r.message)
+        raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+    return app
+
+
+def main_hold() -> None:
+    _command(True, "qhold")(prog_name="qhold")
+
+
+def main_release() -> None:
+    _command(False, "qrls")(prog_name="qrls")

@@ -1,0 +1,142 @@
+"""qstat: show jobs the way PBS does; `--output` for machines, `--only-job-id-out` for `qdel $(...)`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, List, Optional
+
+import typer
+
+from hyper.cli.common import cli_errors, print_error, render
+from qcmds.common import APP_SETTINGS, HostOption
+
+app = typer.Typer(**APP_SETTINGS)
+
+COLUMNS = [("job_id", "Job ID"), ("name", "Name"), ("user", "User"), ("time_use", "Time Use"), ("s", "S"),
+           ("queue", "Queue")]
+QUEUE_COLUMNS = [("queue", "Queue"), ("total", "Total"), ("queued", "Queued"), ("running", "Running"),
+                 ("held", "Held"), ("succeeded", "Succeeded"), ("failed", "Failed"), ("deleted", "Deleted")]
+
+
+def job_row(job, now: float) -> dict:
+    from hyper.parsing.durations import format_duration
+    from hyper.states import pbs_letter
+
+    if job.started is None:
+        used = None
+    else:
+        used = (job.ended if job.ended and job.state.finished else now) - job.started
+    return {"job_id": job.job_id, "name": job.name[:16], "user": job.user[:16],
+            "time_use": format_duration(used) if used is not None else "0",
+            "s": pbs_letter(job.state, is_array=job.is_array, started=job.array_started > 0),
+            "queue": job.queue}
+
+
+def full_record(job) -> dict:
+    """Every field, PBS-named where PBS has a name, for -f and for --output json/yaml."""
+    from hyper.states import pbs_letter
+
+    data = job.to_dict()
+    spec = data.pop("spec") or {}
+    data["job_state"] = pbs_letter(job.state, is_array=job.is_array, started=job.array_started > 0)
+    for key in ("submitted", "started", "ended", "lease"):
+        if data.get(key):
+            data[key] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(data[key]))
+    for key in ("script_name", "submit_dir", "chdir", "output", "error", "join", "walltime", "vcpus",
+                "memory_mib", "gpus", "command"):
+        if spec.get(key) not in (None, "", []):
+            data[key] = spec[key]
+    if not job.is_array:
+        for key in ("array", "array_total", "array_started", "array_done", "array_failed", "array_running"):
+            data.pop(key, None)
+    return {k: v for k, v in data.items() if v not in (None, "", [])}
+
+
+def print_full(records: list[dict]) -> None:
+    for rec in records:
+        sys.stdout.write(f"Job Id: {rec['job_id']}\n")
+        for key, value in rec.items():
+            if key != "job_id":
+                sys.stdout.write(f"    {key} = {value}\n")
+        sys.stdout.write("\n")
+
+
+@app.command()
+@cli_errors("qstat")
+def qstat(
+    job_ids: Annotated[Optional[List[str]], typer.Argument(help="Jobs to show: 12, 12[], 12[3], 100-110.")] = None,
+    queue: Annotated[Optional[str], typer.Option("-q", "--queue", help="Only jobs of this queue.")] = None,
+    user: Annotated[Optional[str], typer.Option("-u", "--user", help="Only jobs of this user.")] = None,
+    finished: Annotated[bool, typer.Option("-x", help="Include finished jobs.")] = False,
+    full: Annotated[bool, typer.Option("-f", help="Full record of each job.")] = False,
+    queues: Annotated[bool, typer.Option("-Q", help="Summary per queue.")] = False,
+    elements: Annotated[bool, typer.Option("-t", help="Show array elements too.")] = False,
+    only_ids: Annotated[bool, typer.Option("--only-job-id-out", help="Print job ids only, one per line.")] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-F", help="table, json, yaml or csv.")] = None,
+    host: HostOption = None,
+) -> None:
+    """Show jobs (running, queued and held; -x adds finished ones)."""
+    from hyper.cli.common import check_format
+    from hyper.errors import EXIT_UNKNOWN_JOB
+    from hyper.parsing.jobids import parse_job_ids
+    from hyper.services import jobs as svc
+    from hyper.services.context import open_context
+    from hyper.store.base import JobFilter
+
+    fmt = check_format(output)
+    refs = parse_job_ids(job_ids) if job_ids else None
+    ctx = open_context(host)
+    if queues:
+        rows = queue_summary(ctx.store.counts(), [q.name for q in ctx.store.list_resources("queue")], queue)
+        render(rows, QUEUE_COLUMNS, fmt)
+        return
+    missing: list[str] = []
+    if refs:
+        found, missing = svc.get_jobs(ctx, refs)
+        found = [j for j in found if (not queue or j.queue == queue) and (not user or j.user == user)]
+    else:
+        found = svc.list_jobs(ctx, JobFilter(queue=queue, user=user, include_finished=finished,
+                                             elements=elements))
+    for job_id in missing:
+        print_error("qstat", f"Unknown Job Id {job_id}")
+    if only_ids:
+        sys.stdout.write("".join(f"{j.job_id}\n" for j in found))
+    elif full:
+        records = [full_record(j) for j in found]
+        if fmt == "table":
+            print_full(records)
+        else:
+            render(records, COLUMNS, fmt)
+    else:
+        now = time.time()
+        rows = [job_row(j, now) for j in found]
+        if fmt == "table" and not rows:
+            pass  # PBS prints nothing when there is nothing to show
+        else:
+            render(rows, COLUMNS, fmt, full_rows=[full_record(j) for j in found] if fmt in ("json", "yaml") else None)
+    if missing:
+        raise typer.Exit(EXIT_UNKNOWN_JOB)
+
+
+def queue_summary(counts, queue_names: list[str], only_queue: str | None) -> list[dict]:
+    """Tasks per queue and state, from the store's counters (no scan of the jobs)."""
+    from hyper.states import JobState
+
+    names = {JobState.QUEUED: "queued", JobState.RUNNING: "running", JobState.HELD: "held",
+             JobState.SUCCEEDED: "succeeded", JobState.FAILED: "failed", JobState.DELETED: "deleted"}
+    def empty(name: str) -> dict:
+        return {"queue": name, "total": 0, **{v: 0 for v in names.values()}}
+
+    rows = {q: empty(q) for q in queue_names if not only_queue or q == only_queue}
+    for c in counts:
+        if only_queue and c.queue != only_queue:
+            continue
+        row = rows.setdefault(c.queue, empty(c.queue))
+        row[names[c.state]] += c.tasks
+        row["total"] += c.tasks
+    return [rows[k] for k in sorted(rows)]
+
+
+def main() -> None:
+    app(prog_name="qstat")
