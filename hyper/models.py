@@ -40,6 +40,27 @@ class Resource(Record):
 
 
 @dataclass
+class Region(Resource):
+    """An AWS region the host may run workers in; the main region holds the host's tables and queues."""
+
+    KIND: ClassVar[str] = "region"
+    main: bool = False
+    vpc_cidr: str = ""
+    vpc_id: str = ""
+    subnets: list[str] = field(default_factory=list)
+    vpc_endpoints: bool = False
+
+
+@dataclass
+class Image(Resource):
+    """A worker image: built from a directory, or an existing URI; replicated to every enabled region."""
+
+    KIND: ClassVar[str] = "image"
+    path: str = ""
+    uri: str = ""
+
+
+@dataclass
 class Cluster(Resource):
     KIND: ClassVar[str] = "cluster"
     type: str = "local"  # local | batch | eks
@@ -50,6 +71,7 @@ class Cluster(Resource):
     spot: bool = False
     allocation_strategy: str = ""
     regions: list[str] = field(default_factory=list)
+    overrides: dict[str, dict] = field(default_factory=dict)  # region -> {max_vcpus: .., instance_types: ..}
 
 
 @dataclass
@@ -150,4 +172,4 @@ class Job(Record):
         return job
 
 
-RESOURCE_KINDS: dict[str, type[Resource]] = {c.KIND: c for c in (Cluster, Queue, Definition)}
+RESOURCE_KINDS: dict[str, type[Resource]] = {c.KIND: c for c in (Region, Cluster, Queue, Image, Definition)}

@@ -1,12 +1,19 @@
-"""The Store contract: every implementation must pass these (SQLite now; DynamoDB plugs into `store`)."""
+"""The Store contract: every implementation must pass these, SQLite and DynamoDB (moto's server on 127.0.0.1,
+talked to with boto3 exactly as AWS is). DynamoDB-specific concurrency, batching and error tests follow."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
+import threading
 import time
+import uuid
 
 import pytest
 
+from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Definition, Job, JobSpec, Queue
 from hyper.parsing.arrays import parse_array
@@ -15,19 +22,47 @@ from hyper.retry import EXITED, KILLED, LOST
 from hyper.services.context import bootstrap_local
 from hyper.states import JobState
 from hyper.store.base import JobFilter, Submission, WorkerInfo
+from tests.moto_server import moto_endpoint, moto_server  # noqa: F401  (fixtures)
 
 Q, D = "default", "default"
 
 
-def make_sqlite(tmp_path):
+def make_sqlite(request, tmp_path):
     from hyper.store.sqlite import SQLiteStore
 
     return SQLiteStore(tmp_path / "hyper.db")
 
 
-@pytest.fixture(params=["sqlite"])
+def aws_host(endpoint: str, **extra) -> Host:
+    """A host with its own tables (a fresh prefix per test); 2 shards each, so sharding is exercised
+    while moto, which answers index queries by scanning, stays fast."""
+    settings = {"index_shards": 2, "count_shards": 2, "id_shards": 2, "max_attempts": 2, **extra}
+    return Host(name="contract", type="aws", main_region="us-east-1", table_prefix=f"t{uuid.uuid4().hex[:12]}-",
+                endpoint_url=endpoint, extra=settings)
+
+
+def make_dynamodb(request, tmp_path):
+    from hyper.aws.tables import delete_tables, ensure_tables
+    from hyper.store.dynamodb import DynamoStore
+
+    host = aws_host(request.getfixturevalue("moto_endpoint"))
+    ensure_tables(host)
+    request.addfinalizer(lambda: delete_tables(host))
+    return DynamoStore(host)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
 def store(request, tmp_path):
-    s = {"sqlite": make_sqlite}[request.param](tmp_path)
+    s = {"sqlite": make_sqlite, "dynamodb": make_dynamodb}[request.param](request, tmp_path)
+    bootstrap_local(s)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ddb(request, tmp_path):
+    """A DynamoDB store alone, for the tests only DynamoDB needs."""
+    s = make_dynamodb(request, tmp_path)
     bootstrap_local(s)
     yield s
     s.close()
@@ -92,18 +127,52 @@ def _race(path, worker, out):
     out.put(got)
 
 
+def _race_threads(store, n_workers: int) -> list[str]:
+    """Workers in threads, each with its own DynamoStore (own connections), as separate hosts would be."""
+    from hyper.store.dynamodb import DynamoStore
+
+    results: list[list[str]] = []
+    start = threading.Barrier(n_workers)
+
+    def run(worker):
+        s = DynamoStore(store.host)
+        got = []
+        start.wait()
+        while True:
+            now = time.time()
+            j = s.claim(Q, D, worker, now + 30, now)
+            if j is None:
+                break
+            got.append(j.job_id)
+        results.append(got)
+
+    threads = [threading.Thread(target=run, args=(f"w{i}",)) for i in range(n_workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return [x for got in results for x in got]
+
+
 @pytest.mark.parametrize("n_workers", [4])
 def test_racing_claimers_never_share_a_job(store, tmp_path, n_workers):
-    submit(store, *[job(str(i)) for i in range(200)], job("arr", array="0-299"))
-    out = multiprocessing.get_context("fork").Queue()
-    procs = [multiprocessing.get_context("fork").Process(target=_race, args=(tmp_path / "hyper.db", f"w{i}", out))
-             for i in range(n_workers)]
-    for p in procs:
-        p.start()
-    claimed = [x for _ in procs for x in out.get(timeout=60)]
-    for p in procs:
-        p.join()
-    assert len(claimed) == 500 and len(set(claimed)) == 500
+    if not hasattr(store, "host"):  # SQLite: separate processes on one file
+        submit(store, *[job(str(i)) for i in range(200)], job("arr", array="0-299"))
+        out = multiprocessing.get_context("fork").Queue()
+        procs = [multiprocessing.get_context("fork").Process(target=_race, args=(tmp_path / "hyper.db", f"w{i}", out))
+                 for i in range(n_workers)]
+        for p in procs:
+            p.start()
+        claimed = [x for _ in procs for x in out.get(timeout=60)]
+        for p in procs:
+            p.join()
+        assert len(claimed) == 500 and len(set(claimed)) == 500
+        return
+    # DynamoDB: fewer jobs (moto answers every index query by scanning the table)
+    submit(store, *[job(str(i)) for i in range(20)], job("arr", array="0-29"))
+    claimed = _race_threads(store, n_workers)
+    assert len(claimed) == 50 and len(set(claimed)) == 50
+    assert {c.state: c.tasks for c in store.counts()} == {JobState.RUNNING: 50}
 
 
 def test_finish_only_by_owner(store):
@@ -219,6 +288,43 @@ def test_delete_whole_array(store):
     assert {c.state: c.tasks for c in store.counts()} == {JobState.DELETED: 100}
 
 
+def test_requeued_element_waits_for_its_array_limit(store):
+    submit(store, job(array="0-2%1", retries=1))
+    now = time.time()
+    e0 = store.claim(Q, D, "w0", now + 1, now)
+    assert [j.job_id for j in store.requeue_expired(now + 2)] == ["1[0]"]
+    e1 = claim(store, "w1")
+    assert e1.index == 1 and claim(store, "w2") is None  # the requeued element waits for the %1 limit
+    store.finish(e1, "w1", EXITED, 0, "", time.time())
+    e2 = claim(store, "w1")
+    assert e2.index == 2
+    store.finish(e2, "w1", EXITED, 0, "", time.time())
+    again = claim(store, "w3")
+    assert (again.index, again.attempts) == (0, 2) and store.heartbeat(e0, "w0", now + 60) is None
+    assert store.finish(again, "w3", EXITED, 0, "", time.time()) is JobState.SUCCEEDED
+    (arr,), _ = store.get_jobs([JobRef(1, None, True)])
+    assert arr.state is JobState.SUCCEEDED and arr.array_done == 3 and arr.array_running == 0
+    assert {c.state: c.tasks for c in store.counts()} == {JobState.SUCCEEDED: 3}
+
+
+def test_hold_array_and_dependency_on_element(store):
+    (arr,) = submit(store, job(array="0-3"))
+    (dep,) = submit(store, job("after"), depends=[("afterok", arr.id, 2)])
+    assert dep.state is JobState.HELD and dep.reason == "waiting for afterok:1[2]"
+    e0 = claim(store)
+    assert store.set_hold([JobRef(arr.id, None, True)], True, time.time())[0].ok
+    assert claim(store) is None
+    assert {c.state: c.tasks for c in store.counts()} == {JobState.HELD: 4, JobState.RUNNING: 1}
+    assert store.set_hold([JobRef(arr.id, None, True)], False, time.time())[0].ok
+    got = [claim(store) for _ in range(3)]
+    assert [g.index for g in got] == [1, 2, 3]
+    store.finish(got[1], "w1", EXITED, 0, "", time.time())
+    assert state_of(store, dep.id) is JobState.QUEUED
+    assert [j.job_id for j in store.list_jobs(JobFilter(elements=True))] == ["1[]", "1[0]", "1[1]", "1[3]", "2"]
+    assert store.backlog() == {(Q, D): 1}
+    store.finish(e0, "w1", EXITED, 0, "", time.time())
+
+
 def test_dependencies_release_and_never(store):
     a, b = submit(store, job("a"), job("b"))
     (c,) = submit(store, job("c"), depends=[("afterok", a.id, None)])
@@ -280,3 +386,267 @@ def test_definition_roundtrip(store):
     store.put_resource(Definition(name="big", vcpus=8, gpus=1, ratio=10, environment={"A": "1"}))
     d = store.get_resource("definition", "big")
     assert (d.vcpus, d.gpus, d.ratio, d.environment) == (8, 1, 10, {"A": "1"})
+
+
+# DynamoDB only: races, conditional conflicts, batching, item sizes, ids, errors -------------------------
+def _both(fn, *args):
+    """Run fn in two threads released at the same instant; returns both results."""
+    gate, out = threading.Barrier(2), [None, None]
+
+    def run(i):
+        gate.wait()
+        out[i] = fn(i, *args)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return out
+
+
+def test_two_claimers_race_for_one_job(ddb):
+    from hyper.store.dynamodb import DynamoStore
+
+    stores = [DynamoStore(ddb.host), DynamoStore(ddb.host)]
+    for round_ in range(5):
+        (j,) = submit(ddb, job(f"r{round_}"))
+        now = time.time()
+        got = _both(lambda i: stores[i].claim(Q, D, f"w{i}", now + 30, now))
+        winners = [g for g in got if g is not None]
+        assert len(winners) == 1 and winners[0].id == j.id and winners[0].attempts == 1
+        (rec,), _ = ddb.get_jobs([JobRef(j.id)])
+        assert rec.state is JobState.RUNNING and rec.worker == winners[0].worker and rec.attempts == 1
+    assert {c.state: c.tasks for c in ddb.counts()} == {JobState.RUNNING: 5}
+
+
+def test_racing_element_claims_advance_the_cursor_once_each(ddb):
+    from hyper.store.dynamodb import DynamoStore
+
+    stores = [DynamoStore(ddb.host), DynamoStore(ddb.host)]
+    submit(ddb, job(array="0-5"))
+    claimed = []
+    for _ in range(3):
+        now = time.time()
+        claimed += [g.index for g in _both(lambda i: stores[i].claim(Q, D, f"w{i}", now + 30, now)) if g]
+    assert sorted(claimed) == [0, 1, 2, 3, 4, 5]
+    (arr,), _ = ddb.get_jobs([JobRef(1, None, True)])
+    assert arr.array_started == 6 and arr.array_running == 6 and arr.state is JobState.RUNNING
+    assert ddb.backlog() == {}
+
+
+def test_conditional_update_conflicts(ddb):
+    from hyper.store.dynamodb import _Expr, _jkey, _update
+
+    submit(ddb, job(retries=1))
+    now = time.time()
+    # a stale candidate (an index entry read before another worker took the job) fails its condition
+    first = ddb._claim_item(1, -1, Q, D, "w1", now + 30, now)
+    assert first is not None
+    assert ddb._claim_item(1, -1, Q, D, "w2", now + 30, now) is None
+    # a transaction whose condition fails writes nothing, counters in the other table included
+    before = ddb.counts()
+    e = _Expr()
+    op = _update(ddb.jobs, _jkey(1, -1), e, set_={"reason": "x"}, cond=e.eq(state="QUEUED"))
+    result = ddb._transact([("Update", op)], {(Q, D, "RUNNING"): 100})
+    assert not result and result.failed == {0}
+    assert ddb.counts() == before
+    (rec,), _ = ddb.get_jobs([JobRef(1)])
+    assert rec.reason == "" and rec.worker == "w1"
+    # the lease sweep fences the job before requeueing it: the late owner is told it lost it
+    lost = ddb.requeue_expired(now + 60)
+    assert [(j.job_id, j.worker, j.state) for j in lost] == [("1", "w1", JobState.QUEUED)]
+    assert ddb.heartbeat(first, "w1", now + 90) is None
+    assert ddb.finish(first, "w1", EXITED, 0, "", now + 91) is None
+
+
+def test_lease_sweep_skips_a_job_whose_lease_moved(ddb):
+    submit(ddb, job(retries=1))
+    now = time.time()
+    j = ddb.claim(Q, D, "w1", now + 1, now)
+    assert ddb.heartbeat(j, "w1", now + 120) is JobState.RUNNING  # renewed before the sweep
+    assert ddb.requeue_expired(now + 2) == []
+    assert ddb.finish(j, "w1", EXITED, 0, "", time.time()) is JobState.SUCCEEDED
+
+
+def test_batch_write_retries_unprocessed_items(ddb):
+    from hyper.store.dynamodb import batch_write
+
+    calls, sleeps = [], []
+
+    def throttled_twice(body):
+        """A real BatchWriteItem that, like a throttled partition, takes only 5 items the first two times."""
+        ((table, requests),) = body.items()
+        calls.append(len(requests))
+        if len(calls) <= 2:
+            ddb.db.batch_write_item(RequestItems={table: requests[:5]})
+            return {"UnprocessedItems": {table: requests[5:]}}
+        return ddb.db.batch_write_item(RequestItems=body)
+
+    requests = [(ddb.meta, {"PutRequest": {"Item": {"pk": {"S": "t"}, "sk": {"S": f"{i:03d}"}}}}) for i in range(30)]
+    assert batch_write(throttled_twice, requests, sleep=sleeps.append) == []
+    assert calls == [25, 20, 15, 5] and len(sleeps) == 2
+    items = list(ddb._query_all(table=ddb.meta, key="pk", value="t", consistent=True))
+    assert [it["sk"] for it in items] == [f"{i:03d}" for i in range(30)]
+
+
+def test_throttled_submission_is_an_error_never_a_silent_loss(ddb):
+    ddb.batch_attempts = 2
+    sent = []
+
+    def jobs_half_throttled(body):
+        """Spec items and edges land; of the job items, only the first one is ever accepted."""
+        ((table, requests),) = body.items()
+        if table != ddb.jobs or not sent:
+            sent.extend(requests[:1] if table == ddb.jobs else [])
+            keep, rest = (requests[:1], requests[1:]) if table == ddb.jobs else (requests, [])
+            ddb.db.batch_write_item(RequestItems={table: keep})
+            return {"UnprocessedItems": {table: rest} if rest else {}}
+        return {"UnprocessedItems": body}
+
+    ddb._send_batch = jobs_half_throttled
+    with pytest.raises(HyperError, match=r"throttled the submission .*: 1 of 3 jobs were written; 2 were not "
+                                         r"\(ids 2, 3\)") as info:
+        submit(ddb, job("a"), job("b"), job("c"))
+    assert "\n" not in str(info.value) and "submit them again" in info.value.hint
+    assert [j.name for j in ddb.list_jobs(JobFilter(include_finished=True))] == ["a"]
+    assert ddb.backlog() == {(Q, D): 1}  # counts of the jobs not written were taken back
+
+
+def test_large_scripts_are_compressed_into_their_own_item(ddb):
+    script = "#!/bin/sh\n" + "".join(f"echo line {i} of a long generated script\n" for i in range(3000))
+    big = Job(name="big", user="alice", queue=Q, definition=D, array="0-1",
+              spec=JobSpec(script=script, env={"A": "1" * 100}))
+    (b,) = submit(ddb, big)
+    parent = ddb._get(b.id, -1)
+    stored = ddb._get(b.id, -2)
+    assert parent["big"] and '"script": null' in parent["spec"] and len(parent["spec"]) < 2048
+    assert isinstance(stored["specz"], bytes) and len(stored["specz"]) < len(script) / 10
+    assert claim(ddb).spec.script == script  # an element gets its array's whole spec
+    (got,), _ = ddb.get_jobs([JobRef(b.id, None, True)])
+    assert got.spec.script == script and got.spec.env == {"A": "1" * 100}
+    listed = next(iter(ddb.list_jobs(JobFilter())))
+    assert listed.spec.script is None  # qstat reads the summary only
+
+
+def test_script_too_large_for_an_item_writes_nothing(ddb):
+    noise = os.urandom(400_000).hex()
+    with pytest.raises(HyperError, match="more than a DynamoDB item holds"):
+        submit(ddb, Job(name="huge", user="alice", queue=Q, definition=D, spec=JobSpec(script=noise)))
+    assert list(ddb.list_jobs(JobFilter(include_finished=True))) == [] and ddb.backlog() == {}
+    assert [j.id for j in submit(ddb, job())] == [1]  # no id was taken either
+
+
+def test_ids_come_from_shard_zero_and_spill_to_disjoint_blocks(ddb):
+    from hyper.store.dynamodb import ID_BLOCK
+
+    assert [j.id for j in submit(ddb, job(), job())] == [1, 2]
+    spilled = ddb._allocate_ids(3, shard=1)  # what a submitter gets when shard 0 is throttled
+    assert spilled == [ID_BLOCK + 1, ID_BLOCK + 2, ID_BLOCK + 3]
+    assert [j.id for j in submit(ddb, job())] == [3]
+    seen = {ddb._id_at(k, p) for k in range(2) for p in (*range(3), *range(ID_BLOCK - 2, ID_BLOCK + 3))}
+    assert len(seen) == 2 * 8  # the shards' id spaces never overlap, across block boundaries too
+
+
+def test_finished_jobs_expire_and_keys_spread_over_shards(ddb):
+    submit(ddb, job(), job(array="0-3"))
+    running = [claim(ddb, f"w{i}") for i in range(5)]
+    items = [ddb._get(j.id, -1 if j.index is None else j.index) for j in running]
+    assert {it["ls"] for it in items} == {"0", "1"}  # lease index: elements of one array on every shard
+    assert all("qs" not in it for it in items if it["idx"] >= 0)  # elements are never in the queue index
+    assert all("expires" not in it for it in items)
+    ended = time.time()
+    ddb.finish(running[0], "w0", EXITED, 0, "", ended)
+    assert abs(ddb._get(1, -1)["expires"] - (ended + 30 * 86400)) < 2
+
+
+def test_tables_are_idempotent_with_ttl(ddb):
+    from hyper.aws.tables import delete_tables, ensure_tables, table_names, tables_exist
+
+    host = ddb.host
+    assert ensure_tables(host) == [] and tables_exist(host)
+    for name in table_names(host).values():
+        ttl = ddb.db.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == "expires"
+        table = ddb.db.describe_table(TableName=name)["Table"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    gsis = ddb.db.describe_table(TableName=ddb.jobs)["Table"]["GlobalSecondaryIndexes"]
+    assert sorted(g["IndexName"] for g in gsis) == ["by_queue", "by_user", "by_worker", "leases", "ready"]
+    assert delete_tables(host) == list(table_names(host).values()) and not tables_exist(host)
+
+
+def test_aws_failures_are_one_line_errors(moto_endpoint, monkeypatch):
+    from hyper.store.dynamodb import DynamoStore
+
+    def fails(host, *words):
+        with pytest.raises(HyperError) as info:
+            DynamoStore(host)
+        text = str(info.value)
+        assert "\n" not in text and "Traceback" not in text and info.value.hint
+        for word in words:
+            assert word in text
+        return info.value
+
+    fails(aws_host(moto_endpoint), "do not exist", "region us-east-1")
+    err = fails(aws_host("http://127.0.0.1:9", max_attempts=1), "cannot reach http://127.0.0.1:9")
+    assert "endpoint" in err.hint
+    err = fails(Host(name="p", type="aws", main_region="us-east-1", profile="no-such-profile",
+                     endpoint_url=moto_endpoint), "'no-such-profile'")
+    assert "aws configure --profile no-such-profile" in err.hint
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(key)
+    fails(aws_host(moto_endpoint), "no usable AWS credentials", "default credential chain")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    fails(Host(name="r", type="aws", endpoint_url=moto_endpoint), "no AWS region")
+
+
+def _client_error(code: str, operation: str, **extra):
+    from hyper.store.dynamodb import bx
+
+    return bx.ClientError({"Error": {"Code": code, "Message": "simulated"}, **extra}, operation)
+
+
+class _InFront:
+    """The real client, with chosen calls answered first by a stand-in (DynamoDB behaviour moto lacks)."""
+
+    def __init__(self, real, **overrides):
+        self._real, self._overrides = real, overrides
+
+    def __getattr__(self, name):
+        return self._overrides.get(name) or getattr(self._real, name)
+
+
+def test_throttled_id_counter_spills_to_another_shard(ddb):
+    from hyper.store.dynamodb import ID_BLOCK
+
+    def throttled(**kwargs):
+        raise _client_error("ProvisionedThroughputExceededException", "UpdateItem")
+
+    ddb.fast = _InFront(ddb.fast, update_item=throttled)
+    a, b = submit(ddb, job("a"), job("b"))
+    assert (a.id, b.id) == (ID_BLOCK + 1, ID_BLOCK + 2)  # shard 1 of 2 owns the second block
+    assert [j.name for j in ddb.list_jobs(JobFilter())] == ["a", "b"] and claim(ddb).id == a.id
+
+
+def test_transaction_conflicts_are_retried(ddb):
+    submit(ddb, job())
+    conflicts = []
+
+    def conflict_once(**kwargs):
+        if not conflicts:
+            conflicts.append(kwargs)
+            raise _client_error("TransactionCanceledException", "TransactWriteItems",
+                                CancellationReasons=[{"Code": "None"}, {"Code": "TransactionConflict"}])
+        return ddb.db._real.transact_write_items(**kwargs)
+
+    ddb.db = _InFront(ddb.db, transact_write_items=conflict_once)
+    j = claim(ddb)
+    assert j is not None and j.id == 1 and len(conflicts) == 1
+    assert {c.state: c.tasks for c in ddb.counts()} == {JobState.RUNNING: 1}  # counted once, not twice
+
+
+def test_local_path_never_imports_boto3():
+    code = ("import sys, hyper.store.sqlite, hyper.services.context, hyper.aws.tables, hyper.aws.session; "
+            "bad = [m for m in ('boto3', 'botocore') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
