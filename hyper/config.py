@@ -40,7 +40,10 @@ class Host:
         return hyper_home() / "hosts" / self.name
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}) and k != "name"}
+        """The hosts.yaml body: set fields, with the host's extra settings (shard counts...) beside them."""
+        body = {k: v for k, v in asdict(self).items() if v not in (None, {}) and k not in ("name", "extra")}
+        body.update(self.extra or {})
+        return body
 
 
 @dataclass
@@ -99,7 +102,8 @@ def save_hosts(hosts: dict[str, Host], selected: str) -> None:
 
     path = hosts_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"selected": selected, "hosts": {n: h.to_dict() for n, h in hosts.items()}}
+    body = {"selected": selected,
+            "hosts": {n: h.to_dict() for n, h in hosts.items() if n != DEFAULT_HOST}}  # local is implicit
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -122,7 +122,7 @@ def client(host: Host, service: str, *, max_attempts: int | None = None):
     region = region_of(host)
     if not region:
         raise HyperError(f"no AWS region for host {host.name!r}",
-                         "set the host's main region (hyper hosts create-host --region ...) or AWS_REGION")
+                         "set the host's main region (hyper hosts create-host --main-region ...) or AWS_REGION")
     retries = retry_settings(host, max_attempts)
     key = (host.profile, region, endpoint_of(host), service, retries["mode"], retries["max_attempts"], _env_key())
     with _lock:

@@ -17,6 +17,19 @@ worker_app = typer.Typer(no_args_is_help=True, help="Workers: claim and run jobs
 app.add_typer(agent_app, name="agent")
 app.add_typer(worker_app, name="worker")
 
+
+def _register_admin() -> None:
+    from hyper.cli import hosts as hosts_cli
+    from hyper.cli.resources import kind_app
+    from hyper.services.resources import KIND_ORDER, PLURAL
+
+    app.add_typer(hosts_cli.app, name="hosts")
+    for kind in KIND_ORDER:
+        app.add_typer(kind_app(kind), name=PLURAL[kind])
+
+
+_register_admin()
+
 STATE: dict = {"host": None}
 
 
@@ -26,10 +39,49 @@ def _global(host: Annotated[Optional[str], typer.Option("--host", help="Host to 
     STATE["host"] = host
 
 
-def _ctx():
+def open_cli_context():
+    """The context of the host chosen by --host, $HYPER_HOST or the selection."""
     from hyper.services.context import open_context
 
     return open_context(STATE["host"])
+
+
+_ctx = open_cli_context
+
+
+@app.command("apply")
+@cli_errors("hyper apply")
+def apply_cmd(
+    files: Annotated[list[str], typer.Option("--filename", "-f", help="YAML file or directory (repeatable).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; write nothing.")] = False,
+) -> None:
+    """Create or update every resource in YAML files (validated as a whole before anything is written)."""
+    from hyper.services import declarative
+
+    changes = declarative.apply(_ctx(), files, dry_run=dry_run)
+    verb = {"create": "would create", "update": "would update"} if dry_run else {"create": "created",
+                                                                                 "update": "updated"}
+    for change in changes:
+        r = change.resource
+        typer.echo(f"{r.KIND} {r.name}: {verb.get(change.action, change.action)}")
+    made = sum(c.action != "unchanged" for c in changes)
+    typer.echo(f"{len(changes)} resources, {made} {'to change' if dry_run else 'changed'}")
+
+
+@app.command("export")
+@cli_errors("hyper export")
+def export_cmd(
+    output: Annotated[Optional[Path], typer.Option("--file", "-f", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print every resource of the host as YAML that `hyper apply -f` takes back."""
+    from hyper.services import declarative
+
+    text = declarative.export(_ctx())
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
 
 
 @agent_app.command("run")

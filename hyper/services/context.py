@@ -43,8 +43,12 @@ def open_store(host: Host) -> Store:
         store = SQLiteStore(host.data_dir / "hyper.db")
         bootstrap_local(store)
         return store
-    raise HyperError(f"host {host.name!r} is of type {host.type!r}, which this build cannot open yet",
-                     "select a local host with `hyper hosts select-host local` or unset HYPER_HOST")
+    if host.type == "aws":
+        from hyper.store.dynamodb import DynamoStore  # boto3 is imported only here, never on the local path
+
+        return DynamoStore(host)
+    raise HyperError(f"host {host.name!r} has unknown type {host.type!r}",
+                     "fix its type in $HYPER_HOME/hosts.yaml (local or aws)")
 
 
 def local_gpu_count() -> int:

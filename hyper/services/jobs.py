@@ -53,6 +53,9 @@ def _queue_and_definition(ctx: Context, d: Directives) -> tuple[Queue, Definitio
     if not isinstance(definition, Definition):
         names = ", ".join(x.name for x in ctx.store.list_resources("definition")) or "none"
         raise HyperError(f"unknown job definition {dname!r}", f"definitions on host {ctx.host.name}: {names}")
+    if ctx.store.get_resource("cluster", queue.cluster) is None:  # orphaned by `delete-cluster --force`
+        raise HyperError(f"queue {qname!r} has no compute: its cluster {queue.cluster!r} was deleted",
+                         f"an admin can fix it with `hyper queues update-queue {qname} --cluster NAME`")
     return queue, definition
 
 

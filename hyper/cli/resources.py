@@ -1,0 +1,191 @@
+"""`hyper regions|clusters|queues|images|definitions ...`: commands generated from the field table.
+
+Every field in ``hyper.services.resources.FIELDS`` becomes an option (``--max-vcpus``, ``--weights``...), so
+the command line, the guided prompt and YAML ``apply`` can never disagree about names or units. Options
+arrive as text and are parsed by the service, which owns every rule.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from hyper.cli.common import cli_errors, render
+from hyper.services import resources as res
+
+# list-* columns per kind: (mapping key, header)
+LIST_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "region": [("name", "Region"), ("main", "Main"), ("vpc", "VPC"), ("status", "Status"), ("message", "Message")],
+    "cluster": [("name", "Cluster"), ("type", "Type"), ("regions", "Regions"), ("instance-types", "Instance types"),
+                ("spot", "Spot"), ("min-vcpus", "Min vCPUs"), ("max-vcpus", "Max vCPUs"),
+                ("gpus-per-instance", "GPUs/instance"), ("status", "Status"), ("message", "Message")],
+    "queue": [("name", "Queue"), ("cluster", "Cluster"), ("weights", "Weights"), ("priority", "Priority"),
+              ("status", "Status"), ("message", "Message")],
+    "image": [("name", "Image"), ("source", "Source"), ("status", "Status"), ("message", "Message")],
+    "definition": [("name", "Definition"), ("image", "Image"), ("vcpus", "vCPUs"), ("memory", "Memory"),
+                   ("gpus", "GPUs"), ("timeout", "Timeout"), ("retries", "Retries"), ("ratio", "Ratio"),
+                   ("status", "Status"), ("message", "Message")],
+}
+OutputOption = Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")]
+
+
+def _flat(value: Any) -> Any:
+    """A table cell: lists as a,b and mappings as k=v,k=v."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_flat(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
+def table_row(resource) -> dict:
+    row = {k: _flat(v) for k, v in res.to_mapping(resource, with_status=True).items()}
+    if resource.KIND == "region":
+        row["vpc"] = resource.vpc_id or resource.vpc_cidr or ""
+    if resource.KIND == "image":
+        row["source"] = resource.uri or resource.path
+    return row
+
+
+def _context():
+    from hyper.cli.app import open_cli_context
+
+    return open_cli_context()
+
+
+def _field_params(kind: str) -> list[inspect.Parameter]:
+    """One keyword parameter per field: bool fields are --x/--no-x flags, everything else text."""
+    params = []
+    for f in res.FIELDS[kind]:
+        if f.key == "overrides":
+            continue  # nested per-region settings: YAML only (hyper apply)
+        name = f.attr
+        if f.parse is res._bool:
+            option = typer.Option(f"--{f.key}/--no-{f.key}", help=f.help, show_default=False)
+            annotation = Annotated[Optional[bool], option]
+        else:
+            option = typer.Option(f"--{f.key}", help=f.help, show_default=False)
+            annotation = Annotated[Optional[str], option]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return params
+
+
+def _values(kind: str, kwargs: dict) -> dict:
+    by_attr = {f.attr: f.key for f in res.FIELDS[kind]}
+    return {by_attr[k]: v for k, v in kwargs.items() if k in by_attr and v is not None}
+
+
+def _make(fn: Callable, params: list[inspect.Parameter], doc: str) -> Callable:
+    """Give `fn(**kwargs)` a real signature so typer builds options from it."""
+
+    def command(**kwargs):
+        return fn(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    command.__name__ = fn.__name__
+    return command
+
+
+def _guided(kind: str, ctx, values: dict) -> dict:
+    """The walk-through: ask for each missing field with a sensible default; re-ask until it parses."""
+    out = dict(values)
+    defaults = res.prompt_defaults(ctx, kind)
+    for f in res.FIELDS[kind]:
+        if not f.prompt or f.key in out:
+            continue
+        default = defaults.get(f.key)
+        while True:
+            answer = typer.prompt(f"{f.key} ({f.help})", default=_flat(default) if default is not None else "",
+                                  show_default=True)
+            try:
+                f.parse(answer, f.key)
+            except res.UsageError as exc:
+                typer.echo(f"  {exc}", err=True)
+                continue
+            if answer != "":
+                out[f.key] = answer
+            break
+    return out
+
+
+def _status_line(verb: str, resource) -> str:
+    line = f"{verb} {resource.KIND} {resource.name} ({resource.status}"
+    return line + (f": {resource.message})" if resource.message else ")")
+
+
+def add_kind_commands(app: typer.Typer, kind: str) -> None:
+    plural = res.PLURAL[kind]
+    prog = f"hyper {plural}"
+    name_param = inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                   annotation=Annotated[str, typer.Argument(help=f"The {kind}'s name.")])
+    guided_param = inspect.Parameter(
+        "guided", inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Optional[bool], typer.Option(
+            "--guided/--no-guided", help="Ask for missing fields (default: when run on a terminal).",
+            show_default=False)])
+    fields = _field_params(kind)
+
+    @cli_errors(prog)
+    def add(name: str, guided: Optional[bool] = None, **kwargs) -> None:
+        ctx = _context()
+        values = _values(kind, kwargs)
+        if guided if guided is not None else (sys.stdin.isatty() and sys.stdout.isatty()):
+            values = _guided(kind, ctx, values)
+        typer.echo(_status_line("added", res.add(ctx, kind, name, values)))
+
+    @cli_errors(prog)
+    def update(name: str, **kwargs) -> None:
+        values = _values(kind, kwargs)
+        if not values:
+            raise res.UsageError(f"nothing to change in {kind} {name!r}",
+                                 f"give at least one option; see `hyper {plural} update-{kind} --help`")
+        typer.echo(_status_line("updated", res.update(_context(), kind, name, values)))
+
+    @cli_errors(prog)
+    def delete(name: str, force: bool = False) -> None:
+        orphaned = res.delete(_context(), kind, name, force=force)
+        typer.echo(f"deleted {kind} {name}" + (f"; orphaned: {', '.join(orphaned)}" if orphaned else ""))
+
+    @cli_errors(prog)
+    def list_(output: str = "table") -> None:
+        items = res.list_all(_context(), kind)
+        render([table_row(r) for r in items], LIST_COLUMNS[kind], output,
+               full_rows=[res.to_mapping(r, with_status=True) for r in items])
+
+    app.command(f"add-{kind}", help=f"Add a {kind}.")(
+        _make(add, [name_param, *fields, guided_param], f"Add a {kind}."))
+    app.command(f"update-{kind}", help=f"Change fields of a {kind}; others keep their values.")(
+        _make(update, [name_param, *fields], f"Change a {kind}."))
+    force_param = inspect.Parameter("force", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                    annotation=Annotated[bool, typer.Option(
+                                        "--force", help="Delete even if in use; prints what it orphans.")])
+    app.command(f"delete-{kind}", help=f"Delete a {kind} (refused while in use, unless --force).")(
+        _make(delete, [name_param, force_param], f"Delete a {kind}."))
+    output_param = inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default="table",
+                                     annotation=OutputOption)
+    app.command(f"list-{plural}", help=f"List {plural} with their status.")(
+        _make(list_, [output_param], f"List {plural}."))
+
+
+def kind_app(kind: str) -> typer.Typer:
+    app = typer.Typer(no_args_is_help=True, help=f"Manage {res.PLURAL[kind]}.")
+    add_kind_commands(app, kind)
+    if kind == "region":
+        name_param = inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                       annotation=Annotated[str, typer.Argument(help="An AWS region, e.g. us-east-1.")])
+
+        @cli_errors("hyper regions")
+        def init_main(name: str, **kwargs) -> None:
+            region = res.init_main_region(_context(), name, _values("region", kwargs))
+            typer.echo(_status_line("main region", region))
+
+        app.command("init-main-region", help="Set the host's main region (its tables, queues and logs live there).")(
+            _make(init_main, [name_param, *_field_params("region")], "Set the main region."))
+    return app

@@ -1,0 +1,205 @@
+"""`hyper apply -f configs/` and `hyper export`: the whole resource set as YAML.
+
+A file holds sections named after the kinds (``regions:``, ``clusters:``, ``queues:``, ``images:``,
+``definitions:``), each a list of mappings with a ``name`` and the same keys as the command-line options
+(``max-vcpus: 64``, ``memory: 4GiB``). Everything is parsed and validated against the store plus the
+whole new set before the first write, so a typo on line 80 leaves nothing half-applied; every error names
+the file and line. Apply is declarative per resource: a key left out takes its default. It never deletes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hyper.errors import HyperError, UsageError
+from hyper.models import Region, Resource
+from hyper.services import resources as res
+
+
+@dataclass
+class Item:
+    kind: str
+    name: str
+    values: dict[str, Any]
+    where: str  # file:line, for errors
+    main: bool | None = None
+
+
+@dataclass
+class Change:
+    action: str  # create | update | unchanged
+    resource: Resource
+
+
+def _files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise UsageError(f"{raw} holds no .yaml files", "point -f at a YAML file or a directory of them")
+            out += found
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise UsageError(f"no such file or directory: {raw}", "check the path given to -f")
+    return out
+
+
+def _where(path: Path, node) -> str:
+    return f"{path}:{node.start_mark.line + 1}"
+
+
+def load_items(paths: list[str]) -> list[Item]:
+    """Read every document of every file, checking each key against the field table (with its line)."""
+    import yaml
+
+    items: list[Item] = []
+    seen: dict[tuple[str, str], str] = {}
+    for path in _files(paths):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {path}: {exc}", "check the file's permissions and encoding") from None
+        loader = yaml.SafeLoader(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is None:
+                    continue
+                items += _document(path, node, loader, seen)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UsageError(f"{path}{line}: not valid YAML: {problem}", "fix the file's syntax") from None
+        finally:
+            loader.dispose()
+    return items
+
+
+def _document(path: Path, node, loader, seen: dict) -> list[Item]:
+    import yaml
+
+    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+        return []  # an empty document (a file of comments)
+    if not isinstance(node, yaml.MappingNode):
+        raise UsageError(f"{_where(path, node)}: expected sections like `queues:`",
+                         f"start the file with one of {', '.join(res.SINGULAR)}")
+    items = []
+    for key_node, value_node in node.value:
+        section = key_node.value
+        kind = res.SINGULAR.get(section)
+        if kind is None:
+            raise UsageError(f"{_where(path, key_node)}: unknown section {section!r}",
+                             f"use one of {', '.join(res.SINGULAR)}")
+        if isinstance(value_node, yaml.ScalarNode) and value_node.value in ("", "~", "null"):
+            continue
+        if not isinstance(value_node, yaml.SequenceNode):
+            raise UsageError(f"{_where(path, value_node)}: {section} must be a list of `- name: ...` entries",
+                             f"e.g. {section}:\n  - name: example")
+        for entry in value_node.value:
+            items.append(_entry(path, kind, entry, loader, seen))
+    return items
+
+
+def _entry(path: Path, kind: str, entry, loader, seen: dict) -> Item:
+    import yaml
+
+    where = _where(path, entry)
+    if not isinstance(entry, yaml.MappingNode):
+        raise UsageError(f"{where}: each {kind} must be a mapping with a name", f"e.g. - name: my-{kind}")
+    fields = res.field_map(kind)
+    allowed = {"name", *fields} | ({"main"} if kind == "region" else set())
+    for key_node, _ in entry.value:
+        if key_node.value not in allowed:
+            raise UsageError(f"{_where(path, key_node)}: unknown {kind} key {key_node.value!r}",
+                             f"{kind} keys: {', '.join(sorted(allowed))}")
+    data = loader.construct_document(entry)
+    name = data.pop("name", None)
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{where}: a {kind} without a name", "add `name: ...` to it")
+    if (kind, name) in seen:
+        raise UsageError(f"{where}: {kind} {name!r} is also defined at {seen[(kind, name)]}", "keep one of them")
+    seen[(kind, name)] = where
+    main = data.pop("main", None)
+    if main is not None and not isinstance(main, bool):
+        raise UsageError(f"{where}: region {name}: main must be true or false", "e.g. main: true")
+    return Item(kind, name, data, where, main)
+
+
+def _comparable(resource: Resource) -> dict:
+    body = resource.to_dict()
+    body.pop("status", None)
+    body.pop("message", None)
+    return body
+
+
+def plan(ctx, items: list[Item]) -> list[Change]:
+    """What apply would do, fully validated against the store plus every new value (nothing written)."""
+    store = ctx.store
+    view = res.ResourceView(store)
+    changes: list[Change] = []
+    order = {k: n for n, k in enumerate(res.KIND_ORDER)}
+    for item in sorted(items, key=lambda i: order[i.kind]):
+        current = store.get_resource(item.kind, item.name)
+        try:
+            values = dict(item.values)
+            if item.kind == "cluster" and not values.get("type"):
+                values["type"] = "local" if ctx.host.type == "local" else "batch"
+            resource = res.build(item.kind, item.name, values)
+            res._defaults(ctx, resource)
+        except HyperError as exc:
+            raise UsageError(f"{item.where}: {item.kind} {item.name}: {exc.message}", exc.hint) from None
+        if isinstance(resource, Region):
+            resource.main = bool(item.main) or ctx.host.main_region == item.name or \
+                bool(current is not None and current.main and item.main is None)
+        if current is None:
+            resource.status, resource.message = res.initial_status(ctx.host.type)
+            action = "create"
+        elif _comparable(current) == _comparable(resource):
+            resource = current
+            action = "unchanged"
+        else:
+            resource.status, resource.message = current.status, current.message
+            if ctx.host.type != "local":
+                resource.status, resource.message = "PENDING", "changed; not yet deployed to AWS"
+            action = "update"
+        view.staged[(item.kind, item.name)] = resource
+        changes.append(Change(action, resource))
+    where = {(i.kind, i.name): i.where for i in items}
+    for change in changes:
+        r = change.resource
+        try:
+            res.validate(r, view, ctx.host.type)
+        except HyperError as exc:
+            raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
+    mains = [r.name for r in view.all("region") if r.main]
+    if len(mains) > 1:
+        raise UsageError(f"more than one main region: {', '.join(mains)}", "mark exactly one region `main: true`")
+    return changes
+
+
+def apply(ctx, paths: list[str], dry_run: bool = False) -> list[Change]:
+    changes = plan(ctx, load_items(paths))
+    if not dry_run:
+        for change in changes:
+            if change.action != "unchanged":
+                ctx.store.put_resource(change.resource, replace=True)
+    return changes
+
+
+def export(ctx) -> str:
+    """Every resource of the host as an apply-able YAML document (no status: that belongs to the host)."""
+    import yaml
+
+    body: dict[str, list] = {}
+    for kind in res.KIND_ORDER:
+        found = res.list_all(ctx, kind)
+        if found:
+            body[res.PLURAL[kind]] = [res.to_mapping(r) for r in found]
+    header = f"# hyper export of host {ctx.host.name}; apply with `hyper apply -f FILE`\n"
+    return header + (yaml.safe_dump(body, sort_keys=False, default_flow_style=False) if body else "{}\n")

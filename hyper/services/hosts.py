@@ -1,0 +1,175 @@
+"""Hosts (control planes): create, list, select, delete and adopt them.
+
+A host definition is a few names (type, main region, profile, table prefix, endpoint) kept in
+``$HYPER_HOME/hosts.yaml`` (0600). It never holds a secret: an aws host names a profile, and boto3's
+standard credential chain does the rest. On aws, creating a host creates its DynamoDB tables first and
+writes the host file only once they are ACTIVE, so a failed create leaves nothing half-made behind.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+
+from hyper.config import DEFAULT_HOST, Host, load_hosts, save_hosts
+from hyper.errors import HyperError, UsageError
+
+HOST_TYPES = ("local", "aws")
+_HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{0,200}$")
+
+
+@dataclass
+class HostRow:
+    host: Host
+    selected: bool
+
+    def to_row(self) -> dict:
+        h = self.host
+        where = str(h.data_dir) if h.type == "local" else f"{tables_prefix(h)}* in {h.main_region}"
+        return {"name": h.name, "type": h.type, "selected": "*" if self.selected else "",
+                "main_region": h.main_region or "", "profile": h.profile or "",
+                "endpoint_url": h.endpoint_url or "", "state": where}
+
+
+def tables_prefix(host: Host) -> str:
+    return host.table_prefix if host.table_prefix is not None else f"hyper-{host.name}-"
+
+
+def check_host_name(name: str) -> None:
+    if not _HOST_NAME.match(name):
+        raise UsageError(f"host name {name!r} is not valid",
+                         "use lower-case letters, digits and -, starting with a letter, at most 31 characters")
+
+
+def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoint_url: str | None) -> None:
+    from hyper.services.resources import check_name
+
+    if not main_region:
+        raise UsageError("an aws host needs a main region (where its tables live)", "add --main-region us-east-1")
+    check_name("region", main_region)
+    if table_prefix is not None and not _PREFIX.match(table_prefix):
+        raise UsageError(f"table prefix {table_prefix!r} is not valid",
+                         "use letters, digits, _ . and - only (DynamoDB table name rules)")
+    if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):
+        raise UsageError(f"endpoint URL {endpoint_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:5000")
+
+
+def create_host(name: str, type_: str = "local", *, main_region: str | None = None, profile: str | None = None,
+                table_prefix: str | None = None, endpoint_url: str | None = None, select: bool = True,
+                settings: dict | None = None) -> Host:
+    """Create a host; on aws its tables too (idempotent: re-running a half-finished create resumes it)."""
+    check_host_name(name)
+    if type_ not in HOST_TYPES:
+        raise UsageError(f"host type {type_!r} is not one of {', '.join(HOST_TYPES)}", "use --type local or --type aws")
+    hosts, selected = load_hosts()
+    if name in hosts:
+        raise HyperError(f"host {name!r} already exists",
+                         f"pick another name, or select it with `hyper hosts select-host {name}`")
+    if type_ == "local":
+        if main_region or profile or table_prefix is not None or endpoint_url:
+            raise UsageError("--main-region, --profile, --table-prefix and --endpoint-url are for aws hosts",
+                             "drop them, or use --type aws")
+        host = Host(name=name, type="local", extra=dict(settings or {}))
+        from hyper.services.context import open_store
+
+        open_store(host).close()  # the database and the default queue and definition exist from the start
+    else:
+        _check_aws_fields(main_region, table_prefix, endpoint_url)
+        host = Host(name=name, type="aws", main_region=main_region, profile=profile, table_prefix=table_prefix,
+                    endpoint_url=endpoint_url, extra=dict(settings or {}))
+        from hyper.aws.tables import ensure_tables, settings as shard_settings
+
+        shard_settings(host)  # bad shard settings fail before anything is created
+        ensure_tables(host, wait=True)
+        _record_main_region(host)
+    hosts[name] = host
+    save_hosts(hosts, name if select else selected)
+    return host
+
+
+def _record_main_region(host: Host) -> None:
+    """The host's main region is a region resource from the start (its tables live there)."""
+    from hyper.models import Region
+    from hyper.services.context import open_store
+
+    store = open_store(host)
+    if store.get_resource("region", host.main_region) is None:
+        store.put_resource(Region(name=host.main_region, main=True, status="ACTIVE",
+                                  message="holds the host's tables"), replace=True)
+
+
+def import_deployment(table_prefix: str, main_region: str, *, name: str | None = None,
+                      profile: str | None = None, endpoint_url: str | None = None, select: bool = True) -> Host:
+    """Adopt an aws host someone else created, found by its table prefix (nothing is created)."""
+    _check_aws_fields(main_region, table_prefix, endpoint_url)
+    if name is None:
+        stem = table_prefix[len("hyper-"):] if table_prefix.startswith("hyper-") else table_prefix
+        name = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-") or "imported"
+    check_host_name(name)
+    hosts, selected = load_hosts()
+    if name in hosts:
+        raise HyperError(f"host {name!r} already exists", "give the imported host another name with --name")
+    host = Host(name=name, type="aws", main_region=main_region, profile=profile, table_prefix=table_prefix,
+                endpoint_url=endpoint_url)
+    from hyper.aws.tables import table_names, tables_exist
+
+    if not tables_exist(host):
+        names = ", ".join(table_names(host).values())
+        raise HyperError(f"no hyper deployment with table prefix {table_prefix!r} in {main_region} "
+                         f"(looked for {names})", "check --table-prefix, --main-region and --profile")
+    hosts[name] = host
+    save_hosts(hosts, name if select else selected)
+    return host
+
+
+def list_hosts() -> list[HostRow]:
+    hosts, selected = load_hosts()
+    return [HostRow(h, h.name == selected) for h in sorted(hosts.values(), key=lambda h: (h.name != DEFAULT_HOST,
+                                                                                             h.name))]
+
+
+def select_host(name: str) -> Host:
+    hosts, _ = load_hosts()
+    if name not in hosts:
+        raise HyperError(f"unknown host {name!r}", f"known hosts: {', '.join(sorted(hosts))}")
+    save_hosts(hosts, name)
+    return hosts[name]
+
+
+def get_host(name: str) -> Host:
+    hosts, _ = load_hosts()
+    if name not in hosts:
+        raise HyperError(f"unknown host {name!r}", f"known hosts: {', '.join(sorted(hosts))}")
+    return hosts[name]
+
+
+def delete_host(name: str, *, purge: bool = False) -> list[str]:
+    """Forget a host; with ``purge`` also delete its data (aws: its tables). Returns what was purged."""
+    hosts, selected = load_hosts()
+    if name not in hosts:
+        raise HyperError(f"unknown host {name!r}", f"known hosts: {', '.join(sorted(hosts))}")
+    host = hosts[name]
+    if name == DEFAULT_HOST and not purge:
+        raise HyperError("the local host is built in and cannot be forgotten",
+                         "add --purge to erase its jobs and resources")
+    purged: list[str] = []
+    if purge:
+        if host.type == "aws":
+            from hyper.aws.tables import delete_tables
+
+            purged = [f"table {t}" for t in delete_tables(host)]
+        else:
+            from hyper.backends.local import agent_running
+
+            if agent_running(host):
+                raise HyperError(f"the agent of host {name!r} is running jobs",
+                                 "wait for it to go idle (`hyper agent status`), or qdel its jobs first")
+            if host.data_dir.exists():
+                shutil.rmtree(host.data_dir)
+                purged = [f"directory {host.data_dir}"]
+    if name != DEFAULT_HOST:
+        del hosts[name]
+    save_hosts(hosts, DEFAULT_HOST if selected == name else selected)
+    return purged

@@ -1,0 +1,479 @@
+"""Admin-managed resources (regions, clusters, queues, images, job definitions): fields, parsing, integrity.
+
+One table of fields per kind drives everything: the `hyper <kind>s add-…` options, the guided prompts, YAML
+`apply`/`export` and `list-*` output. Values arrive as strings (command line, prompts) or YAML scalars; both
+go through the same parsers, so `--memory 4GiB` and `memory: 4GiB` mean the same. Every check runs before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from hyper.errors import HyperError, UsageError
+from hyper.models import RESOURCE_KINDS, Cluster, Definition, Image, Queue, Region, Resource
+from hyper.parsing.durations import format_duration, format_memory, parse_duration, parse_memory
+from hyper.states import JobState
+
+KIND_ORDER = ("region", "cluster", "image", "queue", "definition")  # apply order: referents first
+PLURAL = {"region": "regions", "cluster": "clusters", "image": "images", "queue": "queues",
+          "definition": "definitions"}
+SINGULAR = {v: k for k, v in PLURAL.items()}
+CLUSTER_TYPES = ("batch", "eks", "local")
+ALLOCATION_STRATEGIES = ("BEST_FIT", "BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED",
+                         "SPOT_PRICE_CAPACITY_OPTIMIZED")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_REGION = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d$")
+
+
+# ---------------------------------------------------------------- value parsers (string or YAML value)
+
+
+def _int(low: int = 0, high: int | None = None) -> Callable[[Any, str], int]:
+    def parse(value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+            raise UsageError(f"{key} must be a whole number, not {value!r}", f"e.g. {key}: {max(low, 1)}")
+        number = int(value)
+        if number < low or (high is not None and number > high):
+            raise UsageError(f"{key} {number} is out of range",
+                             f"give {low}..{high}" if high is not None else f"give {low} or more")
+        return number
+
+    return parse
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "y", "1", "on"):
+        return True
+    if text in ("false", "no", "n", "0", "off"):
+        return False
+    raise UsageError(f"{key} must be true or false, not {value!r}", f"e.g. {key}: true")
+
+
+def _str(value: Any, key: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise UsageError(f"{key} must be text, not a {type(value).__name__}", f"e.g. {key}: value")
+    return "" if value is None else str(value)
+
+
+def _list(value: Any, key: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [x.strip() for x in value.split(",") if x.strip()]
+    if isinstance(value, list) and all(isinstance(x, (str, int)) for x in value):
+        return [str(x) for x in value]
+    raise UsageError(f"{key} must be a list of names", f"e.g. --{key} a,b or {key}: [a, b]")
+
+
+def _mapping(value: Any, key: str) -> dict[str, str]:
+    """`a=1,b=2` or a YAML mapping."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return {str(k): "" if v is None else str(v) for k, v in value.items()}
+    if isinstance(value, str):
+        out = {}
+        for item in filter(None, (x.strip() for x in value.split(","))):
+            k, eq, v = item.partition("=")
+            if not eq or not k.strip():
+                raise UsageError(f"{key} item {item!r} is not NAME=VALUE", f"e.g. --{key} A=1,B=2")
+            out[k.strip()] = v.strip()
+        return out
+    raise UsageError(f"{key} must be a mapping", f"e.g. --{key} A=1,B=2")
+
+
+def _weights(value: Any, key: str) -> dict[str, int] | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    raw = _mapping(value, key)
+    return {region: _int(0)(weight, f"{key} of {region}") for region, weight in raw.items()}
+
+
+def _memory(value: Any, key: str) -> int:
+    return parse_memory(str(value), "m") if not isinstance(value, int) else _int(1)(value, key)
+
+
+def _duration(value: Any, key: str) -> int | None:
+    if value in (None, "", "none", 0, "0"):
+        return None
+    return parse_duration(str(value), "s", what=key)
+
+
+def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[Any, str], str]:
+    def parse(value: Any, key: str) -> str:
+        text = _str(value, key).strip()
+        text = text.upper() if upper else text.lower()
+        if text and text not in choices:
+            raise UsageError(f"{key} {value!r} is not one of {', '.join(choices)}", f"e.g. {key}: {choices[0]}")
+        return text
+
+    return parse
+
+
+def _show_weights(value: Any) -> Any:
+    return value if isinstance(value, str) else dict(value)
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str  # YAML key and --option name
+    attr: str  # model attribute
+    parse: Callable[[Any, str], Any]
+    help: str
+    show: Callable[[Any], Any] = lambda v: v  # model value -> YAML / table value
+    prompt: bool = True  # asked for by the guided prompt
+
+
+FIELDS: dict[str, tuple[Field, ...]] = {
+    "region": (
+        Field("vpc-cidr", "vpc_cidr", _str, "CIDR of a new VPC, e.g. 10.20.0.0/16"),
+        Field("vpc-id", "vpc_id", _str, "an existing VPC to use instead of a new one", prompt=False),
+        Field("subnets", "subnets", _list, "subnets of the existing VPC (comma separated)", prompt=False),
+        Field("vpc-endpoints", "vpc_endpoints", _bool, "create VPC endpoints for ECR and logs"),
+    ),
+    "cluster": (
+        Field("type", "type", _choice(CLUSTER_TYPES), "batch, eks or local"),
+        Field("regions", "regions", _list, "regions it spans (comma separated; default: all)"),
+        Field("instance-types", "instance_types", _list, "instance types, e.g. g5.xlarge,g5.2xlarge"),
+        Field("spot", "spot", _bool, "spot (true) or on-demand (false) capacity"),
+        Field("min-vcpus", "min_vcpus", _int(0), "vCPUs kept running when idle"),
+        Field("max-vcpus", "max_vcpus", _int(1), "vCPU cap per region"),
+        Field("gpus-per-instance", "gpus_per_instance", _int(0), "GPUs each instance has"),
+        Field("allocation-strategy", "allocation_strategy", _choice(ALLOCATION_STRATEGIES, upper=True),
+              "Batch allocation strategy", prompt=False),
+        Field("overrides", "overrides", lambda v, k: _overrides(v, k), "per-region overrides (YAML only)",
+              prompt=False),
+    ),
+    "queue": (
+        Field("cluster", "cluster", _str, "cluster whose compute runs the queue's jobs"),
+        Field("weights", "weights", _weights, "region weights, e.g. us-east-1=3,eu-west-1=1, or auto",
+              show=_show_weights),
+        Field("priority", "priority", _int(-1024, 1023), "higher runs first when queues share a cluster"),
+    ),
+    "image": (
+        Field("path", "path", _str, "directory with a Dockerfile to build"),
+        Field("uri", "uri", _str, "an existing image URI to adopt instead of building"),
+    ),
+    "definition": (
+        Field("image", "image", _str, "worker image (an image name, or `local` on a local host)"),
+        Field("vcpus", "vcpus", _int(1), "vCPUs per worker"),
+        Field("memory", "memory_mib", _memory, "memory per worker, e.g. 4GiB", show=format_memory),
+        Field("gpus", "gpus", _int(0), "GPUs per worker"),
+        Field("timeout", "timeout", _duration, "longest a job may run, e.g. 12:00:00 (none: no limit)",
+              show=lambda v: format_duration(v) if v else None),
+        Field("retries", "retries", _int(0, 9), "reruns after a failure (2 = at most 3 runs)"),
+        Field("ratio", "ratio", _int(1), "jobs per worker: N queued jobs want ceil(N/ratio) workers"),
+        Field("environment", "environment", _mapping, "environment for every job, e.g. A=1,B=2", prompt=False),
+    ),
+}
+_OVERRIDE_KEYS = {"max-vcpus": "max_vcpus", "min-vcpus": "min_vcpus", "instance-types": "instance_types"}
+
+
+def _overrides(value: Any, key: str) -> dict[str, dict]:
+    if value in (None, "", {}):
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{key} must map regions to settings", "e.g. overrides: {us-east-1: {max-vcpus: 64}}")
+    out = {}
+    for region, body in value.items():
+        if not isinstance(body, dict):
+            raise UsageError(f"{key} of {region} must be a mapping", "e.g. {max-vcpus: 64}")
+        settings = {}
+        for k, v in body.items():
+            if k not in _OVERRIDE_KEYS:
+                raise UsageError(f"unknown override {k!r} for {region}", f"use {', '.join(_OVERRIDE_KEYS)}")
+            settings[_OVERRIDE_KEYS[k]] = _list(v, k) if k == "instance-types" else _int(0)(v, k)
+        out[str(region)] = settings
+    return out
+
+
+def field_map(kind: str) -> dict[str, Field]:
+    return {f.key: f for f in FIELDS[kind]}
+
+
+def build(kind: str, name: str, values: dict[str, Any], base: Resource | None = None) -> Resource:
+    """A resource of `kind` from user values (strings or YAML scalars) over `base` (or the defaults)."""
+    check_name(kind, name)
+    fields = field_map(kind)
+    resource = dataclasses.replace(base) if base is not None else RESOURCE_KINDS[kind](name=name)
+    for key, value in values.items():
+        if value is None:
+            continue
+        f = fields.get(key) or fields.get(key.replace("_", "-"))
+        if f is None:
+            raise UsageError(f"unknown {kind} field {key!r}", f"{kind} fields: {', '.join(fields)}")
+        setattr(resource, f.attr, f.parse(value, f.key))
+    return resource
+
+
+def check_name(kind: str, name: str) -> None:
+    if kind == "region":
+        if not _REGION.match(name):
+            raise UsageError(f"{name!r} is not an AWS region name", "e.g. us-east-1, eu-west-1, ap-southeast-2")
+        return
+    if not _NAME.match(name):
+        raise UsageError(f"{kind} name {name!r} is not valid",
+                         "start with a letter; letters, digits, - and _ only; at most 63 characters")
+
+
+def to_mapping(resource: Resource, with_status: bool = False) -> dict[str, Any]:
+    """The YAML/JSON form: user-facing keys and units (memory as 4GiB, timeout as HH:MM:SS)."""
+    out: dict[str, Any] = {"name": resource.name}
+    if isinstance(resource, Region):
+        out["main"] = resource.main
+    for f in FIELDS[resource.KIND]:
+        value = f.show(getattr(resource, f.attr))
+        if value not in (None, "", [], {}) or f.key in ("spot", "gpus", "retries", "priority"):
+            out[f.key] = value
+    if with_status:
+        out["status"] = resource.status
+        out["message"] = resource.message
+    return out
+
+
+# ---------------------------------------------------------------- integrity
+
+
+def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
+    """Everything a resource refers to exists; values make sense together."""
+    if isinstance(resource, (Region, Image)) and host_type == "local":
+        raise HyperError(f"{resource.KIND}s are for aws hosts; a local host runs jobs on this machine"
+                         + ("; its definitions use --image local" if isinstance(resource, Image) else ""),
+                         "create an aws host with `hyper hosts create-host NAME --type aws --main-region ...`")
+    if isinstance(resource, Cluster):
+        if resource.type == "local" and host_type != "local":
+            raise HyperError(f"cluster {resource.name!r} is of type local on an aws host",
+                             "use --type batch or --type eks")
+        if resource.type in ("batch", "eks") and host_type == "local":
+            raise HyperError(f"cluster {resource.name!r} is of type {resource.type} but this host is local",
+                             "use --type local, or create an aws host with `hyper hosts create-host`")
+        for region in resource.regions:
+            if view.get("region", region) is None:
+                raise HyperError(f"cluster {resource.name!r} names region {region!r}, which this host does not have",
+                                 f"add it with `hyper regions add-region {region}` or drop it from --regions")
+        for region in resource.overrides:
+            if view.get("region", region) is None:
+                raise HyperError(f"cluster {resource.name!r} overrides region {region!r}, which this host does "
+                                 "not have", f"add it with `hyper regions add-region {region}`")
+        if resource.max_vcpus < resource.min_vcpus:
+            raise HyperError(f"cluster {resource.name!r}: min-vcpus {resource.min_vcpus} exceeds max-vcpus "
+                             f"{resource.max_vcpus}", "raise --max-vcpus or lower --min-vcpus")
+        if resource.allocation_strategy.startswith("SPOT") and not resource.spot:
+            raise HyperError(f"cluster {resource.name!r}: {resource.allocation_strategy} needs spot capacity",
+                             "add --spot true or use BEST_FIT_PROGRESSIVE")
+    elif isinstance(resource, Queue):
+        cluster = view.get("cluster", resource.cluster)
+        if not isinstance(cluster, Cluster):
+            raise HyperError(f"queue {resource.name!r} names cluster {resource.cluster!r}, which does not exist",
+                             f"clusters: {', '.join(view.names('cluster')) or 'none'}; add one with "
+                             "`hyper clusters add-cluster`")
+        if isinstance(resource.weights, dict):
+            for region in resource.weights:
+                if view.get("region", region) is None:
+                    raise HyperError(f"queue {resource.name!r} weighs region {region!r}, which this host does "
+                                     "not have", f"regions: {', '.join(view.names('region')) or 'none'}")
+                if cluster.regions and region not in cluster.regions:
+                    raise HyperError(f"queue {resource.name!r} weighs region {region!r}, where cluster "
+                                     f"{cluster.name!r} has no compute", f"its regions: {', '.join(cluster.regions)}")
+            if resource.weights and not any(resource.weights.values()):
+                raise HyperError(f"queue {resource.name!r}: every region weight is 0", "give one region weight 1+")
+    elif isinstance(resource, Image):
+        if bool(resource.path) == bool(resource.uri):
+            raise HyperError(f"image {resource.name!r} needs exactly one of --path (a directory to build) or "
+                             "--uri (an existing image)", "e.g. --path example-worker-image")
+        if resource.path:
+            from pathlib import Path
+
+            if not (Path(resource.path) / "Dockerfile").is_file():
+                raise HyperError(f"image {resource.name!r}: {resource.path} holds no Dockerfile",
+                                 "point --path at a directory with a Dockerfile")
+    elif isinstance(resource, Definition):
+        if resource.image != "local" and view.get("image", resource.image) is None:
+            raise HyperError(f"definition {resource.name!r} names image {resource.image!r}, which does not exist",
+                             f"images: {', '.join(view.names('image')) or 'none'}; add one with "
+                             "`hyper images add-image`" + (" or use --image local" if host_type == "local" else ""))
+        if resource.image == "local" and host_type != "local":
+            raise HyperError(f"definition {resource.name!r} uses image local on an aws host",
+                             "add an image with `hyper images add-image` and name it with --image")
+    elif isinstance(resource, Region):
+        if resource.vpc_id and resource.vpc_cidr:
+            raise HyperError(f"region {resource.name!r}: give --vpc-cidr (new VPC) or --vpc-id (existing), not both",
+                             "drop one of them")
+        if resource.vpc_cidr:
+            import ipaddress
+
+            try:
+                net = ipaddress.ip_network(resource.vpc_cidr)
+            except ValueError:
+                raise HyperError(f"region {resource.name!r}: vpc-cidr {resource.vpc_cidr!r} is not a CIDR",
+                                 "e.g. 10.20.0.0/16") from None
+            for other in view.all("region"):
+                if other.name != resource.name and other.vpc_cidr and \
+                        net.overlaps(ipaddress.ip_network(other.vpc_cidr)):
+                    raise HyperError(f"region {resource.name!r}: vpc-cidr {resource.vpc_cidr} overlaps "
+                                     f"{other.vpc_cidr} of region {other.name!r}", "pick a CIDR that does not overlap")
+
+
+class ResourceView:
+    """The store's resources with staged changes laid over them, so a whole `apply` validates before writing."""
+
+    def __init__(self, store):
+        self.store = store
+        self.staged: dict[tuple[str, str], Resource] = {}
+
+    def get(self, kind: str, name: str) -> Resource | None:
+        if (kind, name) in self.staged:
+            return self.staged[(kind, name)]
+        return self.store.get_resource(kind, name)
+
+    def all(self, kind: str) -> list[Resource]:
+        found = {r.name: r for r in self.store.list_resources(kind)}
+        found.update({n: r for (k, n), r in self.staged.items() if k == kind})
+        return [found[n] for n in sorted(found)]
+
+    def names(self, kind: str) -> list[str]:
+        return [r.name for r in self.all(kind)]
+
+
+def users_of(store, kind: str, name: str) -> list[str]:
+    """What would be orphaned by deleting this resource: referring resources and live jobs."""
+    users: list[str] = []
+    if kind == "region":
+        users += [f"cluster {c.name}" for c in store.list_resources("cluster") if name in c.regions]
+        users += [f"queue {q.name}" for q in store.list_resources("queue")
+                  if isinstance(q.weights, dict) and name in q.weights]
+    elif kind == "cluster":
+        users += [f"queue {q.name}" for q in store.list_resources("queue") if q.cluster == name]
+    elif kind == "image":
+        users += [f"definition {d.name}" for d in store.list_resources("definition") if d.image == name]
+    if kind in ("queue", "definition"):
+        live = {}
+        for c in store.counts():
+            if c.state in (JobState.HELD, JobState.QUEUED, JobState.RUNNING) and c.tasks > 0 and \
+                    (c.queue if kind == "queue" else c.definition) == name:
+                live[c.state.value.lower()] = live.get(c.state.value.lower(), 0) + c.tasks
+        if live:
+            users.append(" and ".join(f"{n} {s}" for s, n in sorted(live.items())) + " job(s)")
+    return users
+
+
+# ---------------------------------------------------------------- use cases
+
+
+def initial_status(host_type: str) -> tuple[str, str]:
+    """Local resources are live at once; on aws they wait for provisioning (CloudFormation)."""
+    if host_type == "local":
+        return "ACTIVE", ""
+    return "PENDING", "recorded in the host's store; not yet deployed to AWS"
+
+
+def add(ctx, kind: str, name: str, values: dict[str, Any]) -> Resource:
+    store = ctx.store
+    if store.get_resource(kind, name) is not None:
+        raise HyperError(f"{kind} {name!r} already exists",
+                         f"change it with `hyper {PLURAL[kind]} update-{kind} {name}` or pick another name")
+    values = dict(values)
+    if kind == "cluster" and not values.get("type"):
+        values["type"] = "local" if ctx.host.type == "local" else "batch"
+    resource = build(kind, name, values)
+    resource.status, resource.message = initial_status(ctx.host.type)
+    _defaults(ctx, resource)
+    validate(resource, ResourceView(store), ctx.host.type)
+    store.put_resource(resource)
+    return resource
+
+
+def _defaults(ctx, resource: Resource) -> None:
+    if isinstance(resource, Cluster):
+        if ctx.host.type == "local" and not resource.type:
+            resource.type = "local"
+        if resource.type in ("batch", "eks") and not resource.regions:
+            resource.regions = [r.name for r in ctx.store.list_resources("region")]
+        if not resource.max_vcpus:
+            import os
+
+            resource.max_vcpus = (os.cpu_count() or 1) if resource.type == "local" else 256
+
+
+def update(ctx, kind: str, name: str, values: dict[str, Any]) -> Resource:
+    store = ctx.store
+    current = store.get_resource(kind, name)
+    if current is None:
+        raise HyperError(f"unknown {kind} {name!r}", f"list them with `hyper {PLURAL[kind]} list-{PLURAL[kind]}`")
+    resource = build(kind, name, values, base=current)
+    validate(resource, ResourceView(store), ctx.host.type)
+    store.put_resource(resource, replace=True)
+    return resource
+
+
+def delete(ctx, kind: str, name: str, force: bool = False) -> list[str]:
+    """Delete; refuses while in use unless forced, and returns what was orphaned."""
+    store = ctx.store
+    resource = store.get_resource(kind, name)
+    if resource is None:
+        raise HyperError(f"unknown {kind} {name!r}", f"list them with `hyper {PLURAL[kind]} list-{PLURAL[kind]}`")
+    if isinstance(resource, Region) and resource.main and len(store.list_resources("region")) > 1:
+        raise HyperError(f"region {name!r} is the main region and other regions depend on it",
+                         "delete the other regions first")
+    users = users_of(store, kind, name)
+    if users and not force:
+        raise HyperError(f"{kind} {name!r} is in use by {', '.join(users)}",
+                         f"delete those first, or add --force to orphan them")
+    store.delete_resource(kind, name)
+    return users
+
+
+def init_main_region(ctx, name: str, values: dict[str, Any]) -> Region:
+    """The host's main region (its tables, dispatch queues and logs live there); exactly one."""
+    store = ctx.store
+    mains = [r for r in store.list_resources("region") if r.main]
+    if mains and mains[0].name != name:
+        raise HyperError(f"the main region is already {mains[0].name}", "a host has one main region; "
+                         "add others with `hyper regions add-region`")
+    if ctx.host.type == "aws" and ctx.host.main_region and ctx.host.main_region != name:
+        raise HyperError(f"host {ctx.host.name!r} keeps its tables in {ctx.host.main_region}, not {name}",
+                         f"run `hyper regions init-main-region {ctx.host.main_region}`")
+    existing = store.get_resource("region", name)
+    region = build("region", name, values, base=existing)
+    region.main = True
+    if existing is None:
+        region.status, region.message = initial_status(ctx.host.type)
+    validate(region, ResourceView(store), ctx.host.type)
+    store.put_resource(region, replace=True)
+    return region
+
+
+def list_all(ctx, kind: str) -> list[Resource]:
+    return sorted(ctx.store.list_resources(kind), key=lambda r: r.name)
+
+
+def prompt_defaults(ctx, kind: str) -> dict[str, Any]:
+    """Defaults the guided prompt offers: the model's own, with references filled from what exists."""
+    blank = RESOURCE_KINDS[kind]()
+    out = {f.key: f.show(getattr(blank, f.attr)) for f in FIELDS[kind]}
+    store = ctx.store
+    if kind == "cluster":
+        out["type"] = "local" if ctx.host.type == "local" else "batch"
+        out["regions"] = [r.name for r in store.list_resources("region")]
+        import os
+
+        out["max-vcpus"] = (os.cpu_count() or 1) if ctx.host.type == "local" else 256
+    elif kind == "queue":
+        clusters = sorted(c.name for c in store.list_resources("cluster"))
+        out["cluster"] = clusters[0] if clusters else ""
+        out["weights"] = None
+    elif kind == "definition":
+        images = sorted(i.name for i in store.list_resources("image"))
+        out["image"] = "local" if ctx.host.type == "local" else (images[0] if images else "")
+        out["timeout"] = "none"
+    elif kind == "region":
+        taken = [r.vpc_cidr for r in store.list_resources("region") if r.vpc_cidr]
+        out["vpc-cidr"] = next(f"10.{n}.0.0/16" for n in range(10, 250, 10) if f"10.{n}.0.0/16" not in taken)
+    return out
