@@ -107,11 +107,9 @@ def delete_host(
     host = hosts.get_host(name)
     if not yes:
         what = "and DELETE ALL ITS JOBS AND RESOURCES" if purge else "(its data stays)"
-        import click
-
         try:
             confirmed = typer.confirm(f"forget host {host.name} {what}?", default=False)
-        except click.exceptions.Abort:  # no terminal to answer on (a script): never delete unasked
+        except typer.Abort:  # no terminal to answer on (a script): never delete unasked
             confirmed = False
         if not confirmed:
             raise HyperError("nothing deleted", "answer y to confirm, or pass --yes")

@@ -125,6 +125,9 @@ def _entry(path: Path, kind: str, entry, loader, seen: dict) -> Item:
     if (kind, name) in seen:
         raise UsageError(f"{where}: {kind} {name!r} is also defined at {seen[(kind, name)]}", "keep one of them")
     seen[(kind, name)] = where
+    if kind == "image" and isinstance(data.get("path"), str) and data["path"] and \
+            not Path(data["path"]).expanduser().is_absolute():
+        data["path"] = str((path.parent / data["path"]).resolve())  # relative to the file, not the shell
     main = data.pop("main", None)
     if main is not None and not isinstance(main, bool):
         raise UsageError(f"{where}: region {name}: main must be true or false", "e.g. main: true")
@@ -151,7 +154,7 @@ def plan(ctx, items: list[Item]) -> list[Change]:
             if item.kind == "cluster" and not values.get("type"):
                 values["type"] = "local" if ctx.host.type == "local" else "batch"
             resource = res.build(item.kind, item.name, values)
-            res._defaults(ctx, resource)
+            res._defaults(ctx, resource, view)
         except HyperError as exc:
             raise UsageError(f"{item.where}: {item.kind} {item.name}: {exc.message}", exc.hint) from None
         if isinstance(resource, Region):

@@ -149,7 +149,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("allocation-strategy", "allocation_strategy", _choice(ALLOCATION_STRATEGIES, upper=True),
               "Batch allocation strategy", prompt=False),
         Field("overrides", "overrides", lambda v, k: _overrides(v, k), "per-region overrides (YAML only)",
-              prompt=False),
+              show=lambda v: _show_overrides(v), prompt=False),
     ),
     "queue": (
         Field("cluster", "cluster", _str, "cluster whose compute runs the queue's jobs"),
@@ -192,6 +192,11 @@ def _overrides(value: Any, key: str) -> dict[str, dict]:
             settings[_OVERRIDE_KEYS[k]] = _list(v, k) if k == "instance-types" else _int(0)(v, k)
         out[str(region)] = settings
     return out
+
+
+def _show_overrides(value: dict[str, dict]) -> dict[str, dict]:
+    keys = {attr: key for key, attr in _OVERRIDE_KEYS.items()}
+    return {region: {keys.get(k, k): v for k, v in body.items()} for region, body in (value or {}).items()}
 
 
 def field_map(kind: str) -> dict[str, Field]:
@@ -390,12 +395,13 @@ def add(ctx, kind: str, name: str, values: dict[str, Any]) -> Resource:
     return resource
 
 
-def _defaults(ctx, resource: Resource) -> None:
+def _defaults(ctx, resource: Resource, view: "ResourceView | None" = None) -> None:
+    """Fill what was left out; `view` lets `apply` see regions it is about to create."""
     if isinstance(resource, Cluster):
         if ctx.host.type == "local" and not resource.type:
             resource.type = "local"
         if resource.type in ("batch", "eks") and not resource.regions:
-            resource.regions = [r.name for r in ctx.store.list_resources("region")]
+            resource.regions = (view or ResourceView(ctx.store)).names("region")
         if not resource.max_vcpus:
             import os
 
