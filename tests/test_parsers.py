@@ -1,8 +1,9 @@
 """Parsers of user input: array specs, walltimes and memory sizes, job ids, and PBS/Slurm/LSF/HYPER directives.
 
 Property tests (hypothesis) check round trips and that malformed input only ever raises UsageError; example
-tests pin exact values and messages. Known parser bugs are pinned by strict xfail tests at the end: the
-"arbitrary text" properties leave out exactly the inputs those bugs trip on (see `_KNOWN_CRASH_CHARS`).
+tests pin exact values and messages. The tests at the end pin inputs that once crashed a parser or gave a wrong
+answer: non-ASCII digits and case-folded unit letters, numbers too long for float() or int(), one-index ranges
+with a step, and line separators other than \\n.
 """
 
 from __future__ import annotations
@@ -64,21 +65,19 @@ def array_specs(draw, small: bool = True) -> ArraySpec:
     return ArraySpec(tuple(ranges), limit)
 
 
-# Characters that trip known bugs (strict xfail tests below): digits that str.isdigit() accepts but int() and
-# regex \d do not (e.g. '²'), and the four non-ASCII letters that re.IGNORECASE matches to ASCII unit letters.
-_KNOWN_CRASH_CHARS = set("\u0130\u0131\u017f\u212a")  # İ ı ſ K(kelvin)
-
-
-def _safe_char(c: str) -> bool:
-    return c not in _KNOWN_CRASH_CHARS and not (c.isdigit() and not c.isdecimal())
+# Characters that once tripped the parsers: digits that str.isdigit() accepts but int() and regex \d do not
+# ('²', '①'), a digit that \d and int() accept ('١'), the four non-ASCII letters that re.IGNORECASE matches to
+# ASCII unit letters, and line separators of str.splitlines() other than \n.
+_TRICKY_CHARS = ["\u00b2", "\u2460", "\u0661", "\u0130", "\u0131", "\u017f", "\u212a", "\f", "\v", "\x85", "\u2028"]
 
 
 _TOKENS = list("0123456789-_,:%[]. ()&|!?+=@/\"'\\#\t\n\r") + [
     "done(", "exit(", "ended(", "afterok:", "afterany:", "walltime=", "select=", "mem=", "ncpus=", "ngpus=",
     "depend=", "gb", "GiB", "h", "m", "s", "d", "min", "sec", "k", "w", "1-10", "12[]", "12_3", "1:30:00",
+    "9" * 400, "1" * 4400,  # past float's range and int()'s 4300-digit limit
+    *_TRICKY_CHARS,
 ]
-# Short, so no number is long enough to overflow a float or pass int()'s digit limit (known bugs, see below).
-fuzz_text = st.lists(st.one_of(st.sampled_from(_TOKENS), st.characters().filter(_safe_char)), max_size=16).map("".join)
+fuzz_text = st.lists(st.one_of(st.sampled_from(_TOKENS), st.characters()), max_size=16).map("".join)
 _OPTIONS = sorted({option for table in TABLES.values() for option in table})
 fuzz_word = st.one_of(
     st.sampled_from(_OPTIONS), fuzz_text,
@@ -650,7 +649,7 @@ def test_arbitrary_options_only_raise_usage_error(words, family):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=30).filter(lambda t: all(_safe_char(c) for c in t)))
+@given(st.text(max_size=30))
 def test_fully_arbitrary_unicode_only_raises_usage_error(text):
     only_usage_error(parse_array, text)
     only_usage_error(parse_job_ids, [text])
@@ -659,12 +658,9 @@ def test_fully_arbitrary_unicode_only_raises_usage_error(text):
     only_usage_error(parse_directives, text, "job.sh")
 
 
-# ================================================================ known bugs (strict xfail: they fail today)
+# ================================================================ inputs that once crashed or misparsed
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "str.isdigit() accepts digits that int() rejects ('²', '³', '①'...): arrays.py checks the %limit and "
-    "directives.py checks select=/nodes= counts with isdigit(), then int() raises ValueError"))
 @pytest.mark.parametrize("call, args", [
     (parse_array, ("1-10%²",)),
     (parse_job_ids, (["12[1%²]"],)),
@@ -672,62 +668,115 @@ def test_fully_arbitrary_unicode_only_raises_usage_error(text):
     (parse_directives, ("#PBS -l select=²\n", "job.sh")),
     (parse_directives, ('#BSUB -w "done(12[1%²])"\n', "job.sh")),
 ], ids=["array", "job-id", "pbs-J", "pbs-select", "bsub-w"])
-def test_bug_superscript_digit_raises_value_error(call, args):
-    with pytest.raises(UsageError):
-        call(*args)
+def test_superscript_digit_is_a_usage_error(call, args):
+    usage_error(call, *args)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "durations.py _SUFFIXED is re.IGNORECASE, which also matches 'ſ' (U+017F) to s and 'ı' (U+0131) to i; "
-    "m.group(2).lower() then is not a key of _UNITS: KeyError"))
+def test_only_ascii_digits_are_numbers():
+    assert usage_error(parse_array, "1-10%²").message == "array range '1-10%²' has a bad limit '%²'"
+    assert usage_error(parse, "#PBS -l select=²\n").message == "job.sh:1: select=² is not a number of nodes"
+    assert usage_error(parse_array, "١-٣").message == "array range '١-٣' does not parse at '١-٣'"
+    assert usage_error(parse_duration, "١٢").message == "walltime '١٢' does not parse"
+    assert usage_error(parse, "#PBS -l ncpus=٤\n").message == "job.sh:1: ncpus '٤' is not a whole number"
+    assert parse("#PBS -l select=01:ncpus=2\n") == Directives(vcpus=2)  # leading zeros are still fine
+
+
 @pytest.mark.parametrize("call, args", [
     (parse_duration, ("5ſ",)),
     (parse_duration, ("5mın",)),
     (parse_directives, ("#SBATCH -t 5ſ\n", "job.sh")),
-], ids=["long-s", "dotless-i", "sbatch-t"])
-def test_bug_unicode_unit_letter_raises_key_error(call, args):
-    with pytest.raises(UsageError):
-        call(*args)
+    (parse_memory, ("5\u212ab",)),  # Kelvin sign, folds to k
+], ids=["long-s", "dotless-i", "sbatch-t", "kelvin-sign"])
+def test_unicode_unit_letter_does_not_parse(call, args):
+    assert "does not parse" in usage_error(call, *args).message
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "a number of 309+ digits becomes float('inf'); round()/int() of it raises OverflowError"))
-@pytest.mark.parametrize("call, args", [
-    (parse_duration, ("9" * 400,)),
-    (parse_duration, ("9" * 400 + "s",)),
-    (parse_memory, ("9" * 400,)),
+@pytest.mark.parametrize("call, args, message", [
+    (parse_duration, ("9" * 400,), f"walltime '{'9' * 400}' is too large"),
+    (parse_duration, ("9" * 400 + "s",), f"walltime '{'9' * 400}s' is too large"),
+    (parse_memory, ("9" * 400,), f"memory '{'9' * 400}' is too large"),
 ], ids=["duration-plain", "duration-suffixed", "memory"])
-def test_bug_huge_number_overflows(call, args):
-    with pytest.raises(UsageError):
-        call(*args)
+def test_huge_number_is_too_large(call, args, message):
+    assert usage_error(call, *args).message == message
+
+
+def test_duration_and_memory_limits():
+    assert parse_duration("36500d") == 36500 * 86400
+    assert usage_error(parse_duration, "36501d").hint == "give at most 36500 days"
+    assert usage_error(parse_duration, "36501-0", "m").message == "walltime '36501-0' is too large"
+    assert parse_memory("1024pb") == 1024**4
+    err = usage_error(parse_memory, "1025pb")
+    assert err.message == "memory '1025pb' is too large" and err.hint == "give at most 1024PiB"
 
 
 @pytest.mark.skipif(sys.get_int_max_str_digits() == 0, reason="int() digit limit is off in this interpreter")
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "int() of a string of more than 4300 digits raises ValueError (Python's int_max_str_digits) before any "
-    "range check in parse_array, _parse_one and the D-HH duration form"))
 @pytest.mark.parametrize("call, args", [
     (parse_array, ("1" * 4301,)),
     (parse_job_ids, (["1" * 4301],)),
     (parse_duration, ("1" * 4301 + "-1",)),
-], ids=["array", "job-id", "duration-days"])
-def test_bug_very_long_number_raises_value_error(call, args):
-    with pytest.raises(UsageError):
-        call(*args)
+    (parse_duration, ("1-1:" + "1" * 4301, "m")),
+    (parse_directives, ("#PBS -l select=" + "1" * 4301 + "\n", "job.sh")),
+    (parse_directives, ("#PBS -l ncpus=" + "1" * 4301 + "\n", "job.sh")),
+    (parse_directives, ("#BSUB -gpu num=" + "1" * 4301 + "\n", "job.sh")),
+], ids=["array", "job-id", "duration-days", "duration-minutes", "pbs-select", "pbs-ncpus", "bsub-gpu"])
+def test_very_long_number_is_a_usage_error(call, args):
+    usage_error(call, *args)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parse_array keeps the step of a range that holds one index ('5-5:3' -> Range(5, 5, 3); '1-3:5' -> "
-    "Range(1, 1, 5)), but its text is '5' / '1', which parses to step 1: parse_array(spec.text) != spec"))
-@pytest.mark.parametrize("text", ["5-5:3", "1-3:5"])
-def test_bug_parsed_single_index_range_with_step_does_not_round_trip(text):
+def test_long_numbers_in_arrays_and_job_ids():
+    assert usage_error(parse_array, "1" * 4301).message == f"array range '{'1' * 4301}' has an index above {MAX_INDEX}"
+    assert usage_error(parse_array, "99999999999-5").message == \
+        f"array range '99999999999-5' has an index above {MAX_INDEX}"
+    assert usage_error(parse_array, f"1-5%{MAX_INDEX + 1}").message == \
+        f"array range '1-5%{MAX_INDEX + 1}' has a limit above {MAX_INDEX}"
+    assert parse_array("1-5%" + "0" * 5000 + "3") == one(1, 5, limit=3)  # leading zeros do not count
+    assert parse_array("1-5:" + "9" * 5000) == one(1)  # a step past the range's end leaves its start
+    assert usage_error(parse_job_ids, [str(2**63)]).message == f"job id '{2**63}' is too large"
+    assert parse_job_ids([str(2**63 - 1)]) == [JobRef(2**63 - 1)]
+
+
+@pytest.mark.parametrize("text, expected", [("5-5:3", one(5)), ("1-3:5", one(1)), ("1-10:4", one(1, 9, 4))])
+def test_single_index_range_with_step_round_trips(text, expected):
     spec = parse_array(text)
+    assert spec == expected
     assert parse_array(spec.text) == spec
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parse_directives numbers lines with str.splitlines(), which also splits on \\f, \\v, \\x1c-\\x1e, \\x85, "
-    "U+2028 and U+2029: after a form feed, errors name the wrong line"))
-def test_bug_form_feed_shifts_error_line_number():
-    err = usage_error(parse, "#PBS -N ok\f\n#PBS -Q bad\n")
+@pytest.mark.parametrize("separator", ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_only_newline_ends_a_line_for_error_numbers(separator):
+    err = usage_error(parse, f"#PBS -N ok{separator}\n#PBS -Q bad\n")
     assert err.message == "job.sh:2: PBS option -Q is not known"
+
+
+def test_crlf_lines_keep_their_numbers():
+    assert usage_error(parse, "#PBS -N ok\r\n\r\n#PBS -Q bad\r\n").message == "job.sh:3: PBS option -Q is not known"
+
+
+@pytest.mark.parametrize("mib, text", [
+    (102400, "100GiB"),
+    (102912, "100.5GiB"),
+    (1048576, "1024GiB"),
+    (1024**3, "1048576GiB"),
+    (1024**4, "1073741824GiB"),
+    (1025, "1.0GiB"),
+])
+def test_format_memory_of_large_sizes_is_plain(mib, text):
+    assert format_memory(mib) == text
+    assert "e+" not in text
+
+
+@FAST
+@given(st.integers(1, 10**9).map(lambda g: g * 1024))
+def test_large_whole_gib_round_trips_through_format(mib):
+    assert parse_memory(format_memory(mib)) == mib
+
+
+@pytest.mark.parametrize("words, refs", [
+    (["12[],13"], [JobRef(12, None, True), JobRef(13)]),
+    (["12[1,3],13 14[]"], [JobRef(12, ArraySpec((Range(1, 1), Range(3, 3)))), JobRef(13), JobRef(14, None, True)]),
+    (["12_[1-2],13"], [JobRef(12, one(1, 2)), JobRef(13)]),
+    (["12[1, 3]"], [JobRef(12, ArraySpec((Range(1, 1), Range(3, 3))))]),
+    (["13,12[]"], [JobRef(13), JobRef(12, None, True)]),
+])
+def test_job_ids_split_on_commas_outside_brackets(words, refs):
+    assert parse_job_ids(words) == refs

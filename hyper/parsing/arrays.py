@@ -16,7 +16,17 @@ from hyper.errors import UsageError
 
 MAX_INDEX = 2**31 - 1
 _HINT = "write ranges like 1-100, 1-100:2, 0-15,20 or 1-1000%50 (at most 50 at once)"
-_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$", re.ASCII)  # ASCII: int() must accept every digit
+
+
+def _number(digits: str) -> int:
+    """The value of ASCII `digits`, or MAX_INDEX + 1 for anything larger than MAX_INDEX.
+
+    Any index or limit above MAX_INDEX is rejected and any step above it leaves one index in a range, so the
+    exact value of a longer number never matters; capping also keeps int() clear of its 4300-digit limit.
+    """
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= len(str(MAX_INDEX)) else MAX_INDEX + 1
 
 
 @dataclass(frozen=True)
@@ -107,10 +117,12 @@ def parse_array(text: str) -> ArraySpec:
     limit = None
     if "%" in text:
         text, _, limit_text = text.partition("%")
-        if not limit_text.isdigit() or int(limit_text) < 1:
+        if not (limit_text.isascii() and limit_text.isdigit()) or _number(limit_text) < 1:
             raise UsageError(f"array range '{raw}' has a bad limit '%{limit_text}'",
                              "the number after % is how many elements may run at once, e.g. 1-100%10")
-        limit = int(limit_text)
+        limit = _number(limit_text)
+        if limit > MAX_INDEX:
+            raise UsageError(f"array range '{raw}' has a limit above {MAX_INDEX}", "use a smaller limit")
     if not text:
         raise UsageError(f"array range '{raw}' is empty", _HINT)
     ranges: list[Range] = []
@@ -118,16 +130,18 @@ def parse_array(text: str) -> ArraySpec:
         m = _RANGE.match(part)
         if not m:
             raise UsageError(f"array range '{raw}' does not parse at '{part}'", _HINT)
-        start = int(m.group(1))
-        stop = int(m.group(2)) if m.group(2) is not None else start
-        step = int(m.group(3)) if m.group(3) is not None else 1
+        start = _number(m.group(1))
+        stop = _number(m.group(2)) if m.group(2) is not None else start
+        step = _number(m.group(3)) if m.group(3) is not None else 1
+        if max(start, stop) > MAX_INDEX:
+            raise UsageError(f"array range '{raw}' has an index above {MAX_INDEX}", "use smaller indices")
         if stop < start:
             raise UsageError(f"array range '{raw}' runs backwards at '{part}'", f"write {stop}-{start}")
         if step < 1:
             raise UsageError(f"array range '{raw}' has step 0 at '{part}'", "the step after : must be 1 or more")
-        if stop > MAX_INDEX:
-            raise UsageError(f"array range '{raw}' has an index above {MAX_INDEX}", "use smaller indices")
         stop -= (stop - start) % step  # 1-10:4 ends at 9: keep `stop` a real index
+        if stop == start:
+            step = 1  # 5-5:3 and 1-3:5 hold one index: canonical step 1, so parse_array(spec.text) == spec
         if ranges and start <= ranges[-1].stop:
             raise UsageError(f"array range '{raw}' overlaps or is out of order at '{part}'",
                              "list ranges in ascending order without overlaps, e.g. 0-15,20")

@@ -124,13 +124,18 @@ def _env_list(text: str, d: Directives) -> None:
         d.env[key] = value.strip().strip("'\"") if eq else None
 
 
+_WHOLE = re.compile(r"\s*([+-]?)0*([0-9]+)\s*")  # ASCII digits only: int() would also take '١' and '1_000'
+
+
 def _int(text: str, what: str, low: int = 0, high: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{what} '{text}' is not a whole number", f"give a number, e.g. {max(low, 1)}") from None
+    m = _WHOLE.fullmatch(text)
+    if not m:
+        raise UsageError(f"{what} '{text}' is not a whole number", f"give a number, e.g. {max(low, 1)}")
+    bounds = f"{low}..{high}" if high is not None else f"{low} or more"
+    if len(m.group(2)) > 18:  # int() refuses more than 4300 digits; no count or priority comes near 18
+        raise UsageError(f"{what} {text.strip()} is out of range", f"give {bounds}")
+    value = int(m.group(1) + m.group(2))
     if value < low or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f"{low} or more"
         raise UsageError(f"{what} {value} is out of range", f"give {bounds}")
     return value
 
@@ -154,7 +159,9 @@ def _pbs_resources(text: str, d: Directives) -> None:
             raise UsageError(f"resource '{item}' has no value", "write -l key=value, e.g. -l walltime=1:00:00")
         if key in ("select", "nodes"):
             count, *chunk = value.split(":")
-            if not count.isdigit() or int(count) != 1:
+            if not (count.isascii() and count.isdigit()):  # ASCII: isdigit() alone takes '²', which int() refuses
+                raise UsageError(f"{key}={count} is not a number of nodes", "a hyper job runs on one worker: use 1")
+            if count.lstrip("0") != "1":  # compared as text: int() refuses more than 4300 digits
                 raise UsageError(f"{key}={count} asks for several nodes", "a hyper job runs on one worker: use 1")
             for part in chunk:
                 sub_key, _, sub_value = part.partition("=")
@@ -365,7 +372,7 @@ for _name in ("--exclusive", "--parsable", "--kill-on-invalid-dep", "--no-kill",
 
 def _lsf_name(value: str, d: Directives) -> None:
     """`-J name[1-100]%10`: LSF puts the array in the name."""
-    m = re.fullmatch(r"([^\[]*)(\[[^\]]*\](?:%\d+)?)?", value.strip())
+    m = re.fullmatch(r"([^\[]*)(\[[^\]]*\](?:%[0-9]+)?)?", value.strip())
     if not m:
         raise UsageError(f"-J '{value}' does not parse", "write -J name or -J 'name[1-100]%10'")
     if m.group(1):
@@ -375,8 +382,11 @@ def _lsf_name(value: str, d: Directives) -> None:
 
 
 def _lsf_gpu(value: str, d: Directives) -> None:
-    m = re.search(r"num=(\d+)", value)
-    d.gpus = int(m.group(1)) if m else 1 if value.strip() == "-" else _int(value, "gpu num", 0)
+    m = re.search(r"num=([0-9]+)", value)
+    if m:
+        d.gpus = _int(m.group(1), "gpu num", 0)
+    else:
+        d.gpus = 1 if value.strip() == "-" else _int(value, "gpu num", 0)
 
 
 def _lsf_env(value: str, d: Directives) -> None:
@@ -467,7 +477,10 @@ def parse_directives(text: str, path: str) -> Directives:
     """Directives of a script, up to its first executable line; later lines override earlier ones."""
     d = Directives()
     slurm_seen = False
-    for number, line in enumerate(text.splitlines(), 1):
+    # "\n" only: str.splitlines() also splits on \f, \v, \x1c-\x1e, \x85, U+2028 and U+2029, which neither the
+    # shell nor an editor counts as lines, so errors would name the wrong line
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")  # CRLF files
         stripped = line.strip()
         if not stripped or (number == 1 and stripped.startswith("#!")):
             continue

@@ -7,13 +7,20 @@ LSF: `-W 1:30` (hours:minutes), `-M 4GB`.
 
 from __future__ import annotations
 
+import math
 import re
 
 from hyper.errors import UsageError
 
+# Every pattern is re.ASCII: `\d` must only match digits int() and float() take, and IGNORECASE must not fold
+# 'ſ' (U+017F) to s, 'ı' (U+0131) to i or the Kelvin sign to k.
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
-_SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)\s*(d|hr|h|min|m|sec|s)", re.IGNORECASE)
+_SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)\s*(d|hr|h|min|m|sec|s)", re.IGNORECASE | re.ASCII)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+_DAY_FORM = re.compile(r"\d+-[\d:]+", re.ASCII)
 _DURATION_HINT = "write HH:MM:SS (e.g. 1:30:00), D-HH:MM:SS, or 90m / 2h / 1h30m"
+MAX_SECONDS = 100 * 365 * 86400  # 100 years: far beyond any walltime, far below float and int64 limits
+MAX_MIB = 1024**4  # 1024 PiB
 
 
 def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what: str = "walltime") -> int:
@@ -27,20 +34,22 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
     fail = UsageError(f"{what} '{raw}' does not parse", _DURATION_HINT)
     if not text:
         raise fail
-    days = 0
-    if re.fullmatch(r"\d+-[\d:]+", text):  # Slurm D-HH[:MM[:SS]]
+    if _DAY_FORM.fullmatch(text):  # Slurm D-HH[:MM[:SS]]
         day_text, _, text = text.partition("-")
-        days = int(day_text)
         parts = text.split(":")
-        if len(parts) > 3 or not all(p.isdigit() for p in parts):
+        if len(parts) > 3 or not all(p.isdigit() for p in parts):  # ASCII digits: _DAY_FORM is re.ASCII
             raise fail
+        # int() refuses numbers of more than 4300 digits, and anything near that long is too large anyway
+        if any(len(p.lstrip("0")) > len(str(MAX_SECONDS)) for p in [day_text, *parts]):
+            raise _too_large(raw, what)
+        days = int(day_text)
         h, m, s = ([int(p) for p in parts] + [0, 0])[:3]
         return _checked(days * 86400 + h * 3600 + m * 60 + s, raw, what)
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return _checked(round(float(text) * _UNITS[plain_unit]), raw, what)
+    if _NUMBER.fullmatch(text):
+        return _checked(float(text) * _UNITS[plain_unit], raw, what)
     if ":" in text:
         parts = text.split(":")
-        if len(parts) > 3 or not all(re.fullmatch(r"\d+(\.\d+)?", p) for p in parts):
+        if len(parts) > 3 or not all(_NUMBER.fullmatch(p) for p in parts):
             raise fail
         values = [float(p) for p in parts]
         if len(values) == 3:
@@ -49,7 +58,7 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
             seconds = values[0] * 3600 + values[1] * 60
         else:
             seconds = values[0] * 60 + values[1]
-        return _checked(round(seconds), raw, what)
+        return _checked(seconds, raw, what)
     total, pos = 0.0, 0
     compact = text.replace(" ", "")
     for m in _SUFFIXED.finditer(compact):
@@ -59,10 +68,18 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
         pos = m.end()
     if pos != len(compact) or pos == 0:
         raise fail
-    return _checked(round(total), raw, what)
+    return _checked(total, raw, what)
 
 
-def _checked(seconds: int, raw: str, what: str) -> int:
+def _too_large(raw: str, what: str) -> UsageError:
+    return UsageError(f"{what} '{raw}' is too large", f"give at most {MAX_SECONDS // 86400} days")
+
+
+def _checked(seconds: float, raw: str, what: str) -> int:
+    """Whole seconds, or a UsageError for zero and for values too large (float() of 309+ digits is inf)."""
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise _too_large(raw, what)
+    seconds = round(seconds)
     if seconds <= 0:
         raise UsageError(f"{what} '{raw}' is zero", "give a positive duration, e.g. 0:10:00")
     return seconds
@@ -76,7 +93,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
-_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b|w)?", re.IGNORECASE)
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b|w)?", re.IGNORECASE | re.ASCII)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
@@ -94,6 +111,8 @@ def parse_memory(text: str, plain_unit: str = "m") -> int:
     size = float(number) * 1024 ** _POWERS[prefix.lower()]
     if word and word.lower() == "w":
         size *= 8  # PBS words are 8 bytes
+    if not math.isfinite(size) or size > MAX_MIB * 1024**2:  # float() of 309+ digits is inf
+        raise UsageError(f"memory '{text}' is too large", "give at most 1024PiB")
     mib = -(-int(size) // 1024**2)
     if mib <= 0:
         raise UsageError(f"memory '{text}' is zero", "give a positive size, e.g. 512mb")
@@ -105,6 +124,6 @@ def format_memory(mib: int | None) -> str:
     if mib is None:
         return "--"
     if mib >= 1024:
-        gib = mib / 1024
-        return f"{gib:g}GiB" if gib == int(gib) or gib >= 100 else f"{gib:.1f}GiB"
+        # whole GiB as a plain integer (never `:g`'s 1.04858e+06), anything else with one decimal
+        return f"{mib // 1024}GiB" if mib % 1024 == 0 else f"{mib / 1024:.1f}GiB"
     return f"{mib}MiB"

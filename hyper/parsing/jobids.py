@@ -11,11 +11,13 @@ from hyper.errors import UsageError
 from hyper.parsing.arrays import ArraySpec, parse_array
 
 MAX_ID_RANGE = 100_000
+MAX_JOB_ID = 2**63 - 1  # what the stores hold
 _HINT = "job ids look like 12, 12[], 12[3], 12[1-5], 12_3 or a range 100-110"
-_ID = re.compile(r"""^(?P<id>\d+)
-    (?: \[(?P<idx>[^\]]*)\]        # PBS: 12[] 12[3] 12[1-5]
-      | _\[?(?P<sidx>[\d,:%-]+)\]? # Slurm: 12_3 12_[1-5]
-      | -(?P<to>\d+)               # id range: 100-110
+# [0-9], not \d: int() must accept every digit ('²' is \d-free but isdigit(), Arabic-Indic digits are \d)
+_ID = re.compile(r"""^(?P<id>[0-9]+)
+    (?: \[(?P<idx>[^\]]*)\]          # PBS: 12[] 12[3] 12[1-5]
+      | _\[?(?P<sidx>[0-9,:%-]+)\]?   # Slurm: 12_3 12_[1-5]
+      | -(?P<to>[0-9]+)               # id range: 100-110
     )?
     (?:\.[A-Za-z0-9][\w.-]*)?$     # optional .host suffix, ignored
     """, re.VERBOSE)
@@ -43,9 +45,28 @@ def parse_job_ids(words: Iterable[str]) -> list[JobRef]:
     """Every word parsed, or a UsageError naming the first that does not parse (nothing is acted on)."""
     refs: list[JobRef] = []
     for word in words:
-        for part in word.replace(",", " ").split() if "[" not in word else [word]:
+        for part in _split(word):
             refs.extend(_parse_one(part))
     return refs
+
+
+def _split(word: str) -> list[str]:
+    """`12[],13 14` -> `12[]`, `13`, `14`: split on commas and whitespace outside brackets (`12[1,3]` is one)."""
+    parts, current, depth = [], "", 0
+    for char in word:
+        if depth == 0 and (char == "," or char.isspace()):
+            if current:
+                parts.append(current)
+            current = ""
+            continue
+        if char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+        current += char
+    if current:
+        parts.append(current)
+    return parts
 
 
 def parse_job_id(word: str) -> JobRef:
@@ -61,9 +82,9 @@ def _parse_one(word: str) -> list[JobRef]:
     m = _ID.match(text)
     if not m:
         raise UsageError(f"job id '{word}' does not parse", _HINT)
-    job_id = int(m.group("id"))
+    job_id = _job_number(m.group("id"), word)
     if m.group("to") is not None:
-        last = int(m.group("to"))
+        last = _job_number(m.group("to"), word)
         if last < job_id:
             raise UsageError(f"job id range '{word}' runs backwards", f"write {last}-{job_id}")
         if last - job_id >= MAX_ID_RANGE:
@@ -78,6 +99,13 @@ def _parse_one(word: str) -> list[JobRef]:
         return [JobRef(job_id, parse_array(index_text), False)]
     except UsageError:
         raise UsageError(f"job id '{word}' does not parse", _HINT) from None
+
+
+def _job_number(digits: str, word: str) -> int:
+    # the length check first: int() refuses more than 4300 digits
+    if len(digits.lstrip("0")) > len(str(MAX_JOB_ID)) or int(digits) > MAX_JOB_ID:
+        raise UsageError(f"job id '{word}' is too large", f"job ids go up to {MAX_JOB_ID}")
+    return int(digits)
 
 
 def format_job_id(job_id: int, index: int | None = None, array: bool = False) -> str:
