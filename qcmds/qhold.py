@@ -7,7 +7,7 @@ from typing import Annotated, List
 import typer
 
 from hyper.cli.common import cli_errors, print_error
-from qcmds.common import APP_SETTINGS, HostOption
+from qcmds.common import APP_SETTINGS, HostOption, wake_agent
 
 
 def _command(hold: bool, prog: str) -> typer.Typer:
@@ -22,7 +22,10 @@ def _command(hold: bool, prog: str) -> typer.Typer:
         from hyper.services.context import open_context
 
         refs = parse_job_ids(job_ids)
-        results = svc.hold_jobs(open_context(host), refs, hold)
+        ctx = open_context(host)
+        results = svc.hold_jobs(ctx, refs, hold)
+        if not hold and any(r.ok for r in results):
+            wake_agent(ctx)  # released jobs are queued: the agent may have gone idle meanwhile
         for r in results:
             if not r.ok:
                 print_error(prog, r.message)

@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from hyper.cli.common import cli_errors
-from qcmds.common import APP_SETTINGS, HostOption
+from qcmds.common import APP_SETTINGS, HostOption, wake_agent
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -65,6 +65,7 @@ def qsub(
     from hyper.parsing.directives import Directives, parse_dependency, parse_directives, parse_options
     from hyper.services import jobs as svc
     from hyper.services.context import open_context
+    from hyper.states import JobState
 
     command = context.meta.get("qsub_command")
     if deferred is not None:
@@ -132,10 +133,8 @@ def qsub(
     jobs = svc.submit(ctx, merged, script=script_text, command=command, script_name=script_name,
                       submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser(), sweep=params,
                       retry_on_exit=retry_on_exit)
-    if ctx.host.type == "local":
-        from hyper.backends.local import ensure_agent
-
-        ensure_agent(ctx.host)
+    if any(j.state is not JobState.HELD for j in jobs):  # held jobs wait for qrls or their dependencies
+        wake_agent(ctx)
     if merged.ignored:
         sys.stderr.write(f"qsub: note: no effect here, ignored: {', '.join(merged.ignored)}\n")
     if not quiet:

@@ -220,10 +220,23 @@ def test_concurrent_submitters_unique_ids_each_run_once(home, tmp_path):
         p.join()
     assert sorted(ids) == list(range(1, 4001))
     cli("qstat", check=True)
-    submit("-h", "--", "true")  # starts the agent through the normal path
+    submit("--", "true")  # starts the agent through the normal path (a held job alone would not)
     wait_until(lambda: len(os.listdir(out_dir)) == 4000, timeout=180, step=0.5)
-    wait_until(lambda: "4000" in cli("qstat", "-Q", "--output", "csv").stdout, timeout=30)
+    wait_until(lambda: "4001" in cli("qstat", "-Q", "--output", "csv").stdout, timeout=30)
     summary = cli("qstat", "-Q", "--output", "json").stdout
     (row,) = json.loads(summary)
-    assert row["succeeded"] == 4000 and row["failed"] == 0 and row["held"] == 1
+    assert row["succeeded"] == 4001 and row["failed"] == 0 and row["held"] == 0
     assert all((out_dir / name).read_text() == "x\n" for name in os.listdir(out_dir))
+
+
+def test_held_job_starts_no_agent_and_qrls_runs_it(home, tmp_path):
+    from hyper.backends.local import agent_running
+    from hyper.config import Host
+
+    marker = tmp_path / "ran"
+    job_id = submit("-h", "--", "sh", "-c", f"echo yes > {marker}")
+    time.sleep(0.5)
+    assert not agent_running(Host())  # nothing can run: no agent to idle
+    assert cli("qrls", job_id).returncode == 0
+    wait_until(marker.exists, timeout=30)
+    assert wait_finished(job_id)["state"] == "SUCCEEDED"

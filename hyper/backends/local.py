@@ -8,6 +8,7 @@ expired leases, and exits after ``agent_idle`` seconds with nothing queued, runn
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -40,6 +41,25 @@ def agent_running(host: Host) -> bool:
             return True
         fcntl.flock(fh, fcntl.LOCK_UN)
         return False
+
+
+@contextlib.contextmanager
+def agent_excluded(host: Host):
+    """Hold the agent lock so no agent runs meanwhile (purging a host); False if one already runs."""
+    path = lock_path(host)
+    if not path.parent.exists():
+        yield True
+        return
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def ensure_agent(host: Host) -> bool:

@@ -17,7 +17,7 @@ from hyper.errors import HyperError, UsageError
 
 HOST_TYPES = ("local", "aws")
 _HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{0,200}$")
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")  # also starts stack, queue and role names
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoin
     check_name("region", main_region)
     if table_prefix is not None and not _PREFIX.match(table_prefix):
         raise UsageError(f"table prefix {table_prefix!r} is not valid",
-                         "use letters, digits, _ . and - only (DynamoDB table name rules)")
+                         "start with a letter; letters, digits and - only (it begins every AWS name of the host)")
     if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):
         raise UsageError(f"endpoint URL {endpoint_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:5000")
 
@@ -82,11 +82,37 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
         from hyper.aws.tables import ensure_tables, settings as shard_settings
 
         shard_settings(host)  # bad shard settings fail before anything is created
+        _check_prefix_is_own(host)
         ensure_tables(host, wait=True)
         _record_main_region(host)
     hosts[name] = host
     save_hosts(hosts, name if select else selected)
     return host
+
+
+def _check_prefix_is_own(host: Host) -> None:
+    """Refuse a prefix that nests with another deployment's: IAM grants on `<prefix>*` would then reach it.
+
+    `hyper-prod-` starts `hyper-prod-x-`, so host prod's policies would cover host prod-x's tables. Every
+    hyper deployment has a `<prefix>meta` table; compare against all of them in the main region.
+    """
+    from hyper.aws.session import aws_errors, client
+    from hyper.aws.tables import table_names
+
+    mine = tables_prefix(host)
+    own = set(table_names(host).values())
+    with aws_errors(host, "dynamodb", "list_tables"):
+        db = client(host, "dynamodb")
+        for page in db.get_paginator("list_tables").paginate():
+            for name in page.get("TableNames", []):
+                if name in own:
+                    continue
+                other = name[:-len("meta")] if name.endswith("meta") else None
+                if name.startswith(mine) or (other and mine.startswith(other)):
+                    raise HyperError(f"table prefix {mine!r} overlaps the existing table {name} of another "
+                                     "deployment (access grants on one would reach the other)",
+                                     "choose a distinct --table-prefix, or adopt it with "
+                                     "`hyper hosts import-deployment`")
 
 
 def _record_main_region(host: Host) -> None:
@@ -161,14 +187,15 @@ def delete_host(name: str, *, purge: bool = False) -> list[str]:
 
             purged = [f"table {t}" for t in delete_tables(host)]
         else:
-            from hyper.backends.local import agent_running
+            from hyper.backends.local import agent_excluded
 
-            if agent_running(host):
-                raise HyperError(f"the agent of host {name!r} is running jobs",
-                                 "wait for it to go idle (`hyper agent status`), or qdel its jobs first")
-            if host.data_dir.exists():
-                shutil.rmtree(host.data_dir)
-                purged = [f"directory {host.data_dir}"]
+            with agent_excluded(host) as free:
+                if not free:
+                    raise HyperError(f"the agent of host {name!r} is running",
+                                     "wait for it to go idle (`hyper agent status`), or qdel its jobs first")
+                if host.data_dir.exists():
+                    shutil.rmtree(host.data_dir)
+                    purged = [f"directory {host.data_dir}"]
     if name != DEFAULT_HOST:
         del hosts[name]
     save_hosts(hosts, DEFAULT_HOST if selected == name else selected)
