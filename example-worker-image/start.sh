@@ -4,6 +4,7 @@
 #   HYPER_MAIN_REGION   the region of those tables (falls back to AWS_REGION)
 #   HYPER_QUEUE, HYPER_DEFINITION   which jobs this worker takes
 #   HYPER_WORKER_IDLE   seconds without work before the worker exits (optional)
+#   HYPER_MAX_JOBS      jobs before the worker exits (the definition's ratio: keeps it inside Batch's timeout)
 # Credentials come from the container's IAM role (the standard AWS chain); nothing secret is passed here.
 set -eu
 : "${HYPER_TABLE_PREFIX:?set HYPER_TABLE_PREFIX to the host's table prefix}"
@@ -17,4 +18,4 @@ hyper hosts import-deployment --table-prefix "$HYPER_TABLE_PREFIX" --main-region
     ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} >/dev/null
 exec hyper --host worker worker run --queue "$HYPER_QUEUE" --definition "$HYPER_DEFINITION" \
     --worker-id "${AWS_BATCH_JOB_ID:-$(hostname)}${AWS_BATCH_JOB_ARRAY_INDEX:+-$AWS_BATCH_JOB_ARRAY_INDEX}" \
-    --workdir "${HYPER_WORKDIR:-$PWD/run}"
+    --workdir "${HYPER_WORKDIR:-$PWD/run}" ${HYPER_MAX_JOBS:+--max-jobs "$HYPER_MAX_JOBS"}

@@ -43,3 +43,41 @@ def log_group(host: Host) -> str:
 def repository(host: Host, image: str) -> str:
     """An ECR repository of an image (lower case: ECR's rule)."""
     return f"{prefix(host)}{image}".lower()
+
+
+# ---------------------------------------------------------------- Batch jobs the scheduler submits
+# A worker array is found again (after a scheduler restart) by its tags; its name says the same for humans
+# and is the fallback when tags are missing. Batch job names: 1-128 letters, digits, `-` and `_`, starting
+# with a letter or digit.
+TAG_HOST = "hyper:host"
+TAG_PREFIX = "hyper:prefix"  # the deployment's identity: the same tables whatever a machine calls the host
+TAG_QUEUE = "hyper:queue"
+TAG_DEFINITION = "hyper:definition"
+BATCH_NAME_MAX = 128
+
+
+def _batch_safe(text: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in text)
+
+
+def batch_job_name(host: Host, queue: str, definition: str, tick: str) -> str:
+    """`<prefix><queue>-<definition>-<tick>`: the worker array a scheduler tick starts for one pair.
+
+    ``tick`` is lower-case letters and digits (no `-`), so the name ends in it unambiguously. Characters Batch
+    refuses become `_`; a name over 128 characters keeps its tick and a hash of the rest.
+    """
+    import zlib
+
+    head = _batch_safe(f"{prefix(host)}{queue}-{definition}-")
+    if not head[:1].isalnum():
+        head = "h" + head
+    name = head + tick
+    if len(name) > BATCH_NAME_MAX:
+        digest = f"{zlib.crc32(head.encode()):08x}"
+        name = head[:BATCH_NAME_MAX - len(tick) - len(digest) - 1] + digest + "-" + tick
+    return name
+
+
+def batch_job_tags(host: Host, queue: str, definition: str) -> dict[str, str]:
+    """Tags on every worker array: which deployment, queue and definition it serves."""
+    return {TAG_HOST: host.name, TAG_PREFIX: prefix(host), TAG_QUEUE: queue, TAG_DEFINITION: definition}

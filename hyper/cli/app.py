@@ -20,12 +20,14 @@ app.add_typer(worker_app, name="worker")
 
 def _register_admin() -> None:
     from hyper.cli import hosts as hosts_cli
+    from hyper.cli import iam as iam_cli
     from hyper.cli.resources import kind_app
     from hyper.services.resources import KIND_ORDER, PLURAL
 
     app.add_typer(hosts_cli.app, name="hosts")
     for kind in KIND_ORDER:
         app.add_typer(kind_app(kind), name=PLURAL[kind])
+    app.add_typer(iam_cli.app, name="iam")
 
 
 _register_admin()

@@ -1,0 +1,593 @@
+"""CloudFormation templates and Batch job definitions as data (pure: no AWS call, no boto3).
+
+Everything hyper deploys is rendered here first, so ``--dry-run`` prints exactly what would be sent, and
+tests lint every variant with cfn-lint. Three stacks per host (names from ``hyper.aws.names``):
+
+* ``<prefix>network`` in every region (``render_region_stack``): a new VPC from the region's CIDR (public and
+  private subnets in two AZs, internet gateway, one NAT gateway, route tables) or the region's existing VPC and
+  subnets; a worker security group (egress only); optional VPC endpoints; the IAM roles Batch and the workers
+  use (named ``<prefix><region>-<role>``: IAM is global, so the region is in the name). Its outputs are
+  exported as ``<prefix>network-<Output>``; the cluster stacks import them, so CloudFormation itself refuses
+  to delete a region's network while a cluster still uses it.
+* ``<prefix>cluster-<name>`` per cluster and region (``render_cluster_stack``): one managed Batch compute
+  environment (EC2 or SPOT, per-region overrides applied) and the job queue the scheduler submits to; GPU
+  clusters get a launch template with the ECS GPU-optimised AMI (from AWS's public SSM parameter).
+* ``<prefix>main`` in the main region (``render_main_stack``): the host's log group. The tables are made by
+  ``hyper hosts create-host`` (``hyper.aws.tables``), not here.
+
+Job definitions are not a stack: ``render_job_definition`` gives the RegisterJobDefinition request, which
+``hyper.aws.stacks.register_job_definition`` registers once per content hash.
+
+Bad input raises a one-line ``HyperError`` here, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Any, Iterable
+
+from hyper.aws import iam, names
+from hyper.config import Host
+from hyper.errors import HyperError
+from hyper.models import Cluster, Definition, Region
+
+TEMPLATE_FORMAT = "2010-09-09"
+MAX_TEMPLATE_BODY = 51_200  # bytes CloudFormation takes inline (TemplateBody)
+# the ECS-optimised Amazon Linux 2023 AMI with NVIDIA drivers, the AMI Batch's ECS_AL2023_NVIDIA type means
+GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+CPU_IMAGE_TYPE = "ECS_AL2023"
+GPU_IMAGE_TYPE = "ECS_AL2023_NVIDIA"
+GPU_ROOT_VOLUME_GIB = 100  # CUDA images are large; the default 30 GiB root fills up on the first pull
+WORKER_COMMAND = ["/usr/local/bin/start.sh"]  # example-worker-image's entrypoint (also its ENTRYPOINT)
+WORKER_TIMEOUT_GRACE = 900  # seconds a worker gets beyond ratio x timeout (start-up, image pull, requeue)
+CONTENT_HASH_TAG = "hyper:content-hash"
+HOST_TAG = iam.HOST_TAG
+PREFIX_TAG = iam.PREFIX_TAG
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+ROLE_KINDS = ("batch", "instance", "execution", "job")
+
+_SIZES = r"(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal(-[0-9]+xl)?)"
+_SIZE = re.compile(f"^{_SIZES}$")
+_INSTANCE_TYPE = re.compile(f"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*(\\.{_SIZES})?$")
+_GPU_FAMILY = re.compile(r"^(p|g|gr)[0-9]")  # NVIDIA / AMD GPU families: p3, p4d, p5, g4dn, g5, g6e, gr6...
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{1,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{1,17}$")
+
+
+# names -----------------------------------------------------------------------------------------------------
+def _clean(text: str, allowed: str) -> str:
+    return re.sub(f"[^{allowed}]", "-", text)
+
+
+def export_name(host: Host, key: str) -> str:
+    """The export a region's network stack gives its cluster stacks (exports are per region)."""
+    return _clean(f"{names.stack(host, 'network')}-{key}", "A-Za-z0-9:-")
+
+
+def role_name(host: Host, region: str, kind: str) -> str:
+    """An IAM role (or instance profile) name: IAM is global, so the region is part of it; at most 64."""
+    name = _clean(f"{names.prefix(host)}{region}-{kind}", r"\w+=,.@-")
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:64 - 9]}-{digest}"
+
+
+def role_arn(host: Host, region: str, kind: str, account: str, partition: str | None = None) -> str:
+    partition = partition or iam.partition_of(region)
+    return f"arn:{partition}:iam::{account}:role/{role_name(host, region, kind)}"
+
+
+# small pieces ----------------------------------------------------------------------------------------------
+def _sub(value: Any) -> Any:
+    """Strings with ${AWS::...} become Fn::Sub (the IAM statements are shared with `hyper iam policy`)."""
+    if isinstance(value, str) and "${" in value:
+        return {"Fn::Sub": value}
+    if isinstance(value, list):
+        return [_sub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _sub(v) for k, v in value.items()}
+    return value
+
+
+def _identity(host: Host) -> dict[str, str]:
+    """Tags naming the deployment: its prefix (what workers and the scheduler match) and this host's name."""
+    return {PREFIX_TAG: names.prefix(host), HOST_TAG: host.name}
+
+
+def stack_tags(host: Host) -> list[dict]:
+    """Tags of every stack; CloudFormation copies them to the resources that take tags."""
+    return [{"Key": k, "Value": v} for k, v in _identity(host).items()]
+
+
+def _tags(name: str) -> list[dict]:
+    return [{"Key": "Name", "Value": name}]
+
+
+def _assume(service: str) -> dict:
+    return {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+
+
+def _managed(policy: str) -> dict:
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/{policy}"}
+
+
+def _output(host: Host, key: str, value: Any, description: str) -> dict:
+    return {"Description": description, "Value": value, "Export": {"Name": export_name(host, key)}}
+
+
+def _template(description: str, resources: dict, outputs: dict | None = None,
+              parameters: dict | None = None) -> dict:
+    body: dict[str, Any] = {"AWSTemplateFormatVersion": TEMPLATE_FORMAT, "Description": description}
+    if parameters:
+        body["Parameters"] = parameters
+    body["Resources"] = resources
+    if outputs:
+        body["Outputs"] = outputs
+    return body
+
+
+def template_body(template: dict) -> str:
+    """The TemplateBody sent to CloudFormation (compact JSON; YAML is for people: ``to_yaml``)."""
+    body = json.dumps(template, separators=(",", ":"), sort_keys=False)
+    if len(body.encode()) > MAX_TEMPLATE_BODY:
+        raise HyperError(f"the rendered template is {len(body.encode())} bytes, over CloudFormation's "
+                         f"{MAX_TEMPLATE_BODY} inline limit", "split the cluster into fewer instance types "
+                         "or report this as a bug")
+    return body
+
+
+def to_yaml(template: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(template, sort_keys=False, default_flow_style=False, width=120)
+
+
+# validation ------------------------------------------------------------------------------------------------
+def check_instance_types(types: Iterable[str], what: str) -> list[str]:
+    """family.size (g5.xlarge), a family (c7i) or `optimal`; real availability is checked at deploy time."""
+    out = []
+    for raw in types:
+        text = str(raw).strip()
+        family = text.split(".")[0]
+        size_as_family = "-" in family and _SIZE.match(family.rsplit("-", 1)[1])  # g5-xlarge: a typo of g5.xlarge
+        if text != "optimal" and (not _INSTANCE_TYPE.match(text) or size_as_family):
+            raise HyperError(f"{what}: {raw!r} is not an EC2 instance type",
+                             "give family.size like g5.xlarge or c7i.2xlarge, a family like c7i, or optimal")
+        out.append(text)
+    if len(set(out)) != len(out):
+        raise HyperError(f"{what}: instance types repeat ({', '.join(out)})", "give each type once")
+    return out
+
+
+def is_gpu_type(instance_type: str) -> bool:
+    return bool(_GPU_FAMILY.match(instance_type))
+
+
+def _subnet_cidrs(cidr: str, region: str) -> tuple[list[str], list[str]]:
+    """Private: two quarters of the VPC (workers); public: two sixteenths (the NAT gateway only)."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise HyperError(f"region {region!r}: vpc-cidr {cidr!r} is not an IPv4 CIDR", "e.g. 10.20.0.0/16") from None
+    if net.version != 4:
+        raise HyperError(f"region {region!r}: vpc-cidr {cidr} is not IPv4", "e.g. 10.20.0.0/16")
+    if str(net) != cidr.strip():
+        raise HyperError(f"region {region!r}: vpc-cidr {cidr} has host bits set", f"did you mean {net}?")
+    if not 16 <= net.prefixlen <= 24:
+        raise HyperError(f"region {region!r}: vpc-cidr {cidr} must be /16 to /24",
+                         "AWS VPCs are /16../28 and hyper carves four subnets from it; e.g. 10.20.0.0/16")
+    quarters = list(net.subnets(new_prefix=net.prefixlen + 2))
+    public = list(quarters[2].subnets(new_prefix=net.prefixlen + 4))[:2]
+    return [str(quarters[0]), str(quarters[1])], [str(s) for s in public]
+
+
+def check_cidrs(region: Region, others: Iterable[Region]) -> None:
+    """A region's new VPC overlaps no other region's (they may be peered later)."""
+    if not region.vpc_cidr:
+        return
+    _subnet_cidrs(region.vpc_cidr, region.name)  # a well-formed CIDR first
+    net = ipaddress.ip_network(region.vpc_cidr)
+    for other in others:
+        if other.name == region.name or not other.vpc_cidr:
+            continue
+        try:
+            other_net = ipaddress.ip_network(other.vpc_cidr, strict=False)
+        except ValueError:
+            continue  # the other region's own check reports it
+        if net.overlaps(other_net):
+            raise HyperError(f"region {region.name!r}: vpc-cidr {region.vpc_cidr} overlaps {other.vpc_cidr} of "
+                             f"region {other.name!r}", "pick a CIDR that does not overlap")
+
+
+def cluster_settings(cluster: Cluster, region: str) -> dict[str, Any]:
+    """A cluster's capacity in one region, its per-region overrides applied and checked."""
+    what = f"cluster {cluster.name!r} in {region}"
+    override = dict((cluster.overrides or {}).get(region) or {})
+    unknown = set(override) - {"max_vcpus", "min_vcpus", "instance_types"}
+    if unknown:
+        raise HyperError(f"{what}: unknown override {sorted(unknown)[0]!r}", "use max-vcpus, min-vcpus, instance-types")
+    max_vcpus = int(override.get("max_vcpus", cluster.max_vcpus) or 0)
+    min_vcpus = int(override.get("min_vcpus", cluster.min_vcpus) or 0)
+    types = override.get("instance_types") or cluster.instance_types or []
+    if max_vcpus < 1:
+        raise HyperError(f"{what}: max-vcpus is {max_vcpus}", "give the cluster --max-vcpus 1 or more")
+    if min_vcpus < 0 or min_vcpus > max_vcpus:
+        raise HyperError(f"{what}: min-vcpus {min_vcpus} is not within 0..max-vcpus {max_vcpus}",
+                         "lower --min-vcpus or raise --max-vcpus")
+    gpus = int(cluster.gpus_per_instance or 0)
+    if not types:
+        if gpus:
+            raise HyperError(f"{what}: a GPU cluster needs instance types", "e.g. --instance-types g5.xlarge,g6.xlarge")
+        types = ["optimal"]
+    types = check_instance_types(types, what)
+    if gpus:
+        plain = [t for t in types if not is_gpu_type(t)]
+        if plain:
+            raise HyperError(f"{what}: gpus-per-instance is {gpus} but {', '.join(plain)} has no GPU",
+                             "use GPU families (p4d, p5, g5, g6, g6e...) or set --gpus-per-instance 0")
+    strategy = (cluster.allocation_strategy or "").upper()
+    if cluster.spot:
+        strategy = strategy or "SPOT_PRICE_CAPACITY_OPTIMIZED"
+        if strategy in ("BEST_FIT", "BEST_FIT_PROGRESSIVE"):
+            raise HyperError(f"{what}: spot capacity with {strategy} needs a Spot Fleet role hyper does not make",
+                             "use --allocation-strategy SPOT_PRICE_CAPACITY_OPTIMIZED (or SPOT_CAPACITY_OPTIMIZED)")
+    else:
+        strategy = strategy or "BEST_FIT_PROGRESSIVE"
+        if strategy.startswith("SPOT"):
+            raise HyperError(f"{what}: {strategy} needs spot capacity",
+                             "add --spot true or use BEST_FIT_PROGRESSIVE")
+    if strategy not in ("BEST_FIT", "BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED",
+                        "SPOT_PRICE_CAPACITY_OPTIMIZED"):
+        raise HyperError(f"{what}: unknown allocation strategy {strategy!r}",
+                         "use BEST_FIT_PROGRESSIVE, SPOT_CAPACITY_OPTIMIZED or SPOT_PRICE_CAPACITY_OPTIMIZED")
+    return {"max_vcpus": max_vcpus, "min_vcpus": min_vcpus, "instance_types": types, "gpus": gpus,
+            "spot": bool(cluster.spot), "allocation_strategy": strategy}
+
+
+def check_definition_fits(definition: Definition, cluster: Cluster) -> None:
+    """A definition's worker must fit on the cluster's instances (GPUs, vCPUs)."""
+    what = f"definition {definition.name!r} on cluster {cluster.name!r}"
+    if definition.gpus > 0 and not cluster.gpus_per_instance:
+        raise HyperError(f"{what}: the definition wants {definition.gpus} GPU(s) but the cluster has no GPUs "
+                         "(gpus-per-instance 0)", "use a GPU cluster's queue, or --gpus 0")
+    if definition.gpus > (cluster.gpus_per_instance or 0) > 0:
+        raise HyperError(f"{what}: the definition wants {definition.gpus} GPUs, the cluster's instances have "
+                         f"{cluster.gpus_per_instance}", "lower --gpus or use bigger GPU instances")
+    if cluster.max_vcpus and definition.vcpus > cluster.max_vcpus:
+        raise HyperError(f"{what}: {definition.vcpus} vCPUs per worker exceed the cluster's max-vcpus "
+                         f"{cluster.max_vcpus}", "lower --vcpus or raise the cluster's --max-vcpus")
+
+
+# region network stack ----------------------------------------------------------------------------------------
+def _iam_resources(host: Host, region: str) -> dict:
+    partition, account = "${AWS::Partition}", "${AWS::AccountId}"
+    prefix = names.prefix(host)
+    main = iam.main_region(host)
+    repos = [f"arn:{partition}:ecr:{region}:{account}:repository/{prefix.lower()}*"]
+    log_groups = iam.log_group_arns(host, partition, account)
+    execution = [
+        # ECR hands out its login token account-wide (AWS: Resource "*")
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {"Sid": "PullHostImages", "Effect": "Allow", "Action": iam.ECR_PULL, "Resource": repos},
+        {"Sid": "WorkerLogs", "Effect": "Allow", "Action": iam.LOG_WRITE, "Resource": log_groups},
+    ]
+    return {
+        "BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": role_name(host, region, "batch"),
+            "Description": f"AWS Batch manages host {host.name}'s compute environments in {region}",
+            "AssumeRolePolicyDocument": _assume("batch.amazonaws.com"),
+            "ManagedPolicyArns": [_managed("service-role/AWSBatchServiceRole")]}},
+        "InstanceRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": role_name(host, region, "instance"),
+            "Description": f"ECS container instances of host {host.name} in {region} (the ECS agent's rights)",
+            "AssumeRolePolicyDocument": _assume("ec2.amazonaws.com"),
+            "ManagedPolicyArns": [_managed("service-role/AmazonEC2ContainerServiceforEC2Role")]}},
+        "InstanceProfile": {"Type": "AWS::IAM::InstanceProfile", "Properties": {
+            "InstanceProfileName": role_name(host, region, "instance"),
+            "Roles": [{"Ref": "InstanceRole"}]}},
+        "ExecutionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": role_name(host, region, "execution"),
+            "Description": f"Pulls host {host.name}'s worker images and writes worker logs ({region})",
+            "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
+            "Policies": [{"PolicyName": "pull-and-log", "PolicyDocument": _sub(
+                {"Version": "2012-10-17", "Statement": execution})}]}},
+        "JobRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": role_name(host, region, "job"),
+            "Description": f"Workers of host {host.name}: its tables and log group in {main}, nothing else",
+            "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
+            "Policies": [{"PolicyName": "worker", "PolicyDocument": _sub(
+                {"Version": "2012-10-17", "Statement": iam.worker_statements(host, partition, account)})}]}},
+    }
+
+
+def _endpoints(region: Region, main: bool, subnets: Any, route_tables: list | None) -> dict:
+    vpc = region.vpc_id or {"Ref": "Vpc"}
+    out: dict[str, Any] = {
+        "EndpointSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "HTTPS from hyper workers to the VPC endpoints",
+            "VpcId": vpc,
+            "SecurityGroupIngress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+                                      "SourceSecurityGroupId": {"Fn::GetAtt": ["WorkerSecurityGroup", "GroupId"]},
+                                      "Description": "workers"}],
+            "SecurityGroupEgress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "127.0.0.1/32",
+                                     "Description": "no egress (endpoints only answer)"}]}},
+    }
+    for logical, service in (("EcrApiEndpoint", "ecr.api"), ("EcrDkrEndpoint", "ecr.dkr"), ("LogsEndpoint", "logs")):
+        out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
+            "VpcId": vpc, "VpcEndpointType": "Interface", "PrivateDnsEnabled": True,
+            "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"},
+            "SubnetIds": subnets, "SecurityGroupIds": [{"Ref": "EndpointSecurityGroup"}]}}
+    if route_tables:  # gateway endpoints need the route tables, which only a VPC hyper made has known
+        gateways = [("S3Endpoint", "s3")] + ([("DynamoDbEndpoint", "dynamodb")] if main else [])
+        for logical, service in gateways:
+            out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
+                "VpcId": vpc, "VpcEndpointType": "Gateway", "RouteTableIds": route_tables,
+                "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"}}}
+    return out
+
+
+def _new_vpc(host: Host, region: Region) -> dict:
+    private, public = _subnet_cidrs(region.vpc_cidr, region.name)
+    label = f"{names.prefix(host)}{region.name}"
+    resources: dict[str, Any] = {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
+            "CidrBlock": region.vpc_cidr, "EnableDnsSupport": True, "EnableDnsHostnames": True,
+            "Tags": _tags(label)}},
+        "InternetGateway": {"Type": "AWS::EC2::InternetGateway", "Properties": {"Tags": _tags(label)}},
+        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "InternetGatewayId": {"Ref": "InternetGateway"}}},
+    }
+    for i, az in enumerate("AB"):
+        # the region by name, not {"Ref": "AWS::Region"}: the same on AWS (the template is per region), and
+        # moto's GetAZs reads only a literal
+        zone = {"Fn::Select": [i, {"Fn::GetAZs": region.name}]}
+        resources[f"PublicSubnet{az}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "CidrBlock": public[i], "AvailabilityZone": zone,
+            "Tags": _tags(f"{label}-public-{az.lower()}")}}
+        resources[f"PrivateSubnet{az}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "CidrBlock": private[i], "AvailabilityZone": zone,
+            "Tags": _tags(f"{label}-private-{az.lower()}")}}
+    resources.update({
+        # one NAT gateway: workers are batch jobs that tolerate an AZ outage better than a doubled NAT bill
+        "NatAddress": {"Type": "AWS::EC2::EIP", "DependsOn": "GatewayAttachment",
+                       "Properties": {"Domain": "vpc", "Tags": _tags(f"{label}-nat")}},
+        "NatGateway": {"Type": "AWS::EC2::NatGateway", "Properties": {
+            "AllocationId": {"Fn::GetAtt": ["NatAddress", "AllocationId"]}, "SubnetId": {"Ref": "PublicSubnetA"},
+            "Tags": _tags(f"{label}-nat")}},
+        "PublicRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "Tags": _tags(f"{label}-public")}},
+        "PublicDefaultRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment", "Properties": {
+            "RouteTableId": {"Ref": "PublicRouteTable"}, "DestinationCidrBlock": "0.0.0.0/0",
+            "GatewayId": {"Ref": "InternetGateway"}}},
+        "PrivateRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "Tags": _tags(f"{label}-private")}},
+        "PrivateDefaultRoute": {"Type": "AWS::EC2::Route", "Properties": {
+            "RouteTableId": {"Ref": "PrivateRouteTable"}, "DestinationCidrBlock": "0.0.0.0/0",
+            "NatGatewayId": {"Ref": "NatGateway"}}},
+    })
+    for az in "AB":
+        for kind in ("Public", "Private"):
+            resources[f"{kind}Subnet{az}Routes"] = {"Type": "AWS::EC2::SubnetRouteTableAssociation", "Properties": {
+                "SubnetId": {"Ref": f"{kind}Subnet{az}"}, "RouteTableId": {"Ref": f"{kind}RouteTable"}}}
+    return resources
+
+
+def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[Region] = ()) -> dict:
+    """The network stack of one region: VPC (new or imported), worker security group, endpoints, IAM roles.
+
+    ``other_regions`` are the host's other regions, for the CIDR overlap check.
+    """
+    if host.type != "aws":
+        raise HyperError(f"host {host.name!r} is a {host.type} host: regions are for aws hosts",
+                         "select an aws host (--host NAME)")
+    what = f"region {region.name!r}"
+    if region.vpc_id and region.vpc_cidr:
+        raise HyperError(f"{what}: give vpc-cidr (a new VPC) or vpc-id (an existing one), not both", "drop one")
+    if not region.vpc_id and not region.vpc_cidr:
+        raise HyperError(f"{what}: give vpc-cidr for a new VPC or vpc-id and subnets for an existing one",
+                         "e.g. --vpc-cidr 10.20.0.0/16")
+    check_cidrs(region, other_regions)
+    main = region.main or region.name == host.main_region
+    if region.vpc_id:
+        if not _VPC_ID.match(region.vpc_id):
+            raise HyperError(f"{what}: {region.vpc_id!r} is not a VPC id", "e.g. vpc-0123456789abcdef0")
+        if not region.subnets:
+            raise HyperError(f"{what}: an existing VPC needs the subnets workers may use",
+                             "give --subnets subnet-aaa,subnet-bbb (private subnets with a route out)")
+        bad = [s for s in region.subnets if not _SUBNET_ID.match(s)]
+        if bad:
+            raise HyperError(f"{what}: {bad[0]!r} is not a subnet id", "e.g. subnet-0123456789abcdef0")
+        resources: dict[str, Any] = {}
+        vpc: Any = region.vpc_id
+        subnets: Any = list(region.subnets)
+        route_tables = None
+    else:
+        resources = _new_vpc(host, region)
+        vpc = {"Ref": "Vpc"}
+        subnets = [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+        route_tables = [{"Ref": "PrivateRouteTable"}]
+    resources["WorkerSecurityGroup"] = {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+        "GroupDescription": f"hyper workers of host {host.name}: no inbound traffic",
+        "VpcId": vpc,
+        "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0",
+                                 "Description": "images, AWS APIs and whatever jobs fetch"}],
+        "Tags": _tags(f"{names.prefix(host)}workers")}}
+    if region.vpc_endpoints:
+        resources.update(_endpoints(region, main, subnets, route_tables))
+    resources.update(_iam_resources(host, region.name))
+    outputs = {
+        "VpcId": _output(host, "VpcId", vpc, "the VPC workers run in"),
+        "SubnetIds": _output(host, "SubnetIds", {"Fn::Join": [",", subnets]}, "subnets of the compute environments"),
+        "SecurityGroupId": _output(host, "SecurityGroupId", {"Fn::GetAtt": ["WorkerSecurityGroup", "GroupId"]},
+                                   "the workers' security group"),
+        "BatchServiceRoleArn": _output(host, "BatchServiceRoleArn", {"Fn::GetAtt": ["BatchServiceRole", "Arn"]},
+                                       "AWS Batch's service role"),
+        "InstanceProfileArn": _output(host, "InstanceProfileArn", {"Fn::GetAtt": ["InstanceProfile", "Arn"]},
+                                      "the container instances' profile"),
+        "ExecutionRoleArn": _output(host, "ExecutionRoleArn", {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+                                    "pulls images, writes worker logs"),
+        "JobRoleArn": _output(host, "JobRoleArn", {"Fn::GetAtt": ["JobRole", "Arn"]}, "the workers' own rights"),
+    }
+    kind = f"existing VPC {region.vpc_id}" if region.vpc_id else f"new VPC {region.vpc_cidr}"
+    return _template(f"hyper host {host.name}: network and IAM roles in {region.name} ({kind})", resources, outputs)
+
+
+# cluster stack ----------------------------------------------------------------------------------------------
+def render_cluster_stack(host: Host, cluster: Cluster, region_name: str) -> dict:
+    """One region's share of a Batch cluster: a managed compute environment and the cluster's job queue."""
+    if cluster.type != "batch":
+        raise HyperError(f"cluster {cluster.name!r} is of type {cluster.type}: only batch clusters are "
+                         "CloudFormation stacks", "eks clusters render Kubernetes Jobs; local clusters need nothing")
+    if cluster.regions and region_name not in cluster.regions:
+        raise HyperError(f"cluster {cluster.name!r} does not span region {region_name}",
+                         f"its regions: {', '.join(cluster.regions)}")
+    settings = cluster_settings(cluster, region_name)
+    env_name = names.compute_environment(host, cluster.name)
+    queue_name = names.job_queue(host, cluster.name)
+    for kind, name in (("compute environment", env_name), ("job queue", queue_name)):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,126}[A-Za-z0-9]", name):
+            raise HyperError(f"Batch {kind} name {name!r} is invalid", "Batch names are 2-128 letters, digits, - and "
+                             "_; shorten the host's table prefix or the cluster's name")
+
+    def imported(key: str) -> dict:
+        return {"Fn::ImportValue": export_name(host, key)}
+
+    gpu = settings["gpus"] > 0
+    resources: dict[str, Any] = {}
+    parameters = None
+    compute: dict[str, Any] = {
+        "Type": "SPOT" if settings["spot"] else "EC2",
+        "AllocationStrategy": settings["allocation_strategy"],
+        "MinvCpus": settings["min_vcpus"],
+        "MaxvCpus": settings["max_vcpus"],
+        "InstanceTypes": settings["instance_types"],
+        "Subnets": {"Fn::Split": [",", imported("SubnetIds")]},
+        "SecurityGroupIds": [imported("SecurityGroupId")],
+        "InstanceRole": imported("InstanceProfileArn"),
+        "Ec2Configuration": [{"ImageType": GPU_IMAGE_TYPE if gpu else CPU_IMAGE_TYPE}],
+        "Tags": {"Name": f"{env_name}-worker", **_identity(host), "hyper:cluster": cluster.name},
+    }
+    if gpu:
+        parameters = {"GpuImageId": {
+            "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": GPU_AMI_PARAMETER,
+            "Description": "ECS GPU-optimised AMI (AWS's public parameter: always the recommended one)"}}
+        resources["GpuLaunchTemplate"] = {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
+            "LaunchTemplateData": {
+                "ImageId": {"Ref": "GpuImageId"},
+                "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2},
+                "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {
+                    "VolumeSize": GPU_ROOT_VOLUME_GIB, "VolumeType": "gp3", "Encrypted": True}}]}}}
+        compute["LaunchTemplate"] = {"LaunchTemplateId": {"Ref": "GpuLaunchTemplate"},
+                                     "Version": {"Fn::GetAtt": ["GpuLaunchTemplate", "LatestVersionNumber"]}}
+    resources["ComputeEnvironment"] = {"Type": "AWS::Batch::ComputeEnvironment", "Properties": {
+        "ComputeEnvironmentName": env_name, "Type": "MANAGED", "State": "ENABLED",
+        "ServiceRole": imported("BatchServiceRoleArn"),
+        # update instance types, vCPUs and strategy in place (a named environment cannot be replaced)
+        "ReplaceComputeEnvironment": False,
+        "UpdatePolicy": {"TerminateJobsOnUpdate": False, "JobExecutionTimeoutMinutes": 30},
+        "ComputeResources": compute,
+        "Tags": {**_identity(host), "hyper:cluster": cluster.name}}}
+    resources["JobQueue"] = {"Type": "AWS::Batch::JobQueue", "Properties": {
+        "JobQueueName": queue_name, "State": "ENABLED", "Priority": 1,
+        "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": {"Ref": "ComputeEnvironment"}}],
+        "Tags": {**_identity(host), "hyper:cluster": cluster.name}}}
+    outputs = {"ComputeEnvironmentArn": {"Value": {"Ref": "ComputeEnvironment"}},
+               "JobQueueArn": {"Value": {"Ref": "JobQueue"}}}
+    capacity = (f"{'spot' if settings['spot'] else 'on-demand'} {','.join(settings['instance_types'])}, "
+                f"{settings['min_vcpus']}-{settings['max_vcpus']} vCPUs")
+    return _template(f"hyper host {host.name}: cluster {cluster.name} in {region_name} ({capacity})",
+                     resources, outputs, parameters)
+
+
+# main stack -------------------------------------------------------------------------------------------------
+def log_retention(days: int) -> int:
+    """The smallest retention CloudWatch allows that keeps logs at least ``days`` days."""
+    for allowed in LOG_RETENTION_DAYS:
+        if allowed >= days:
+            return allowed
+    return LOG_RETENTION_DAYS[-1]
+
+
+def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
+    """The main region's stack: the host's log group (job and worker output), kept as long as finished jobs."""
+    from hyper.aws.tables import settings
+
+    if host.type != "aws":
+        raise HyperError(f"host {host.name!r} is a {host.type} host: it has no main stack", "select an aws host")
+    iam.main_region(host)
+    days = retention_days if retention_days is not None else settings(host)["retention_days"]
+    if days < 1:
+        raise HyperError(f"log retention {days} days must be 1 or more", "e.g. 30")
+    resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
+        "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
+    outputs = {"LogGroupName": {"Value": {"Ref": "LogGroup"}}}
+    return _template(f"hyper host {host.name}: log group (main region {host.main_region})", resources, outputs)
+
+
+# job definitions ---------------------------------------------------------------------------------------------
+def content_hash(request: dict) -> str:
+    """A short hash of a RegisterJobDefinition request without its tags (what makes two registrations equal)."""
+    body = {k: v for k, v in request.items() if k != "tags"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def render_job_definition(host: Host, definition: Definition, image_uri: str, *, job_role_arn: str,
+                          execution_role_arn: str, cluster: Cluster | None = None) -> dict:
+    """The RegisterJobDefinition request of a definition's worker (pure; tags carry its content hash).
+
+    The Batch job is a *worker*, which runs up to ``ratio`` hyper jobs in series and enforces each job's own
+    timeout itself; so the Batch timeout is a backstop of ``ratio x timeout`` plus a grace period, and the
+    worker is told to stop after ``ratio`` jobs (HYPER_MAX_JOBS). Batch retries a worker only when its host
+    went away (spot reclaim); hyper counts each job's retries in the store, exactly once.
+    """
+    if cluster is not None:
+        check_definition_fits(definition, cluster)
+    if not image_uri:
+        raise HyperError(f"definition {definition.name!r}: its image has no URI yet",
+                         "add the image first (`hyper images add-image`)")
+    if definition.vcpus < 1 or definition.memory_mib < 4:
+        raise HyperError(f"definition {definition.name!r}: {definition.vcpus} vCPUs and {definition.memory_mib} MiB "
+                         "are too small for a Batch container", "give at least 1 vCPU and 4 MiB")
+    if not 0 <= definition.retries <= 9:
+        raise HyperError(f"definition {definition.name!r}: retries {definition.retries} out of 0..9",
+                         "Batch allows at most 10 attempts")
+    main = iam.main_region(host)
+    resources = [{"type": "VCPU", "value": str(definition.vcpus)},
+                 {"type": "MEMORY", "value": str(definition.memory_mib)}]
+    if definition.gpus:
+        resources.append({"type": "GPU", "value": str(definition.gpus)})
+    env = {str(k): str(v) for k, v in (definition.environment or {}).items()}
+    env.update({"HYPER_TABLE_PREFIX": names.prefix(host), "HYPER_MAIN_REGION": main,
+                "HYPER_DEFINITION": definition.name, "HYPER_MAX_JOBS": str(max(1, definition.ratio))})
+    container = {
+        "image": image_uri,
+        "command": list(WORKER_COMMAND),
+        "resourceRequirements": resources,
+        "environment": [{"name": k, "value": env[k]} for k in sorted(env)],
+        "jobRoleArn": job_role_arn,
+        "executionRoleArn": execution_role_arn,
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": names.log_group(host), "awslogs-region": main, "awslogs-stream-prefix": "worker"}},
+    }
+    request: dict[str, Any] = {
+        "jobDefinitionName": names.job_definition(host, definition.name),
+        "type": "container",
+        "platformCapabilities": ["EC2"],
+        "containerProperties": container,
+        "retryStrategy": {"attempts": definition.retries + 1, "evaluateOnExit": [
+            {"onStatusReason": "Host EC2*", "action": "RETRY"},  # spot reclaim / lost instance
+            {"onReason": "*", "action": "EXIT"}]},
+        "propagateTags": True,
+    }
+    if definition.timeout:
+        request["timeout"] = {"attemptDurationSeconds": max(60, definition.timeout * max(1, definition.ratio)
+                                                            + WORKER_TIMEOUT_GRACE)}
+    request["tags"] = {**_identity(host), "hyper:definition": definition.name,
+                       CONTENT_HASH_TAG: content_hash(request)}
+    return request
