@@ -22,15 +22,41 @@ def _aws_host(endpoint: str, prefix: str) -> None:
         "--endpoint-url", endpoint, "--table-prefix", prefix, check=True)
 
 
-def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint):
+def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
+    """Everything deploys into moto (stacks in two regions, job definitions) except the image build, which
+    needs Docker and a registry: that one is recorded FAILED with the reason, and apply exits 1."""
+    import requests
+
+    requests.post(f"{moto_endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    monkeypatch.setenv("HYPER_DOCKER", "")  # as on a machine without Docker
     _aws_host(moto_endpoint, "cfg-apply-")
     dry = cli("hyper", "apply", "-f", str(ROOT / "configs"), "--dry-run", check=True).stdout.splitlines()
     assert dry[-1] == "9 resources, 9 to change"
-    assert "region us-east-1: would update" in dry  # create-host recorded it; the file adds its VPC settings
+    # create-host recorded the main region; the file adds its VPC settings
+    assert "region us-east-1: would update (deploy-stack cfg-apply-network in us-east-1, deploy-stack " \
+           "cfg-apply-main in us-east-1)" in dry
+    assert "cluster cpu: would create (deploy-stack cfg-apply-cluster-cpu in eu-west-1, deploy-stack " \
+           "cfg-apply-cluster-cpu in us-east-1)" in dry
+    assert "definition train: would create (register-definition cfg-apply-train in us-east-1, " \
+           "register-definition cfg-apply-train in eu-west-1)" in dry
     assert "queue gpu: would create" in dry
     assert cli("hyper", "queues", "list-queues", "-o", "json", check=True).stdout.strip() == "[]"
-    out = cli("hyper", "apply", "-f", str(ROOT / "configs"), check=True).stdout.splitlines()
-    assert out[-1] == "9 resources, 9 changed"
+    applied = cli("hyper", "apply", "-f", str(ROOT / "configs"))
+    assert applied.returncode == 1, applied.stderr
+    out = applied.stdout.splitlines()
+    assert out[-1] == "9 resources, 9 changed, 1 failed to deploy"
+    assert "cluster gpu-spot: created (ACTIVE)" in out and "definition train: created (ACTIVE)" in out
+    assert any(line.startswith("image worker: created (FAILED): repository cfg-apply-worker in us-east-1: image "
+                               "'worker': building") and "needs the Docker CLI" in line for line in out)
+    import boto3
+
+    for region in ("us-east-1", "eu-west-1"):
+        batch = boto3.client("batch", region_name=region, endpoint_url=moto_endpoint)
+        queues = {q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]}
+        assert {"cfg-apply-gpu-spot", "cfg-apply-cpu"} <= queues
+        revisions = [d["revision"] for d in batch.describe_job_definitions(
+            jobDefinitionName="cfg-apply-train", status="ACTIVE")["jobDefinitions"]]
+        assert revisions == [1]
     queues = yaml.safe_load(cli("hyper", "queues", "list-queues", "-o", "yaml", check=True).stdout)
     gpu = next(q for q in queues if q["name"] == "gpu")
     assert gpu["weights"] == {"us-east-1": 3, "eu-west-1": 1} and gpu["cluster"] == "gpu-spot"
@@ -38,14 +64,14 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint):
     clusters = yaml.safe_load(cli("hyper", "clusters", "list-clusters", "-o", "yaml", check=True).stdout)
     spot = next(c for c in clusters if c["name"] == "gpu-spot")
     assert spot["overrides"] == {"eu-west-1": {"max-vcpus": 64, "instance-types": ["g5.xlarge"]}}
-    assert spot["status"] == "PENDING"
+    assert spot["status"] == "ACTIVE"
     images = yaml.safe_load(cli("hyper", "images", "list-images", "-o", "yaml", check=True).stdout)
     assert images[0]["path"] == str(ROOT / "example-worker-image")  # relative to the YAML file
     definitions = yaml.safe_load(cli("hyper", "definitions", "list-definitions", "-o", "yaml", check=True).stdout)
     train = next(d for d in definitions if d["name"] == "train")
     assert (train["memory"], train["timeout"], train["ratio"]) == ("16GiB", "12:00:00", 20)
     again = cli("hyper", "apply", "-f", str(ROOT / "configs"), check=True).stdout.splitlines()
-    assert again[-1] == "9 resources, 0 changed"
+    assert again[-1] == "9 resources, 0 changed"  # nothing changed, nothing redeployed
     exported = home.parent / "export.yaml"
     cli("hyper", "export", "--file", str(exported), check=True)
     assert cli("hyper", "apply", "-f", str(exported), check=True).stdout.splitlines()[-1] == "9 resources, 0 changed"

@@ -212,13 +212,13 @@ def translate(exc: BaseException, host: Host, service: str = "", action: str = "
             return HyperError(f"{what}: {message} ({where})",
                               f"create the host's resources first (hyper hosts create-host {host.name})")
         return HyperError(f"{what} failed ({where}): {code}: {message}",
-                          "run with --debug for the full response")
+                          "set HYPER_DEBUG=1 for the full response")
     if isinstance(exc, bx.ParamValidationError):
         return HyperError(f"{what}: invalid request: {_one_line(exc)}", "this is a bug in hyper; please report it")
     if isinstance(exc, bx.BotoCoreError):
         return HyperError(f"{what} failed ({where}, {creds}): {_one_line(exc)}",
                           "check the host's profile, region and endpoint")
-    return HyperError(f"{what} failed: {type(exc).__name__}: {_one_line(exc)}", "run with --debug for details")
+    return HyperError(f"{what} failed: {type(exc).__name__}: {_one_line(exc)}", "set HYPER_DEBUG=1 for details")
 
 
 @contextmanager

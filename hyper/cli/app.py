@@ -65,9 +65,18 @@ def apply_cmd(
                                                                                  "update": "updated"}
     for change in changes:
         r = change.resource
-        typer.echo(f"{r.KIND} {r.name}: {verb.get(change.action, change.action)}")
+        line = f"{r.KIND} {r.name}: {verb.get(change.action, change.action)}"
+        if change.steps:
+            line += f" ({', '.join(s.describe() for s in change.steps)})" if dry_run else f" ({r.status})"
+        if not dry_run and r.status == "FAILED":
+            line += f": {r.message}"
+        typer.echo(line)
     made = sum(c.action != "unchanged" for c in changes)
-    typer.echo(f"{len(changes)} resources, {made} {'to change' if dry_run else 'changed'}")
+    failed = sum(c.resource.status == "FAILED" for c in changes if not dry_run and c.action != "unchanged")
+    typer.echo(f"{len(changes)} resources, {made} {'to change' if dry_run else 'changed'}"
+               + (f", {failed} failed to deploy" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("export")

@@ -30,6 +30,15 @@ LIST_COLUMNS: dict[str, list[tuple[str, str]]] = {
                    ("status", "Status"), ("message", "Message")],
 }
 OutputOption = Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")]
+DRY_RUN = inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+    bool, typer.Option("--dry-run", help="Validate and print what would be deployed (templates); change nothing.")])
+
+
+def _finish(line: str, resource) -> None:
+    """Print the outcome; a failed deployment is recorded (list-* shows why) and exits non-zero."""
+    typer.echo(line)
+    if resource.status == "FAILED":
+        raise typer.Exit(1)
 
 
 def _flat(value: Any) -> Any:
@@ -115,6 +124,24 @@ def _guided(kind: str, ctx, values: dict) -> dict:
     return out
 
 
+def _print_plan(steps, what: str) -> None:
+    """--dry-run: each step with what it would send (templates as YAML), nothing sent."""
+    if not steps:
+        typer.echo(f"{what}: nothing to deploy")
+        return
+    import yaml
+
+    from hyper.aws import stacks
+
+    for step in steps:
+        action = step.action
+        if step.action == "deploy-stack":
+            action = f"{stacks.stack_action(_context().host, step.region, step.target)} stack"
+        typer.echo(f"--- # {what}: would {action} {step.target} in {step.region}")
+        if step.body:
+            typer.echo(yaml.safe_dump(step.body, sort_keys=False, width=120), nl=False)
+
+
 def _status_line(verb: str, resource) -> str:
     line = f"{verb} {resource.KIND} {resource.name} ({resource.status}"
     return line + (f": {resource.message})" if resource.message else ")")
@@ -133,41 +160,52 @@ def add_kind_commands(app: typer.Typer, kind: str) -> None:
     fields = _field_params(kind)
 
     @cli_errors(prog)
-    def add(name: str, guided: Optional[bool] = None, **kwargs) -> None:
+    def add(name: str, guided: Optional[bool] = None, dry_run: bool = False, **kwargs) -> None:
         ctx = _context()
         values = _values(kind, kwargs)
-        if guided if guided is not None else (sys.stdin.isatty() and sys.stdout.isatty()):
+        if guided if guided is not None else (sys.stdin.isatty() and sys.stdout.isatty() and not dry_run):
             values = _guided(kind, ctx, values)
-        typer.echo(_status_line("added", res.add(ctx, kind, name, values)))
+        resource = res.add(ctx, kind, name, values, dry_run=dry_run)
+        if dry_run:
+            _print_plan(resource.steps, f"{kind} {name}")
+            return
+        _finish(_status_line("added", resource), resource)
 
     @cli_errors(prog)
-    def update(name: str, **kwargs) -> None:
+    def update(name: str, dry_run: bool = False, **kwargs) -> None:
         values = _values(kind, kwargs)
-        if not values:
+        if not values and not dry_run:
             raise res.UsageError(f"nothing to change in {kind} {name!r}",
                                  f"give at least one option; see `hyper {plural} update-{kind} --help`")
-        typer.echo(_status_line("updated", res.update(_context(), kind, name, values)))
+        resource = res.update(_context(), kind, name, values, dry_run=dry_run)
+        if dry_run:
+            _print_plan(resource.steps, f"{kind} {name}")
+            return
+        _finish(_status_line("updated", resource), resource)
 
     @cli_errors(prog)
-    def delete(name: str, force: bool = False) -> None:
-        orphaned = res.delete(_context(), kind, name, force=force)
-        typer.echo(f"deleted {kind} {name}" + (f"; orphaned: {', '.join(orphaned)}" if orphaned else ""))
+    def delete(name: str, force: bool = False, dry_run: bool = False) -> None:
+        result = res.delete(_context(), kind, name, force=force, dry_run=dry_run)
+        if dry_run:
+            typer.echo("\n".join(f"would {line}" for line in result) or f"{kind} {name}: nothing to remove in AWS")
+            return
+        typer.echo(f"deleted {kind} {name}" + (f"; orphaned: {', '.join(result)}" if result else ""))
 
     @cli_errors(prog)
     def list_(output: str = "table") -> None:
-        items = res.list_all(_context(), kind)
+        items = res.list_all(_context(), kind, refresh=True)
         render([table_row(r) for r in items], LIST_COLUMNS[kind], output,
                full_rows=[res.to_mapping(r, with_status=True) for r in items])
 
-    app.command(f"add-{kind}", help=f"Add a {kind}.")(
-        _make(add, [name_param, *fields, guided_param], f"Add a {kind}."))
+    app.command(f"add-{kind}", help=f"Add a {kind} (on an aws host: and deploy it).")(
+        _make(add, [name_param, *fields, guided_param, DRY_RUN], f"Add a {kind}."))
     app.command(f"update-{kind}", help=f"Change fields of a {kind}; others keep their values.")(
-        _make(update, [name_param, *fields], f"Change a {kind}."))
+        _make(update, [name_param, *fields, DRY_RUN], f"Change a {kind}."))
     force_param = inspect.Parameter("force", inspect.Parameter.KEYWORD_ONLY, default=False,
                                     annotation=Annotated[bool, typer.Option(
                                         "--force", help="Delete even if in use; prints what it orphans.")])
     app.command(f"delete-{kind}", help=f"Delete a {kind} (refused while in use, unless --force).")(
-        _make(delete, [name_param, force_param], f"Delete a {kind}."))
+        _make(delete, [name_param, force_param, DRY_RUN], f"Delete a {kind}."))
     output_param = inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, default="table",
                                      annotation=OutputOption)
     app.command(f"list-{plural}", help=f"List {plural} with their status.")(
@@ -182,10 +220,13 @@ def kind_app(kind: str) -> typer.Typer:
                                        annotation=Annotated[str, typer.Argument(help="An AWS region, e.g. us-east-1.")])
 
         @cli_errors("hyper regions")
-        def init_main(name: str, **kwargs) -> None:
-            region = res.init_main_region(_context(), name, _values("region", kwargs))
-            typer.echo(_status_line("main region", region))
+        def init_main(name: str, dry_run: bool = False, **kwargs) -> None:
+            region = res.init_main_region(_context(), name, _values("region", kwargs), dry_run=dry_run)
+            if dry_run:
+                _print_plan(region.steps, f"region {name}")
+                return
+            _finish(_status_line("main", region), region)
 
         app.command("init-main-region", help="Set the host's main region (its tables, queues and logs live there).")(
-            _make(init_main, [name_param, *_field_params("region")], "Set the main region."))
+            _make(init_main, [name_param, *_field_params("region"), DRY_RUN], "Set the main region."))
     return app

@@ -9,7 +9,7 @@ the file and line. Apply is declarative per resource: a key left out takes its d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class Item:
 class Change:
     action: str  # create | update | unchanged
     resource: Resource
+    steps: list = field(default_factory=list)  # what was (or, dry run, would be) sent to AWS
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -168,8 +169,6 @@ def plan(ctx, items: list[Item]) -> list[Change]:
             action = "unchanged"
         else:
             resource.status, resource.message = current.status, current.message
-            if ctx.host.type != "local":
-                resource.status, resource.message = "PENDING", "changed; not yet deployed to AWS"
             action = "update"
         view.staged[(item.kind, item.name)] = resource
         changes.append(Change(action, resource))
@@ -187,11 +186,20 @@ def plan(ctx, items: list[Item]) -> list[Change]:
 
 
 def apply(ctx, paths: list[str], dry_run: bool = False) -> list[Change]:
+    """Validate everything, then record and deploy each changed resource, referents first."""
+    from hyper.services import provision
+
     changes = plan(ctx, load_items(paths))
-    if not dry_run:
-        for change in changes:
-            if change.action != "unchanged":
-                ctx.store.put_resource(change.resource, replace=True)
+    staged = res.ResourceView(ctx.store)
+    staged.staged = {(c.resource.KIND, c.resource.name): c.resource for c in changes}
+    for change in changes:
+        if change.action == "unchanged":
+            continue
+        if dry_run:
+            change.steps = provision.plan(ctx, change.resource, view=staged)
+        else:
+            res.save(ctx, change.resource, "CREATING" if change.action == "create" else "UPDATING")
+            change.steps = getattr(change.resource, "steps", [])
     return changes
 
 

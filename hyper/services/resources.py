@@ -379,7 +379,7 @@ def initial_status(host_type: str) -> tuple[str, str]:
     return "PENDING", "recorded in the host's store; not yet deployed to AWS"
 
 
-def add(ctx, kind: str, name: str, values: dict[str, Any]) -> Resource:
+def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
     store = ctx.store
     if store.get_resource(kind, name) is not None:
         raise HyperError(f"{kind} {name!r} already exists",
@@ -391,7 +391,27 @@ def add(ctx, kind: str, name: str, values: dict[str, Any]) -> Resource:
     resource.status, resource.message = initial_status(ctx.host.type)
     _defaults(ctx, resource)
     validate(resource, ResourceView(store), ctx.host.type)
-    store.put_resource(resource)
+    return save(ctx, resource, "CREATING", dry_run=dry_run)
+
+
+def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False) -> Resource:
+    """Record the resource, then make AWS match it (stacks, job definitions); status says how that went.
+
+    The steps are rendered before anything is written, so a template that cannot be rendered (bad input)
+    leaves the store untouched. With ``dry_run`` nothing is written or sent: ``resource.steps`` says what would be.
+    """
+    from hyper.services import provision
+
+    steps = provision.plan(ctx, resource)
+    resource.steps = steps  # type: ignore[attr-defined]
+    if dry_run:
+        return resource
+    if steps:
+        resource.status, resource.message = busy, "deploying: " + ", ".join(s.describe() for s in steps)
+    ctx.store.put_resource(resource, replace=True)
+    if steps or ctx.host.type == "aws":
+        resource.status, resource.message = provision.deploy(ctx, resource, steps)
+        ctx.store.put_resource(resource, replace=True)
     return resource
 
 
@@ -408,19 +428,18 @@ def _defaults(ctx, resource: Resource, view: "ResourceView | None" = None) -> No
             resource.max_vcpus = (os.cpu_count() or 1) if resource.type == "local" else 256
 
 
-def update(ctx, kind: str, name: str, values: dict[str, Any]) -> Resource:
+def update(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
     store = ctx.store
     current = store.get_resource(kind, name)
     if current is None:
         raise HyperError(f"unknown {kind} {name!r}", f"list them with `hyper {PLURAL[kind]} list-{PLURAL[kind]}`")
     resource = build(kind, name, values, base=current)
     validate(resource, ResourceView(store), ctx.host.type)
-    store.put_resource(resource, replace=True)
-    return resource
+    return save(ctx, resource, "UPDATING", dry_run=dry_run)
 
 
-def delete(ctx, kind: str, name: str, force: bool = False) -> list[str]:
-    """Delete; refuses while in use unless forced, and returns what was orphaned."""
+def delete(ctx, kind: str, name: str, force: bool = False, *, dry_run: bool = False) -> list[str]:
+    """Delete (its stacks first); refuses while in use unless forced, and returns what was orphaned."""
     store = ctx.store
     resource = store.get_resource(kind, name)
     if resource is None:
@@ -432,11 +451,25 @@ def delete(ctx, kind: str, name: str, force: bool = False) -> list[str]:
     if users and not force:
         raise HyperError(f"{kind} {name!r} is in use by {', '.join(users)}",
                          f"delete those first, or add --force to orphan them")
+    from hyper.services import provision
+
+    steps = provision.plan(ctx, resource, delete=True)
+    if dry_run:
+        return [s.describe() for s in steps]
+    if steps:
+        resource.status, resource.message = "DELETING", ", ".join(s.describe() for s in steps)
+        store.put_resource(resource, replace=True)
+        status, message = provision.deploy(ctx, resource, steps)
+        if status == "FAILED":
+            resource.status, resource.message = status, message
+            store.put_resource(resource, replace=True)
+            raise HyperError(f"{kind} {name!r} could not be deleted: {message}",
+                             f"fix the cause and run `hyper {PLURAL[kind]} delete-{kind} {name}` again")
     store.delete_resource(kind, name)
     return users
 
 
-def init_main_region(ctx, name: str, values: dict[str, Any]) -> Region:
+def init_main_region(ctx, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Region:
     """The host's main region (its tables, dispatch queues and logs live there); exactly one."""
     store = ctx.store
     mains = [r for r in store.list_resources("region") if r.main]
@@ -452,12 +485,17 @@ def init_main_region(ctx, name: str, values: dict[str, Any]) -> Region:
     if existing is None:
         region.status, region.message = initial_status(ctx.host.type)
     validate(region, ResourceView(store), ctx.host.type)
-    store.put_resource(region, replace=True)
-    return region
+    return save(ctx, region, "CREATING" if existing is None else "UPDATING", dry_run=dry_run)
 
 
-def list_all(ctx, kind: str) -> list[Resource]:
-    return sorted(ctx.store.list_resources(kind), key=lambda r: r.name)
+def list_all(ctx, kind: str, *, refresh: bool = False) -> list[Resource]:
+    """Every resource of a kind; with ``refresh``, ones still deploying take their stacks' current state."""
+    found = sorted(ctx.store.list_resources(kind), key=lambda r: r.name)
+    if refresh and ctx.host.type == "aws":
+        from hyper.services import provision
+
+        found = [r for r in (provision.refresh(ctx, r) for r in found) if r.status != "DELETED"]
+    return found
 
 
 def prompt_defaults(ctx, kind: str) -> dict[str, Any]:

@@ -486,7 +486,7 @@ class DynamoStore:
                            for r in reasons):
                         continue
                     raise HyperError(f"DynamoDB cancelled a transaction on {self.jobs}: {', '.join(reasons)}",
-                                     "run with --debug and report it") from None
+                                     "set HYPER_DEBUG=1 and report it") from None
                 if code in ("TransactionConflictException", "TransactionInProgressException") \
                         or code in aws.THROTTLING_CODES:
                     continue
