@@ -1,0 +1,89 @@
+"""`hyper` add-/update-/delete-* on an aws host deploy to AWS (moto on 127.0.0.1): dry runs, failures, deletes."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+import requests
+import yaml
+
+from tests.conftest import cli
+from tests.moto_server import moto_endpoint, moto_server  # noqa: F401
+
+
+@pytest.fixture
+def aws(home, moto_endpoint, request):
+    requests.post(f"{moto_endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    prefix = "pv" + str(abs(hash(request.node.name)) % 10**6) + "-"
+    cli("hyper", "hosts", "create-host", "prod", "--type", "aws", "--main-region", "us-east-1",
+        "--endpoint-url", moto_endpoint, "--table-prefix", prefix, check=True)
+    return moto_endpoint, prefix
+
+
+def test_dry_run_prints_the_template_and_changes_nothing(aws):
+    endpoint, prefix = aws
+    out = cli("hyper", "regions", "add-region", "eu-west-1", "--vpc-cidr", "10.30.0.0/16", "--dry-run", check=True)
+    docs = out.stdout.split("--- # ")
+    assert docs[1].startswith(f"region eu-west-1: would create stack {prefix}network in eu-west-1\n")
+    template = yaml.safe_load(docs[1].split("\n", 1)[1])
+    assert template["Resources"]["Vpc"]["Properties"]["CidrBlock"] == "10.30.0.0/16"
+    assert "eu-west-1" not in cli("hyper", "regions", "list-regions", check=True).stdout
+    cfn = boto3.client("cloudformation", region_name="eu-west-1", endpoint_url=endpoint)
+    assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"].startswith(prefix)]
+
+
+def test_cluster_deploys_in_every_region_and_deletes(aws):
+    endpoint, prefix = aws
+    assert cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16",
+               check=True).stdout == "main region us-east-1 (ACTIVE)\n"
+    cli("hyper", "regions", "add-region", "eu-west-1", "--vpc-cidr", "10.30.0.0/16", check=True)
+    assert cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", "--max-vcpus", "32",
+               check=True).stdout == "added cluster cpu (ACTIVE)\n"
+    for region in ("us-east-1", "eu-west-1"):
+        batch = boto3.client("batch", region_name=region, endpoint_url=endpoint)
+        (queue,) = [q for q in batch.describe_job_queues()["jobQueues"] if q["jobQueueName"] == f"{prefix}cpu"]
+        (env,) = batch.describe_compute_environments(computeEnvironments=[f"{prefix}cpu"])["computeEnvironments"]
+        assert env["computeResources"]["maxvCpus"] == 32
+    # an update redeploys; a used cluster cannot go without --force
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "64",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    cli("hyper", "queues", "add-queue", "q", "--cluster", "cpu", check=True)
+    refused = cli("hyper", "clusters", "delete-cluster", "cpu")
+    assert refused.returncode == 1 and "in use by queue q" in refused.stderr
+    assert cli("hyper", "clusters", "delete-cluster", "cpu", "--force", "--dry-run", check=True).stdout == (
+        f"would delete-stack {prefix}cluster-cpu in eu-west-1\nwould delete-stack {prefix}cluster-cpu in us-east-1\n")
+    assert cli("hyper", "clusters", "delete-cluster", "cpu", "--force", check=True).stdout == (
+        "deleted cluster cpu; orphaned: queue q\n")
+    for region in ("us-east-1", "eu-west-1"):
+        cfn = boto3.client("cloudformation", region_name=region, endpoint_url=endpoint)
+        live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"]
+                if s["StackStatus"] != "DELETE_COMPLETE" and s["StackName"] == f"{prefix}cluster-cpu"]
+        assert live == []
+    assert "cpu" not in cli("hyper", "clusters", "list-clusters", check=True).stdout
+
+
+def test_instance_type_not_offered_is_recorded_failed_with_the_reason(aws):
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    malformed = cli("hyper", "clusters", "add-cluster", "odd", "--instance-types", "c5.huge")
+    assert malformed.returncode == 1 and "'c5.huge' is not an EC2 instance type" in malformed.stderr
+    assert "odd" not in cli("hyper", "clusters", "list-clusters", check=True).stdout  # nothing recorded
+    result = cli("hyper", "clusters", "add-cluster", "odd", "--instance-types", "c5.96xlarge")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"added cluster odd (FAILED: deploy-stack {prefix}cluster-odd in us-east-1: "
+                                    "cluster 'odd': c5.96xlarge not offered in us-east-1")
+    rows = yaml.safe_load(cli("hyper", "clusters", "list-clusters", "-o", "yaml", check=True).stdout)
+    (odd,) = [r for r in rows if r["name"] == "odd"]
+    assert odd["status"] == "FAILED" and "c5.96xlarge not offered in us-east-1" in odd["message"]
+    # the fix: update it, and it deploys
+    assert cli("hyper", "clusters", "update-cluster", "odd", "--instance-types", "c5.large",
+               check=True).stdout == "updated cluster odd (ACTIVE)\n"
+
+
+def test_definition_without_region_stack_fails_with_the_way_out(aws):
+    endpoint, prefix = aws
+    cli("hyper", "images", "add-image", "w", "--uri", "123456789012.dkr.ecr.us-east-1.amazonaws.com/w:1", check=True)
+    result = cli("hyper", "definitions", "add-definition", "d", "--image", "w")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"added definition d (FAILED: register-definition {prefix}d in us-east-1: ")
+    assert "hyper regions add-region us-east-1" in result.stdout
