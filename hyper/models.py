@@ -7,14 +7,17 @@ item attributes (DynamoDB) without knowing their fields, and every renderer can 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hyper.states import JobState
 
 
-def _fields(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
+@functools.cache
+def _fields(cls) -> frozenset[str]:
+    """Field names per class, computed once: listing 100,000 jobs builds 200,000 records."""
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 class Record:

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyper.scheduler.planner import Capacity, Demand, plan, split_by_weights
+from hyper.scheduler.planner import Capacity, Demand, plan, plan_regions, split_by_weights
 
 demand = st.builds(
     Demand,
@@ -92,3 +92,94 @@ def test_split_examples():
     assert split_by_weights(100, {"a": 3, "b": 1}, {"a": 10}) == {"a": 10, "b": 90}
     assert split_by_weights(0, {"a": 1}) == {}
     assert split_by_weights(5, {"a": 0}) == {}
+
+
+# ---------------------------------------------------------------- plan_regions: the multi-region planner
+REGION_NAMES = ["us-east-1", "eu-west-1", "ap-south-1"]
+pair_demand = st.builds(
+    Demand,
+    queue=st.sampled_from(["q1", "q2", "q3", "q4"]),
+    definition=st.sampled_from(["d1", "d2"]),
+    cluster=st.sampled_from(["c1", "c2"]),
+    backlog=st.integers(0, 3000),
+    ratio=st.integers(1, 20),
+    vcpus=st.integers(1, 8),
+    live=st.integers(0, 80),
+    priority=st.integers(0, 1),
+)
+region_weights = st.dictionaries(st.sampled_from(REGION_NAMES), st.integers(0, 6), min_size=1)
+
+
+def _check_plan_regions(demands, weights, room, out):
+    by_key = {d.key: d for d in demands}
+    used: dict[tuple[str, str], int] = {}
+    totals: dict[tuple[str, str], int] = {}
+    for (q, dname, r), n in out.items():
+        d = by_key[(q, dname)]
+        assert n > 0  # never negative, no empty entries
+        assert weights[d.key].get(r, 0) > 0 and (d.cluster, r) in room  # only weighted regions that exist
+        used[(d.cluster, r)] = used.get((d.cluster, r), 0) + n * d.vcpus
+        totals[d.key] = totals.get(d.key, 0) + n
+    for cr, v in used.items():
+        assert v <= max(0, room[cr])  # never over a region's cap
+    for d in demands:
+        assert totals.get(d.key, 0) <= d.wanted  # never beyond ceil(backlog / ratio) - live
+        if d.backlog == 0:
+            assert d.key not in totals  # zero backlog gives zero workers
+        if totals.get(d.key, 0) < d.wanted:  # short only when none of its regions has room for one more
+            for r, w in weights[d.key].items():
+                if w > 0 and (d.cluster, r) in room:
+                    assert max(0, room[(d.cluster, r)]) - used.get((d.cluster, r), 0) < d.vcpus
+    return totals
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(pair_demand, max_size=8).map(unique), st.data())
+def test_plan_regions_caps_targets_and_zero(demands, data):
+    weights = {d.key: data.draw(region_weights) for d in demands}
+    room = data.draw(st.dictionaries(st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from(REGION_NAMES)),
+                                     st.integers(-20, 300)))
+    out = plan_regions(demands, weights, room)
+    _check_plan_regions(demands, weights, room, out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(pair_demand, max_size=8).map(unique), st.data())
+def test_plan_regions_honours_weights_within_one_worker_when_room_suffices(demands, data):
+    weights = {d.key: data.draw(region_weights) for d in demands}
+    room = {(c, r): 10**9 for c in ("c1", "c2") for r in REGION_NAMES}
+    out = plan_regions(demands, weights, room)
+    totals = _check_plan_regions(demands, weights, room, out)
+    for d in demands:
+        w = {r: k for r, k in weights[d.key].items() if k > 0}
+        if not w:
+            assert d.key not in totals
+            continue
+        assert totals.get(d.key, 0) == d.wanted  # everything wanted is started
+        for r, k in w.items():  # largest remainder: within one worker of the exact share
+            assert abs(out.get((d.queue, d.definition, r), 0) - d.wanted * k / sum(w.values())) < 1
+
+
+def test_plan_regions_examples():
+    d = Demand("q1", "small", "gpu", backlog=1000, ratio=10, vcpus=1)
+    w = {("q1", "small"): {"us-east-1": 3, "eu-west-1": 1}}
+    room = {("gpu", "us-east-1"): 1024, ("gpu", "eu-west-1"): 1024}
+    assert plan_regions([d], w, room) == {("q1", "small", "us-east-1"): 75, ("q1", "small", "eu-west-1"): 25}
+    # live and pending workers count against the target; the rest is split by weight
+    live = Demand("q1", "small", "gpu", backlog=1000, ratio=10, vcpus=1, live=90)
+    assert plan_regions([live], w, room) == {("q1", "small", "us-east-1"): 8, ("q1", "small", "eu-west-1"): 2}
+    # a capped region passes its share on; a region without room or weight gets nothing
+    assert plan_regions([d], w, {("gpu", "us-east-1"): 1024, ("gpu", "eu-west-1"): 10}) == {
+        ("q1", "small", "us-east-1"): 90, ("q1", "small", "eu-west-1"): 10}
+    assert plan_regions([d], w, {("gpu", "us-east-1"): 20}) == {("q1", "small", "us-east-1"): 20}
+    assert plan_regions([d], w, {}) == {}
+    assert plan_regions([Demand("q1", "small", "gpu", 0, 10, 1)], w, room) == {}
+    # two queues competing for one region's room share it in turn; priority goes first
+    a = Demand("a", "d", "c", 100, 1, 2)
+    b = Demand("b", "d", "c", 100, 1, 2)
+    one = {"r": 1}
+    assert plan_regions([a, b], {a.key: one, b.key: one}, {("c", "r"): 10}) == {("a", "d", "r"): 3,
+                                                                                ("b", "d", "r"): 2}
+    hi = Demand("hi", "d", "c", 3, 1, 2, priority=5)
+    assert plan_regions([a, hi], {a.key: one, hi.key: one}, {("c", "r"): 10}) == {("hi", "d", "r"): 3,
+                                                                                 ("a", "d", "r"): 2}

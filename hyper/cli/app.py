@@ -21,6 +21,7 @@ app.add_typer(worker_app, name="worker")
 def _register_admin() -> None:
     from hyper.cli import hosts as hosts_cli
     from hyper.cli import iam as iam_cli
+    from hyper.cli import scheduler as scheduler_cli
     from hyper.cli.resources import kind_app
     from hyper.services.resources import KIND_ORDER, PLURAL
 
@@ -28,6 +29,7 @@ def _register_admin() -> None:
     for kind in KIND_ORDER:
         app.add_typer(kind_app(kind), name=PLURAL[kind])
     app.add_typer(iam_cli.app, name="iam")
+    app.add_typer(scheduler_cli.app, name="scheduler")
 
 
 _register_admin()

@@ -111,3 +111,121 @@ def split_by_weights(n: int, weights: dict[str, int], caps: dict[str, int] | Non
         if given == 0:
             break
     return {r: k for r, k in result.items() if k}
+
+
+def plan_regions(demands: list[Demand], weights: dict[tuple[str, str], dict[str, int]],
+                 room: dict[tuple[str, str], int]) -> dict[tuple[str, str, str], int]:
+    """New workers per (queue, definition, region): the multi-region form of :func:`plan`.
+
+    ``weights[pair]`` are the pair's region weights (its queue's, restricted to regions it may use now);
+    ``room[(cluster, region)]`` is the vCPUs the cluster may still start in that region (its cap there minus
+    what already runs there). Each pair wants ``Demand.wanted`` workers (ceil(backlog / ratio) minus live and
+    pending ones), split across its regions by weight with the largest-remainder method; a region that
+    cannot hold its share passes the rest to the pair's other regions. GPUs are not a limit here (a Batch
+    compute environment caps vCPUs only).
+
+    Pairs compete only with pairs on the same cluster; higher priority is served first. Within a priority,
+    when the pairs' splits fit the room together they get exactly those splits; when they compete for a
+    region's room, they take workers in equal turns (one at a time when room is tight), so one huge backlog
+    cannot starve a small one.
+    """
+    room = dict(room)
+    out: dict[tuple[str, str, str], int] = {}
+    by_priority: dict[tuple[int, str], list[Demand]] = {}
+    usable: dict[tuple[str, str], dict[str, int]] = {}
+    for d in demands:
+        w = {r: k for r, k in (weights.get(d.key) or {}).items() if k > 0 and (d.cluster, r) in room}
+        if d.wanted > 0 and w:
+            usable[d.key] = w
+            by_priority.setdefault((-d.priority, d.cluster), []).append(d)
+    for level in sorted(by_priority):  # clusters are independent; within one, higher priority first
+        group = sorted(by_priority[level], key=lambda d: d.key)
+        ideal = {}
+        need: dict[tuple[str, str], int] = {}
+        for d in group:
+            vcpus = max(1, d.vcpus)
+            caps = {r: max(0, room[(d.cluster, r)]) // vcpus for r in usable[d.key]}
+            ideal[d.key] = split_by_weights(d.wanted, usable[d.key], caps)
+            for r, k in ideal[d.key].items():
+                need[(d.cluster, r)] = need.get((d.cluster, r), 0) + k * vcpus
+        if any(n > room[cr] for cr, n in need.items()):
+            ideal = _take_turns(group, usable, room)
+        else:
+            for cr, n in need.items():
+                room[cr] -= n
+        for d in group:
+            for r, k in ideal[d.key].items():
+                if k > 0:
+                    out[(d.queue, d.definition, r)] = k
+    return out
+
+
+def _take_turns(group: list[Demand], usable: dict[tuple[str, str], dict[str, int]],
+                room: dict[tuple[str, str], int]) -> dict[tuple[str, str], dict[str, int]]:
+    """Pairs competing for room take the same number of workers per turn, each to its regions by weight.
+
+    A turn's size is the most every pair can take whatever regions its workers land in (1 when room is
+    tight, which is plain round robin), so planning costs a few turns, not one step per worker. Room only
+    shrinks, so a pair that cannot place one more worker anywhere is done.
+    """
+    alloc: dict[tuple[str, str], dict[str, int]] = {d.key: {} for d in group}
+    total = {d.key: 0 for d in group}
+    active = list(group)
+    while True:
+        active = [d for d in active if total[d.key] < d.wanted and
+                  any(room[(d.cluster, r)] >= max(1, d.vcpus) for r in usable[d.key])]
+        if not active:
+            return alloc
+        # how far every pair can go this turn: in each region, the vCPUs the contenders would place there by
+        # their weights (plus one worker each for rounding) must fit. Regions with less room than that are left
+        # out: there the pairs first in turn may take the last workers, as round robin does in its last turn.
+        expect: dict[tuple[str, str], float] = {}
+        spare: dict[tuple[str, str], int] = {}
+        for d in active:
+            vcpus = max(1, d.vcpus)
+            w = {r: k for r, k in usable[d.key].items() if room[(d.cluster, r)] >= vcpus}
+            for r, k in w.items():
+                cr = (d.cluster, r)
+                expect[cr] = expect.get(cr, 0.0) + vcpus * k / sum(w.values())
+                spare[cr] = spare.get(cr, 0) + vcpus
+        shares = [int((room[cr] - spare[cr]) // expect[cr]) for cr in expect if room[cr] - spare[cr] >= expect[cr]]
+        step = max(1, min([d.wanted - total[d.key] for d in active] + (shares or [1])))
+        for d in active:
+            _place(d, usable[d.key], step, alloc[d.key], room)
+            total[d.key] = sum(alloc[d.key].values())
+
+
+def _place(d: Demand, w: dict[str, int], step: int, mine: dict[str, int], room: dict[tuple[str, str], int]) -> None:
+    """Add up to `step` workers of one pair to its regions, within their room.
+
+    The pair's largest-remainder split of its new total shows where they go; where that split would take
+    workers away from a region (other pairs took room meanwhile), the pair keeps them and adds fewer
+    elsewhere, first trimming the regions furthest above their weighted share. What the split cannot place
+    goes one at a time to the open region furthest below its share.
+    """
+    vcpus = max(1, d.vcpus)
+    total = sum(mine.values())
+    goal = total + step
+    weight_sum = sum(w.values())
+    caps = {r: mine.get(r, 0) + max(0, room[(d.cluster, r)]) // vcpus for r in w}
+    target = split_by_weights(goal, w, caps)
+    adds = {r: max(0, target.get(r, 0) - mine.get(r, 0)) for r in w}
+    extra = sum(adds.values()) - step
+    while extra > 0:
+        worst = max((r for r in sorted(adds) if adds[r] > 0),
+                    key=lambda r: mine.get(r, 0) + adds[r] - goal * w[r] / weight_sum)
+        adds[worst] -= 1
+        extra -= 1
+    for r, k in adds.items():
+        if k:
+            mine[r] = mine.get(r, 0) + k
+            room[(d.cluster, r)] -= k * vcpus
+            total += k
+    while total < goal:
+        open_regions = sorted(r for r in w if room[(d.cluster, r)] >= vcpus)
+        if not open_regions:
+            return
+        total += 1
+        best = max(open_regions, key=lambda r: (total * w[r] / weight_sum - mine.get(r, 0), w[r]))  # ties: first
+        mine[best] = mine.get(best, 0) + 1
+        room[(d.cluster, best)] -= vcpus
