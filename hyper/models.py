@@ -83,6 +83,9 @@ class Queue(Resource):
     cluster: str = "local"
     weights: dict[str, int] | str = field(default_factory=dict)  # region -> weight, or "auto"
     priority: int = 0
+    auto_weights: dict[str, int] = field(default_factory=dict)  # computed for "auto" (spot scores, prices)
+    auto_weights_at: float = 0.0  # when they were computed (epoch seconds); 0 = never
+    auto_weights_note: str = ""  # where they came from, or why the last refresh kept the old ones
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hyper.errors import HyperError, UsageError
-from hyper.models import Region, Resource
+from hyper.models import Queue, Region, Resource
 from hyper.services import resources as res
 
 
@@ -161,6 +161,9 @@ def plan(ctx, items: list[Item]) -> list[Change]:
         if isinstance(resource, Region):
             resource.main = bool(item.main) or ctx.host.main_region == item.name or \
                 bool(current is not None and current.main and item.main is None)
+        if isinstance(current, Queue):  # computed, not declared: refresh-weights owns them
+            resource.auto_weights, resource.auto_weights_at = current.auto_weights, current.auto_weights_at
+            resource.auto_weights_note = current.auto_weights_note
         if current is None:
             resource.status, resource.message = res.initial_status(ctx.host.type)
             action = "create"
