@@ -58,6 +58,8 @@ def table_row(resource) -> dict:
         row["vpc"] = resource.vpc_id or resource.vpc_cidr or ""
     if resource.KIND == "image":
         row["source"] = resource.uri or resource.path
+    if resource.KIND == "queue" and resource.weights == "auto" and resource.auto_weights:
+        row["weights"] = f"auto ({_flat(resource.auto_weights)})"
     return row
 
 
@@ -215,6 +217,10 @@ def add_kind_commands(app: typer.Typer, kind: str) -> None:
 def kind_app(kind: str) -> typer.Typer:
     app = typer.Typer(no_args_is_help=True, help=f"Manage {res.PLURAL[kind]}.")
     add_kind_commands(app, kind)
+    if kind == "queue":
+        from hyper.cli.weights import add_refresh_command
+
+        add_refresh_command(app)
     if kind == "region":
         name_param = inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                        annotation=Annotated[str, typer.Argument(help="An AWS region, e.g. us-east-1.")])

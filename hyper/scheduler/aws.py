@@ -3,7 +3,9 @@
 A tick (``hyper scheduler run --once``, or every ``--interval`` seconds):
 
 1. sweeps expired leases back to QUEUED (workers lost to spot interruptions or killed containers);
-2. reads the backlog per (queue, definition) from the store;
+2. reads the backlog per (queue, definition) from the store, and refreshes the auto region weights of queues
+   with a backlog when they are older than the host setting ``weights_refresh`` (seconds, default 900; 0 turns
+   it off; :mod:`hyper.services.weights`; on --dry-run they are computed but not stored);
 3. asks Batch, in every region the queues' clusters span, which worker jobs are still unfinished (a crashed and
    restarted scheduler therefore counts what its predecessor started and never provisions twice);
 4. plans with :func:`hyper.scheduler.planner.plan_regions`: ceil(backlog / ratio) minus live and pending workers,
@@ -201,7 +203,8 @@ class BatchScheduler:
     def __init__(self, host: Host, store: Store, *, api: BatchApi | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  submit_rate: float | None = None, worker_idle: float | None = None,
-                 throttle_budget: float = 120.0, max_threads: int = 16):
+                 throttle_budget: float = 120.0, max_threads: int = 16,
+                 weights_clients: Callable[[str], Any] | None = None):
         if host.type != "aws":
             raise HyperError(f"host {host.name!r} is a local host: its agent schedules workers itself",
                              "`hyper scheduler run` is for aws hosts; on a local host qsub starts the agent "
@@ -223,6 +226,9 @@ class BatchScheduler:
         self._recent: dict[str, dict[str, float]] = {}  # region -> {job id: submitted at}
         self._revisions: dict[tuple[str, str], tuple[int, float]] = {}  # (region, batch def) -> (rev, checked at)
         self._lock = threading.Lock()
+        self.weights_clients = weights_clients  # region -> EC2 client for auto weights (default: the host's)
+        self.weights_refresh = _seconds(extra, "weights_refresh", 900.0) or 0.0
+        self._weights_tried: dict[str, float] = {}  # queue -> when this process last tried to refresh it
 
     # -- one tick ------------------------------------------------------------------------------------
     def tick(self, dry_run: bool = False) -> TickReport:
@@ -241,6 +247,7 @@ class BatchScheduler:
         clusters = {c.name: c for c in self.store.list_resources("cluster") if isinstance(c, Cluster)}
         queues = {q.name: q for q in self.store.list_resources("queue") if isinstance(q, Queue)}
         definitions = {d.name: d for d in self.store.list_resources("definition") if isinstance(d, Definition)}
+        self._refresh_weights(backlog, queues, clusters, regions, report, now)
 
         pairs = self._pairs(backlog, regions, clusters, queues, definitions, report)
         if not pairs:
@@ -351,6 +358,43 @@ class BatchScheduler:
             pairs[(qname, dname)] = _Pair(queue, definition, cluster, tasks, sorted(weights), dict(weights),
                                           enabled)
         return pairs
+
+    def _refresh_weights(self, backlog, queues, clusters, regions, report: TickReport, now: float) -> None:
+        """Recompute stale auto weights of queues with a backlog; the queue objects get them in place, so this
+        tick plans with them. Never fails the tick: whatever goes wrong becomes a line in the report."""
+        if self.weights_refresh <= 0:
+            return
+        due = []
+        for name in sorted({q for q, _ in backlog}):
+            queue = queues.get(name)
+            cluster = clusters.get(queue.cluster) if queue is not None else None
+            if queue is None or queue.weights != "auto" or cluster is None or cluster.type != "batch":
+                continue  # _pairs reports missing queues and clusters
+            if now - self._weights_tried.get(name, float("-inf")) < self.weights_refresh:
+                continue  # tried lately (and perhaps failed): not again every tick
+            moved = set(enabled_regions(cluster, regions)) != set(queue.auto_weights or {})
+            if moved or now - (queue.auto_weights_at or 0.0) >= self.weights_refresh:
+                due.append(queue)
+        if not due:
+            return
+        for queue in due:
+            self._weights_tried[queue.name] = now
+        try:
+            from hyper.services.weights import refresh_queues
+
+            results = refresh_queues(self.host, self.store, due, clusters, regions, clients=self.weights_clients,
+                                     now=now, write=not report.dry_run)
+        except HyperError as exc:
+            report.problems.append(problem(f"auto weights not refreshed: {exc.message}", exc.hint))
+            return
+        except Exception as exc:  # a store or client failure must not stop scheduling
+            report.problems.append(problem(f"auto weights not refreshed: {type(exc).__name__}: {exc}",
+                                           "the queues keep their last weights; set HYPER_DEBUG=1 for details"))
+            return
+        for r in results:
+            if r.problem:
+                report.problems.append(problem(f"queue {r.queue}: auto weights not refreshed: {r.note}",
+                                               r.hint or None))
 
     def _in_parallel(self, fn: Callable[[str], Any], regions: list[str]) -> dict[str, Any]:
         if len(regions) <= 1:

@@ -238,6 +238,9 @@ def to_mapping(resource: Resource, with_status: bool = False) -> dict[str, Any]:
         if value not in (None, "", [], {}) or f.key in ("spot", "gpus", "retries", "priority"):
             out[f.key] = value
     if with_status:
+        if isinstance(resource, Queue) and resource.weights == "auto" and resource.auto_weights_at:
+            out["auto-weights"] = dict(resource.auto_weights)
+            out["auto-weights-note"] = resource.auto_weights_note
         out["status"] = resource.status
         out["message"] = resource.message
     return out
