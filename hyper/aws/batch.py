@@ -19,7 +19,6 @@ Nothing here imports boto3 at module import time; the pure functions run without
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -38,40 +37,11 @@ TICK_PATTERN = re.compile(r"^[0-9a-z]+$")
 
 
 # ---------------------------------------------------------------- clients per region
-_lock = threading.Lock()
-_clients: dict[tuple, Any] = {}
-
-
 def regional_client(host: Host, service: str, region: str, *, max_attempts: int | None = None):
-    """A client for `service` in `region`, from the host's one session, endpoint and retry settings (cached)."""
-    from hyper.aws import session as aws
+    """A client for `service` in `region` (see hyper.aws.session.client)."""
+    from hyper.aws.session import client
 
-    retries = aws.retry_settings(host, max_attempts)
-    key = (host.profile, region, aws.endpoint_of(host), service, retries["mode"], retries["max_attempts"],
-           aws._env_key())
-    with _lock:
-        found = _clients.get(key)
-    if found is not None:
-        return found
-    sess = aws.session(host)
-    from botocore.config import Config
-
-    config = Config(region_name=region, retries=retries, connect_timeout=5, read_timeout=30,
-                    max_pool_connections=32)
-    with _lock:
-        found = _clients.get(key)
-        if found is None:
-            try:
-                found = sess.client(service, region_name=region, endpoint_url=aws.endpoint_of(host), config=config)
-            except Exception as exc:  # e.g. a malformed endpoint URL
-                raise aws.translate(exc, host, service, f"create a client for {region}") from None
-            _clients[key] = found
-    return found
-
-
-def forget() -> None:
-    with _lock:
-        _clients.clear()
+    return client(host, service, region=region, max_attempts=max_attempts)
 
 
 # ---------------------------------------------------------------- SubmitJob requests (pure)

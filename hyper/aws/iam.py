@@ -141,8 +141,6 @@ def scheduler_statements(host: Host, partition: str, account: str) -> list[dict]
 
 
 def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
-    from hyper.aws.tables import table_names
-
     p = _prefix(host)
     stacks = [f"arn:{partition}:cloudformation:*:{account}:stack/{p}*/*"]
     roles = f"arn:{partition}:iam::{account}:role/{p}*"

@@ -117,9 +117,10 @@ def session(host: Host):
         return found
 
 
-def client(host: Host, service: str, *, max_attempts: int | None = None):
-    """A client for `service` in the host's main region (cached; boto3 clients are thread-safe)."""
-    region = region_of(host)
+def client(host: Host, service: str, *, region: str | None = None, max_attempts: int | None = None):
+    """A client for `service` in `region` (default: the host's main region), from the host's one session,
+    endpoint and retry settings; cached, since boto3 clients are thread-safe and slow to create."""
+    region = region or region_of(host)
     if not region:
         raise HyperError(f"no AWS region for host {host.name!r}",
                          "set the host's main region (hyper hosts create-host --main-region ...) or AWS_REGION")
@@ -140,7 +141,7 @@ def client(host: Host, service: str, *, max_attempts: int | None = None):
             try:
                 found = sess.client(service, endpoint_url=endpoint_of(host), config=config)
             except Exception as exc:  # e.g. a malformed endpoint URL
-                raise translate(exc, host, service, "create a client") from None
+                raise translate(exc, host, service, f"create a client for {region}") from None
             _clients[key] = found
     return found
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from hyper.aws import names, templates
-from hyper.aws.session import aws_errors, endpoint_of, error_code, region_of, retry_settings, session
+from hyper.aws.session import aws_errors, error_code
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition
@@ -34,36 +33,12 @@ STABLE_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 NEVER_CREATED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED"}
 DEFAULT_TIMEOUT = 3600.0  # a new VPC with a NAT gateway takes a few minutes; GPU environments longer
 
-_lock = threading.Lock()
-_clients: dict[tuple, Any] = {}
-
-
 # clients in any region ---------------------------------------------------------------------------------------
 def regional_client(host: Host, service: str, region: str | None = None):
-    """A client for ``service`` in ``region`` (default: the host's main region), with the host's retry settings.
+    """A client for ``service`` in ``region`` (default: the main region), with the host's retry settings."""
+    from hyper.aws.session import client
 
-    The same settings as ``hyper.aws.session.client``, which only serves the main region.
-    """
-    from hyper.aws import session as sessions
-
-    region = region or region_of(host)
-    if not region or region == region_of(host):
-        return sessions.client(host, service)
-    retries = retry_settings(host)
-    key = (host.profile, region, endpoint_of(host), service, retries["mode"], retries["max_attempts"],
-           sessions._env_key())
-    with _lock:
-        found = _clients.get(key)
-    if found is not None:
-        return found
-    from botocore.config import Config
-
-    config = Config(region_name=region, retries=retries, connect_timeout=5, read_timeout=30, max_pool_connections=32)
-    with aws_errors(_at(host, region), service, "create a client"):
-        found = session(host).client(service, region_name=region, endpoint_url=endpoint_of(host), config=config)
-    with _lock:
-        _clients.setdefault(key, found)
-        return _clients[key]
+    return client(host, service, region=region)
 
 
 def _at(host: Host, region: str | None) -> Host:

@@ -453,7 +453,7 @@ def delete(ctx, kind: str, name: str, force: bool = False, *, dry_run: bool = Fa
     users = users_of(store, kind, name)
     if users and not force:
         raise HyperError(f"{kind} {name!r} is in use by {', '.join(users)}",
-                         f"delete those first, or add --force to orphan them")
+                         "delete those first, or add --force to orphan them")
     from hyper.services import provision
 
     steps = provision.plan(ctx, resource, delete=True)
