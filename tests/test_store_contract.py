@@ -355,6 +355,139 @@ def test_dependency_on_array(store):
     assert claim(store).id == dep.id
 
 
+DELETED_ELEMENT_OUTCOMES = [  # hyper/dependencies.py: a deleted target never ran, so only afterany is met
+    ("afterok", JobState.HELD, "dependency can never be satisfied: afterok:{t} ended DELETED"),
+    ("afternotok", JobState.HELD, "dependency can never be satisfied: afternotok:{t} ended DELETED"),
+    ("afterany", JobState.QUEUED, ""),
+]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["qdel-array", "qdel-element"])
+@pytest.mark.parametrize("kind, expected, reason", DELETED_ELEMENT_OUTCOMES)
+def test_deleting_array_resolves_dependents_of_unstarted_element(store, kind, expected, reason, whole):
+    """`afterok:1[3]` while element 3 has not started: qdel 1[] (or 1[3]) ends the wait either way."""
+    (arr,) = submit(store, job(array="0-3"))
+    (dep,) = submit(store, job("after"), depends=[(kind, arr.id, 3)])
+    assert dep.state is JobState.HELD and dep.reason == f"waiting for {kind}:1[3]"
+    e0 = claim(store)  # the array has begun, element 3 has not
+    assert e0.index == 0
+    (r,) = store.delete([JobRef(arr.id, None if whole else parse_array("3"), whole)], time.time())
+    assert r.ok and state_of(store, arr.id, 3) is JobState.DELETED
+    (got,), _ = store.get_jobs([JobRef(dep.id)])
+    assert (got.state, got.reason) == (expected, reason.format(t="1[3]"))
+    claimed = {j.id for j in iter(lambda: claim(store), None)}
+    assert (dep.id in claimed) is (expected is JobState.QUEUED)
+
+
+@pytest.mark.parametrize("kind, expected, reason", DELETED_ELEMENT_OUTCOMES)
+def test_deleting_array_resolves_dependents_of_started_element(store, kind, expected, reason):
+    (arr,) = submit(store, job(array="0-3"))
+    e0 = claim(store)
+    (dep,) = submit(store, job("after"), depends=[(kind, arr.id, 0)])
+    assert dep.state is JobState.HELD and dep.reason == f"waiting for {kind}:1[0]"
+    (r,) = store.delete([JobRef(arr.id, None, True)], time.time())
+    assert r.ok and store.heartbeat(e0, "w1", time.time() + 30) is JobState.DELETED
+    (got,), _ = store.get_jobs([JobRef(dep.id)])
+    assert (got.state, got.reason) == (expected, reason.format(t="1[0]"))
+
+
+def test_deleted_array_element_dependency_already_ended_at_submit(store):
+    (arr,) = submit(store, job(array="0-3"))
+    store.delete([JobRef(arr.id, None, True)], time.time())
+    (ok,) = submit(store, job("ok"), depends=[("afterok", arr.id, 2)])
+    (any_,) = submit(store, job("any"), depends=[("afterany", arr.id, 2)])
+    assert (ok.state, ok.reason) == (JobState.HELD, "dependency can never be satisfied: afterok:1[2] ended DELETED")
+    assert any_.state is JobState.QUEUED and claim(store).id == any_.id
+
+
+def test_held_array_keeps_its_requeued_elements(store):
+    submit(store, job(array="0-2", retries=1))
+    now = time.time()
+    store.claim(Q, D, "w0", now + 1, now)
+    assert [j.job_id for j in store.requeue_expired(now + 2)] == ["1[0]"]
+    assert store.set_hold([JobRef(1, None, True)], True, time.time())[0].ok
+    assert claim(store) is None  # a held array starts nothing, not even its requeued element
+    assert state_of(store, 1) is JobState.HELD
+    assert store.set_hold([JobRef(1, None, True)], False, time.time())[0].ok
+    got = sorted((j.index, j.attempts) for j in (claim(store, f"w{i}") for i in range(4)) if j is not None)
+    assert got == [(0, 2), (1, 1), (2, 1)]
+    assert state_of(store, 1) is JobState.RUNNING
+
+
+def test_released_array_with_every_element_started_is_running(store):
+    submit(store, job(array="0-2"))
+    e0 = claim(store)
+    assert store.set_hold([JobRef(1, None, True)], True, time.time())[0].ok
+    assert all(r.ok for r in store.delete([JobRef(1, parse_array("1-2"), False)], time.time()))
+    assert store.set_hold([JobRef(1, None, True)], False, time.time())[0].ok
+    (arr,), _ = store.get_jobs([JobRef(1, None, True)])
+    assert arr.state is JobState.RUNNING and arr.array_running == 1 and claim(store) is None
+    assert store.finish(e0, "w1", EXITED, 0, "", time.time()) is JobState.SUCCEEDED
+    assert state_of(store, 1) is JobState.DELETED  # two of its elements were deleted
+
+
+def test_claimed_job_reads_back_as_claimed(store):
+    """What claim hands a worker is the record get_jobs then shows, not what the last run left behind."""
+    submit(store, job(retries=1, retry_on_exit=True), job(array="0-1"))
+    j = claim(store)
+    store.set_pid(j, "w1", 4242)
+    assert store.finish(j, "w1", EXITED, 3, "", time.time()) is JobState.QUEUED
+    again = claim(store, "w2")
+    assert (again.attempts, again.exit_code, again.ended, again.pid) == (2, None, None, None)
+    element = claim(store, "w3")
+    assert (element.job_id, element.array) == ("2[0]", None)
+    back, _ = store.get_jobs([JobRef(1), JobRef(2, parse_array("0"))])
+    assert back == [again, element]
+
+
+def test_element_deleted_before_start_keeps_its_array_fields(store):
+    arr = job(array="0-3")
+    arr.priority = 5
+    submit(store, arr)
+    assert store.delete([JobRef(1, parse_array("2"))], time.time())[0].ok
+    (el,), _ = store.get_jobs([JobRef(1, parse_array("2"))])
+    assert (el.state, el.priority, el.reason, el.attempts) == (JobState.DELETED, 5, "deleted by qdel", 0)
+
+
+def test_lost_jobs_come_back_in_id_order(store):
+    submit(store, job("a", retries=1), job("b", retries=1))
+    now = time.time()
+    store.claim(Q, D, "w1", now + 5, now)
+    store.claim(Q, D, "w1", now + 1, now)  # the later job's lease runs out first
+    assert [j.job_id for j in store.requeue_expired(now + 10)] == ["1", "2"]
+    store.claim(Q, D, "w1", now + 1, now)
+    store.claim(Q, D, "w1", now + 5, now)
+    assert [j.job_id for j in store.requeue_worker("w1", now + 10)] == ["1", "2"]
+
+
+def test_holding_a_held_job_again_keeps_counts(store):
+    submit(store, job("a"), hold=True)
+    submit(store, job("arr", array="0-3"))
+    assert store.set_hold([JobRef(2, None, True)], True, time.time())[0].ok
+    assert all(r.ok for r in store.set_hold([JobRef(1), JobRef(2, None, True)], True, time.time()))
+    assert {c.state: c.tasks for c in store.counts()} == {JobState.HELD: 5}
+
+
+def test_lost_element_is_handed_over_with_its_array_spec(store):
+    submit(store, job(array="0-1", retries=1))
+    now = time.time()
+    store.claim(Q, D, "w0", now + 1, now)
+    seen = []
+    lost = store.requeue_expired(now + 2, seen.append)
+    assert [j.job_id for j in seen] == ["1[0]"] and seen[0].spec.command == ["true"]
+    assert lost[0].spec.command == ["true"] and lost[0].state is JobState.QUEUED
+
+
+def test_list_limit_counts_jobs_not_elements(store):
+    submit(store, job("arr", array="0-2"), job("b"), job("c"))
+    e0 = claim(store)
+    store.finish(e0, "w1", EXITED, 0, "", time.time())
+    claim(store)
+    assert [j.job_id for j in store.list_jobs(JobFilter(elements=True, limit=2))] == ["1[]", "1[1]", "2"]
+    flt = JobFilter(include_finished=True, elements=True, limit=2)
+    assert [j.job_id for j in store.list_jobs(flt)] == ["1[]", "1[0]", "1[1]", "2"]
+
+
 def test_hold_and_release(store):
     (a,) = submit(store, job(), hold=True)
     assert a.state is JobState.HELD and claim(store) is None
@@ -380,6 +513,13 @@ def test_workers_registry(store):
     assert (w.state, w.jobs_run) == ("BUSY", 3)
     store.touch_worker("w1", now + 2, "EXITED", 3)
     assert store.list_workers(live_since=now) == []
+
+
+def test_workers_listed_by_start_then_id(store):
+    now = time.time()
+    for wid in ("w2", "w1", "w0"):
+        store.register_worker(WorkerInfo(wid, Q, D, "h", 1, now if wid != "w0" else now + 1, now, "IDLE"))
+    assert [w.id for w in store.list_workers()] == ["w1", "w2", "w0"]
 
 
 def test_definition_roundtrip(store):

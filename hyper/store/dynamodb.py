@@ -325,7 +325,9 @@ class DynamoStore:
             if aws.error_code(exc) == "ResourceNotFoundException":
                 raise HyperError(f"the job tables of host {self.host.name!r} do not exist ({self.meta}, "
                                  f"{aws.where_text(self.host)})",
-                                 f"create them with `hyper hosts create-host {self.host.name}`") from None
+                                 f"if they were deleted, forget the host with `hyper hosts delete-host "
+                                 f"{self.host.name}` and create it again; else check its table prefix and "
+                                 "region in hosts.yaml") from None
             raise
         if found is None:  # tables created without waiting: the first store to open writes the settings
             try:
@@ -1039,8 +1041,10 @@ class DynamoStore:
                 weight_read = {"a_cursor": p["a_cursor"], "a_skip": p["a_skip"]} if p.get("array") else {}
                 cond = e.eq(state=state, **weight_read)
                 w = _weight(p)
+                moved = {} if state == HELD else {(p["queue"], p["definition"], state): -w,
+                                                  (p["queue"], p["definition"], HELD): w}  # held again: no move
                 if self._transact([("Update", _update(self.jobs, _jkey(ref.id, PARENT), e, set_=sets, cond=cond))],
-                                  {(p["queue"], p["definition"], state): -w, (p["queue"], p["definition"], HELD): w}):
+                                  moved):
                     results.append(DeleteResult(label, True))
                     break
                 p = self._get(ref.id, PARENT)

@@ -392,11 +392,9 @@ class SQLiteStore:
                    submitted=parent.submitted, retries=parent.retries, spec=parent.spec, array=parent.array)
 
     def list_jobs(self, flt: JobFilter) -> Iterator[Job]:
-        where, args = [], []
+        where, args = ["idx = -1"], []
         if not flt.include_finished:
-            where.append("idx = -1 AND state IN ('HELD', 'QUEUED', 'RUNNING')")
-        elif not flt.elements:
-            where.append("idx = -1")
+            where.append("state IN ('HELD', 'QUEUED', 'RUNNING')")
         if flt.queue:
             where.append("queue = ?")
             args.append(flt.queue)
@@ -411,9 +409,10 @@ class SQLiteStore:
             for row in con.execute(sql, args).fetchall():
                 job = _row_to_job(row)
                 yield job
-                if flt.elements and job.is_array and not flt.include_finished:
-                    for erow in con.execute(SELECT + " WHERE id = ? AND idx >= 0 AND state IN "
-                                            "('HELD', 'QUEUED', 'RUNNING') ORDER BY idx", (job.id,)):
+                if flt.elements and job.is_array:  # elements follow their array; the limit counts jobs only
+                    active = "" if flt.include_finished else " AND state IN ('HELD', 'QUEUED', 'RUNNING')"
+                    for erow in con.execute(SELECT + " WHERE id = ? AND idx >= 0" + active + " ORDER BY idx",
+                                            (job.id,)).fetchall():
                         yield _row_to_job(erow)
 
     def counts(self) -> list[QueueCount]:
@@ -473,7 +472,8 @@ class SQLiteStore:
                         "a_running = a_running - ?, a_done = a_done + ?, a_deleted = a_deleted + ? "
                         "WHERE id = ? AND idx = -1",
                         (now, running, remaining + len(rows), remaining + len(rows), prow["id"]))
-            self._resolve_dependents(con, prow["id"], -1, JobState.DELETED, now)
+            # dependents of the array and of any element, started or not: none of them can start any more
+            self._resolve_dependents(con, prow["id"], None, JobState.DELETED, now)
             return DeleteResult(jid, True)
         con.execute("UPDATE jobs SET state = 'DELETED', ready = 0, ended = ?, reason = 'deleted by qdel' "
                     "WHERE id = ? AND idx = -1", (now, prow["id"]))
@@ -495,10 +495,10 @@ class SQLiteStore:
                 continue
             if row is None:
                 con.execute(
-                    "INSERT INTO jobs (id, idx, name, user, queue, definition, state, reason, submitted, ended, "
-                    "retries) VALUES (?, ?, ?, ?, ?, ?, 'DELETED', 'deleted by qdel', ?, ?, ?)",
+                    "INSERT INTO jobs (id, idx, name, user, queue, definition, state, reason, priority, submitted, "
+                    "ended, retries) VALUES (?, ?, ?, ?, ?, ?, 'DELETED', 'deleted by qdel', ?, ?, ?, ?)",
                     (prow["id"], index, prow["name"], prow["user"], prow["queue"], prow["definition"],
-                     prow["submitted"], now, prow["retries"]))
+                     prow["priority"], prow["submitted"], now, prow["retries"]))
                 con.execute("UPDATE jobs SET a_skip = a_skip + 1, a_done = a_done + 1, a_deleted = a_deleted + 1 "
                             "WHERE id = ? AND idx = -1", (prow["id"],))
             elif JobState(row[0]).finished:
@@ -537,6 +537,8 @@ class SQLiteStore:
                         continue
                     con.execute("UPDATE jobs SET user_hold = 1, state = 'HELD', ready = 0, "
                                 "reason = 'held by user (release with qrls)' WHERE id = ? AND idx = -1", (ref.id,))
+                    if prow["array"]:
+                        self._settle_array(con, ref.id, now)  # its requeued elements wait too
                 else:
                     if not prow["user_hold"]:
                         results.append(DeleteResult(jid, False, f"job {jid} is not held by a user"))
@@ -574,6 +576,7 @@ class SQLiteStore:
             job = _row_to_job(row, parent_spec)
             job.state, job.attempts, job.worker, job.lease, job.started = (
                 JobState.RUNNING, job.attempts + 1, worker, lease_until, now)
+            job.ended = job.pid = job.exit_code = None
             return job
 
     def _claim_element(self, con, r: dict, worker: str, lease_until: float, now: float) -> Job | None:
@@ -599,7 +602,7 @@ class SQLiteStore:
         return Job(id=r["id"], index=index, name=r["name"], user=r["user"], queue=r["queue"],
                    definition=r["definition"], state=JobState.RUNNING, priority=r["priority"],
                    submitted=r["submitted"], started=now, attempts=1, retries=r["retries"], worker=worker,
-                   lease=lease_until, spec=spec_obj, array=r["array"])
+                   lease=lease_until, spec=spec_obj)
 
     def _settle_array(self, con, job_id: int, now: float) -> None:
         """Recompute an array's state and readiness from its counters; end it when every element ended."""
@@ -676,13 +679,13 @@ class SQLiteStore:
     def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """Return jobs whose lease ran out to the queue (or fail them when their retries are spent)."""
         with self._tx() as con:
-            rows = con.execute(SELECT + " WHERE state = 'RUNNING' AND lease < ?", (now,)).fetchall()
+            rows = con.execute(SELECT + " WHERE state = 'RUNNING' AND lease < ? ORDER BY id, idx", (now,)).fetchall()
             return self._lose(con, rows, "worker lost (lease expired)", now, on_lost)
 
     def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """A worker is known dead (its process exited): requeue its jobs at once, not at lease expiry."""
         with self._tx() as con:
-            rows = con.execute(SELECT + " WHERE state = 'RUNNING' AND worker = ?", (worker,)).fetchall()
+            rows = con.execute(SELECT + " WHERE state = 'RUNNING' AND worker = ? ORDER BY id, idx", (worker,)).fetchall()
             out = self._lose(con, rows, f"worker {worker} died", now, on_lost)
             con.execute("UPDATE workers SET state = 'EXITED', heartbeat = ? WHERE id = ?", (now, worker))
             return out
@@ -690,7 +693,11 @@ class SQLiteStore:
     def _lose(self, con, rows, reason: str, now: float, on_lost: LostHandler | None) -> list[Job]:
         lost = []
         for row in rows:
-            job = _row_to_job(row)
+            job_id, idx = row[COLS.index("id")], row[COLS.index("idx")]
+            parent_spec = None
+            if idx >= 0:  # an element: its spec is its array's
+                parent_spec = con.execute("SELECT spec FROM jobs WHERE id = ? AND idx = -1", (job_id,)).fetchone()[0]
+            job = _row_to_job(row, parent_spec)
             if on_lost is not None:
                 on_lost(job)  # e.g. kill an orphaned process group before anyone may start the job again
             job.state = self._finish(con, job.id, _idx(job), job.worker, LOST, None, reason, now)
@@ -698,9 +705,14 @@ class SQLiteStore:
         return lost
 
     # dependencies -----------------------------------------------------------------------------------
-    def _resolve_dependents(self, con, job_id: int, idx: int, state: JobState, now: float) -> None:
-        for (dependent,) in con.execute("SELECT DISTINCT job FROM deps WHERE on_job = ? AND on_idx = ?",
-                                        (job_id, idx)).fetchall():
+    def _resolve_dependents(self, con, job_id: int, idx: int | None, state: JobState, now: float) -> None:
+        """Re-evaluate the jobs that depend on job_id (idx -1), one element (idx >= 0) or any of it (None)."""
+        if idx is None:
+            rows = con.execute("SELECT DISTINCT job FROM deps WHERE on_job = ? ORDER BY job", (job_id,))
+        else:
+            rows = con.execute("SELECT DISTINCT job FROM deps WHERE on_job = ? AND on_idx = ? ORDER BY job",
+                               (job_id, idx))
+        for (dependent,) in rows.fetchall():
             self._reevaluate(con, dependent, now)
 
     def _reevaluate(self, con, job_id: int, now: float) -> None:
@@ -731,6 +743,8 @@ class SQLiteStore:
             ready = _array_ready(prow) if prow["array"] else 1
             con.execute("UPDATE jobs SET state = 'QUEUED', ready = ?, reason = '' WHERE id = ? AND idx = -1",
                         (ready, job_id))
+            if prow["array"]:
+                self._settle_array(con, job_id, now)
             return
         con.execute("UPDATE jobs SET reason = ? WHERE id = ? AND idx = -1", (reason, job_id))
 
@@ -751,7 +765,7 @@ class SQLiteStore:
         if live_since is not None:
             sql, args = sql + " WHERE state != 'EXITED' AND heartbeat >= ?", (live_since,)
         with self._errors():
-            return [WorkerInfo(*row) for row in self.con.execute(sql + " ORDER BY started", args).fetchall()]
+            return [WorkerInfo(*row) for row in self.con.execute(sql + " ORDER BY started, id", args).fetchall()]
 
     def prune_workers(self, before: float) -> None:
         with self._tx() as con:
