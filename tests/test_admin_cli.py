@@ -165,9 +165,9 @@ def test_hosts_create_list_select_delete_local(home):
     assert ok("hosts", "select-host", "local") == "selected host local\n"
     # no terminal to confirm on: nothing is deleted
     assert fails("hosts", "delete-host", "lab", "--purge") == (
-        "hyper hosts: nothing deleted (answer y to confirm, or pass --yes)")
+        "hyper hosts: nothing deleted: confirmation needs a terminal (pass --yes in scripts)")
     assert (home / "hosts" / "lab" / "hyper.db").exists()
-    assert ok("hosts", "delete-host", "lab", "--purge", input="y\n").endswith(
+    assert ok("hosts", "delete-host", "lab", "--purge", "--yes").endswith(
         f"deleted host lab; removed directory {home / 'hosts' / 'lab'}\n")
     assert not (home / "hosts" / "lab").exists()
     assert "lab" not in ok("hosts", "list-hosts")

@@ -110,7 +110,7 @@ def config_item(host: Host) -> dict:
     """The meta item that fixes shard counts for the life of the tables (every client reads it)."""
     s = settings(host)
     item = {"pk": {"S": "config"}, "sk": {"S": "config"}, "schema": {"N": "1"},
-            "created": {"N": str(int(time.time()))}}
+            "created": {"N": str(int(time.time()))}, "host": {"S": host.name}}
     item.update({k: {"N": str(v)} for k, v in s.items()})
     return item
 
@@ -127,6 +127,20 @@ def _describe(db, name: str) -> dict | None:
         return db.describe_table(TableName=name)["Table"]
     except db.exceptions.ResourceNotFoundException:
         return None
+
+
+def owner(host: Host) -> str | None:
+    """The host name recorded in an existing deployment's config item ("" if none recorded); None: no tables."""
+    from hyper.aws.session import aws_errors
+
+    with aws_errors(host, "dynamodb", "get_item"):
+        db = _client(host)
+        try:
+            item = db.get_item(TableName=table_names(host)["meta"], ConsistentRead=True,
+                               Key={"pk": {"S": "config"}, "sk": {"S": "config"}}).get("Item")
+        except db.exceptions.ResourceNotFoundException:
+            return None
+    return (item or {}).get("host", {}).get("S", "")
 
 
 def tables_exist(host: Host) -> bool:

@@ -106,6 +106,10 @@ def delete_host(
 
     host = hosts.get_host(name)
     if not yes:
+        import sys
+
+        if not sys.stdin.isatty():  # no one to ask (a script): never delete unasked
+            raise HyperError("nothing deleted: confirmation needs a terminal", "pass --yes in scripts")
         what = "and DELETE ALL ITS JOBS AND RESOURCES" if purge else "(its data stays)"
         try:
             confirmed = typer.confirm(f"forget host {host.name} {what}?", default=False)

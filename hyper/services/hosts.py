@@ -83,6 +83,14 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
 
         shard_settings(host)  # bad shard settings fail before anything is created
         _check_prefix_is_own(host)
+        from hyper.aws.tables import owner
+
+        found = owner(host)
+        if found is not None and found != name:  # our own half-finished create is resumed, nobody else's
+            raise HyperError(f"tables {tables_prefix(host)}jobs and {tables_prefix(host)}meta already exist"
+                             + (f" (host {found!r})" if found else ""),
+                             "adopt them with `hyper hosts import-deployment --table-prefix "
+                             f"{tables_prefix(host)} --main-region {main_region}`, or choose another --table-prefix")
         ensure_tables(host, wait=True)
         _record_main_region(host)
     hosts[name] = host
@@ -115,6 +123,39 @@ def _check_prefix_is_own(host: Host) -> None:
                                      "`hyper hosts import-deployment`")
 
 
+def _undeploy(host: Host) -> list[str]:
+    """Remove what the host deployed (job definitions, cluster, network and main stacks), dependents first.
+
+    Runs before the tables go: they are the only record of what exists. A step that fails stops the purge
+    with the reason, and the tables stay so it can be run again.
+    """
+    from hyper.aws import names, stacks
+    from hyper.services import provision
+    from hyper.services.context import Context
+    from hyper.config import Settings
+
+    ctx = Context(host, Settings.from_env())
+    store = ctx.store
+    done: list[str] = []
+    for kind in ("definition", "cluster", "region"):
+        for resource in store.list_resources(kind):
+            if resource.status == "PENDING":
+                continue  # recorded, never deployed
+            status, message = provision.deploy(ctx, resource, provision.plan(ctx, resource, delete=True))
+            if status == "FAILED":
+                raise HyperError(f"purge of host {host.name!r} stopped: {message}",
+                                 "fix the cause and run the purge again (the tables are kept until then)")
+            done.append(f"{kind} {resource.name}")
+    main = names.stack(host, "main")
+    result = stacks.delete_stack(host, host.main_region, main)
+    if result.failed:
+        raise HyperError(f"purge of host {host.name!r} stopped: {result.message}",
+                         "fix the cause and run the purge again (the tables are kept until then)")
+    if result.action == "delete":
+        done.append(f"stack {main}")
+    return done
+
+
 def _record_main_region(host: Host) -> None:
     """The host's main region is a region resource from the start (its tables live there)."""
     from hyper.models import Region
@@ -122,8 +163,9 @@ def _record_main_region(host: Host) -> None:
 
     store = open_store(host)
     if store.get_resource("region", host.main_region) is None:
-        store.put_resource(Region(name=host.main_region, main=True, status="ACTIVE",
-                                  message="holds the host's tables"), replace=True)
+        store.put_resource(Region(name=host.main_region, main=True, status="PENDING",
+                                  message="holds the host's tables; deploy its network with `hyper regions "
+                                  f"init-main-region {host.main_region} --vpc-cidr CIDR`"), replace=True)
 
 
 def import_deployment(table_prefix: str, main_region: str, *, name: str | None = None,
@@ -185,7 +227,8 @@ def delete_host(name: str, *, purge: bool = False) -> list[str]:
         if host.type == "aws":
             from hyper.aws.tables import delete_tables
 
-            purged = [f"table {t}" for t in delete_tables(host)]
+            purged = _undeploy(host)
+            purged += [f"table {t}" for t in delete_tables(host)]
         else:
             from hyper.backends.local import agent_excluded
 

@@ -263,9 +263,16 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
             raise HyperError(f"cluster {resource.name!r} is of type {resource.type} but this host is local",
                              "use --type local, or create an aws host with `hyper hosts create-host`")
         for region in resource.regions:
-            if view.get("region", region) is None:
+            found = view.get("region", region)
+            if found is None:
                 raise HyperError(f"cluster {resource.name!r} names region {region!r}, which this host does not have",
                                  f"add it with `hyper regions add-region {region}` or drop it from --regions")
+            if host_type == "aws" and resource.type == "batch" and ("region", region) not in view.staged and \
+                    found.status not in ("ACTIVE", "UPDATING"):
+                verb = "init-main-region" if found.main else "update-region"
+                raise HyperError(f"cluster {resource.name!r} needs region {region}'s network, which is "
+                                 f"{found.status}", f"deploy it first: `hyper regions {verb} {region} "
+                                 "--vpc-cidr CIDR` (or --vpc-id and --subnets)")
         for region in resource.overrides:
             if view.get("region", region) is None:
                 raise HyperError(f"cluster {resource.name!r} overrides region {region!r}, which this host does "

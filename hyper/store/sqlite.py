@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from hyper.dependencies import NEVER, PENDING, dependency_status
-from hyper.errors import HyperError, UnknownJobError
+from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
