@@ -33,7 +33,7 @@ def job_row(job, now: float) -> dict:
             "queue": job.queue}
 
 
-def full_record(job) -> dict:
+def full_record(job, extra: dict | None = None) -> dict:
     """Every field, PBS-named where PBS has a name, for -f and for --output json/yaml."""
     from hyper.states import pbs_letter
 
@@ -50,7 +50,32 @@ def full_record(job) -> dict:
     if not job.is_array:
         for key in ("array", "array_total", "array_started", "array_done", "array_failed", "array_running"):
             data.pop(key, None)
+    data.update(extra or {})
     return {k: v for k, v in data.items() if v not in (None, "", [])}
+
+
+def aws_details(ctx, jobs) -> dict[str, dict]:
+    """qstat -f on an aws host: where each job runs (worker's machine, region, Batch job) and its log stream."""
+    from hyper.services import jobs as svc
+    from hyper.worker import identity
+
+    if ctx.host.type != "aws":
+        return {}
+    workers = {}
+    if any(j.worker for j in jobs):
+        workers = {w.id: identity.parse_host(w.host) for w in ctx.store.list_workers()}
+    out = {}
+    for job in jobs:
+        extra = {}
+        where = workers.get(job.worker or "", {})
+        extra["worker_host"] = where.get("host")
+        extra["region"] = where.get("region")
+        extra["batch_job_id"] = where.get("batch_job")
+        location = svc.log_location(ctx, job)
+        if location:
+            extra["log_group"], extra["log_stream"] = location
+        out[job.job_id] = extra
+    return out
 
 
 def print_full(records: list[dict]) -> None:
@@ -103,7 +128,8 @@ def qstat(
     if only_ids:
         sys.stdout.write("".join(f"{j.job_id}\n" for j in found))
     elif full:
-        records = [full_record(j) for j in found]
+        details = aws_details(ctx, found)
+        records = [full_record(j, details.get(j.job_id)) for j in found]
         if fmt == "table":
             print_full(records)
         else:

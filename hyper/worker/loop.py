@@ -2,13 +2,23 @@
 
 It exits after ``idle`` seconds with nothing to claim. It is the same loop on every backend: started by
 the local agent as a process, by AWS Batch as an array child, by Kubernetes as a Job pod.
+
+On an aws host each attempt's stdout/stderr is also shipped to CloudWatch Logs while it runs (see
+hyper/aws/logs.py); the local files stay the source the shipper tails, and are kept. Logs are flushed
+before the attempt's end is recorded, so whoever sees the job finished finds all of its output.
+
+SIGTERM (spot interruption, ``docker stop``): the running job's process group gets SIGTERM, SIGKILL after
+the grace period, and the attempt ends as LOST: the store's retry rule (hyper/retry.py, the same on
+every host) requeues it for another attempt while it has retries left. The worker then exits.
+``qdel``: the heartbeat (every min(1 s, lease/4)) sees DELETED and stops the job the same way.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,14 +26,17 @@ from hyper.errors import HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.store.base import Store, WorkerInfo
-from hyper.worker.runner import Outcome, run_attempt
+from hyper.worker import identity
+from hyper.worker.runner import Outcome, output_paths, run_attempt
 
 
 class Worker:
     def __init__(self, store: Store, worker_id: str, queue: str, definition: str, workdir: Path,
                  logs_dir: Path, idle: float, lease: float, kill_grace: float, gpu_ids: str | None = None,
-                 max_jobs: int | None = None):
+                 max_jobs: int | None = None, host=None):
         self.store = store
+        self.host = host if host is not None else getattr(store, "host", None)
+        self.aws = getattr(self.host, "type", None) == "aws"  # ship logs to CloudWatch
         self.id = worker_id
         self.queue = queue
         self.definition_name = definition
@@ -36,6 +49,8 @@ class Worker:
         self.max_jobs = max_jobs
         self.jobs_run = 0
         self._stop = False
+        self.extra_env = identity.job_env(worker_id, self.aws)
+        self.log_warnings: list[str] = []
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop = True  # the running job is stopped and requeued by run_attempt
@@ -45,12 +60,13 @@ class Worker:
         if not isinstance(definition, Definition):
             raise HyperError(f"unknown definition {self.definition_name!r}",
                              "list definitions with `hyper definitions list-definitions`")
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        if threading.current_thread() is threading.main_thread():  # (benchmarks run several in threads)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         self.workdir.mkdir(parents=True, exist_ok=True)
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
-                                                  socket.gethostname(), os.getpid(), now, now, "IDLE"))
+                                                  identity.host_text(self.aws), os.getpid(), now, now, "IDLE"))
         idle_since = time.monotonic()
         last_touch = 0.0
         backoff = 0.005
@@ -69,6 +85,9 @@ class Worker:
                     backoff = min(backoff * 2, 0.2)
                     continue
                 backoff = 0.005
+                if self._stop:  # SIGTERM arrived while claiming: give the job back without starting it
+                    self.store.finish(job, self.id, LOST, None, "worker interrupted (SIGTERM)", time.time())
+                    break
                 self._run_job(job, definition)
                 self.jobs_run += 1
                 idle_since = time.monotonic()
@@ -81,16 +100,42 @@ class Worker:
             self.store.touch_worker(self.id, time.time(), "EXITED", self.jobs_run)
         return 0
 
+    def _warn(self, message: str) -> None:
+        self.log_warnings.append(message)
+        sys.stderr.write(f"hyper worker {self.id}: warning: {message}\n")
+        sys.stderr.flush()
+
+    def _shipper(self, job: Job):
+        if not self.aws:
+            return None
+        from hyper.aws import logs
+
+        out, err = output_paths(job, self.logs_dir)
+        return logs.LogShipper(self.host, job.id, job.index, job.attempts, {"stdout": out, "stderr": err})
+
     def _run_job(self, job: Job, definition: Definition) -> None:
         check_every = min(1.0, self.lease / 4)
+        shipper = self._shipper(job)
 
         def check():
             return self.store.heartbeat(job, self.id, time.time() + self.lease)
 
-        outcome: Outcome = run_attempt(
-            job, definition, self.workdir, self.logs_dir, check=check, check_every=check_every,
-            kill_grace=self.kill_grace, stop_requested=lambda: self._stop,
-            on_start=lambda pid: self.store.set_pid(job, self.id, pid), gpu_ids=self.gpu_ids)
+        def on_start(pid: int) -> None:
+            if shipper is not None:
+                shipper.start()  # the files are open (truncated) and the job runs: tail them from here
+            self.store.set_pid(job, self.id, pid)
+
+        try:
+            outcome: Outcome = run_attempt(
+                job, definition, self.workdir, self.logs_dir, check=check, check_every=check_every,
+                kill_grace=self.kill_grace, stop_requested=lambda: self._stop, on_start=on_start,
+                gpu_ids=self.gpu_ids, extra_env=self.extra_env)
+        finally:
+            if shipper is not None:
+                # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
+                # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
+                for warning in shipper.close(5.0 if self._stop else None):
+                    self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
         if outcome.kind in ("deleted", "disowned"):
             return  # the store already says what happened; we only stopped the process
         kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED

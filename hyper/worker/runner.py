@@ -125,12 +125,14 @@ def kill_group(pgid: int, sig: int) -> bool:
 def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                 check: Callable[[], JobState | None], check_every: float, kill_grace: float,
                 stop_requested: Callable[[], bool], on_start: Callable[[int], None],
-                gpu_ids: str | None = None) -> Outcome:
+                gpu_ids: str | None = None, extra_env: dict[str, str] | None = None) -> Outcome:
     """Start the job, watch it, and return how it ended.
 
     ``check`` renews the lease and returns the job's state in the store (None: we lost ownership);
     ``stop_requested`` is the worker's own SIGTERM (spot interruption): the job is then returned to
-    the queue for another attempt.
+    the queue for another attempt. ``extra_env`` is what the worker adds to the job's environment
+    (HYPER_WORKER_ID, AWS_BATCH_JOB_ID...). ``on_start`` runs once the output files are open and the
+    process runs (the worker starts shipping the files to CloudWatch there).
     """
     spec = job.spec
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,7 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     cwd = spec.chdir or str(workdir)
     try:
         argv = _prepare_command(job, workdir)
-        proc = subprocess.Popen(argv, cwd=cwd, env=job_env(job, definition, workdir, gpu_ids),
+        proc = subprocess.Popen(argv, cwd=cwd, env=job_env(job, definition, workdir, gpu_ids, extra_env),
                                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                 start_new_session=True, close_fds=True)
     except OSError as exc:
