@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+pytest_plugins = ["tests.moto_server"]  # moto_server / moto_endpoint fixtures for every module
 
 FAST = {
     "HYPER_AGENT_IDLE": "2",

@@ -1,7 +1,7 @@
 """A moto server on 127.0.0.1 for tests that talk to AWS exactly as to AWS: boto3 with endpoint_url.
 
-Use it from a test module with ``from tests.moto_server import moto_endpoint, moto_server  # noqa: F401``
-(or list ``tests.moto_server`` in ``pytest_plugins``). ``moto_server`` is started once per session on a free
+tests/conftest.py lists this module in ``pytest_plugins``, so every test module can ask for the fixtures
+(``moto_server``, ``moto_endpoint``). ``moto_server`` is started once per session on a free
 port and stopped at the end; ``moto_endpoint`` gives each test fake credentials, no instance metadata and
 no developer profile, and yields the endpoint URL.
 
@@ -12,7 +12,6 @@ DynamoDB applies each request atomically, so the server here runs one request at
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Iterator
 

@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 from hyper.cli.app import app
 from qcmds import qdel, qstat, qsub
 from tests.conftest import cli
-from tests.moto_server import moto_endpoint, moto_server  # noqa: F401  (fixtures)
 
 runner = CliRunner()
 URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/worker:1"

@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import BIN, cli
-from tests.moto_server import moto_endpoint, moto_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

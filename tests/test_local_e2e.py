@@ -9,9 +9,8 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 
-from tests.conftest import cli, stop_agent, wait_until
+from tests.conftest import cli, wait_until
 
 
 def status(job_id: str) -> dict:

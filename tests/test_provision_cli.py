@@ -8,7 +8,6 @@ import requests
 import yaml
 
 from tests.conftest import cli
-from tests.moto_server import moto_endpoint, moto_server  # noqa: F401
 
 
 @pytest.fixture

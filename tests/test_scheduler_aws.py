@@ -26,7 +26,6 @@ from hyper.cli.scheduler import app as scheduler_app
 from hyper.config import Host
 from hyper.models import Cluster, Definition, Queue, Region
 from hyper.scheduler.aws import BatchScheduler, TokenBucket, effective_weights, region_cap
-from tests.moto_server import moto_endpoint, moto_server  # noqa: F401  (fixtures)
 
 runner = CliRunner()
 HOST = Host(name="prod", type="aws", main_region="us-east-1", table_prefix="hyper-prod-")
@@ -571,6 +570,9 @@ def aws_host(home, moto_endpoint, batch_role):
     prefix = f"t{uuid.uuid4().hex[:8]}-"
     host = hosts.create_host("t", "aws", main_region="us-east-1", endpoint_url=moto_endpoint, table_prefix=prefix)
     ctx = open_context("t")
+    main = ctx.store.get_resource("region", "us-east-1")  # create-host records it PENDING (no network yet)
+    main.status, main.message = "ACTIVE", ""
+    ctx.store.put_resource(main, replace=True)
     record("region", "eu-west-1", {"vpc-cidr": "10.20.0.0/16"})
     record("cluster", "gpu", {"type": "batch", "regions": "us-east-1,eu-west-1", "max-vcpus": "1024"})
     record("queue", "q1", {"cluster": "gpu", "weights": "us-east-1=3,eu-west-1=1"})

@@ -28,7 +28,7 @@ from hyper.aws import names, stacks, templates
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Region
-from tests.moto_server import FAKE_ENV, UNSET, moto_endpoint, moto_server  # noqa: F401  (fixtures)
+from tests.moto_server import FAKE_ENV, UNSET
 
 MAIN, OTHER = "us-east-1", "eu-west-1"
 GPU = Cluster(name="gpu", type="batch", regions=[MAIN, OTHER], instance_types=["g5.xlarge", "g5.2xlarge"],

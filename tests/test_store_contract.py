@@ -18,11 +18,10 @@ from hyper.errors import HyperError
 from hyper.models import Definition, Job, JobSpec, Queue
 from hyper.parsing.arrays import parse_array
 from hyper.parsing.jobids import JobRef
-from hyper.retry import EXITED, KILLED, LOST
+from hyper.retry import EXITED, KILLED
 from hyper.services.context import bootstrap_local
 from hyper.states import JobState
 from hyper.store.base import JobFilter, Submission, WorkerInfo
-from tests.moto_server import moto_endpoint, moto_server  # noqa: F401  (fixtures)
 
 Q, D = "default", "default"
 

@@ -25,7 +25,6 @@ from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue, Region
 from hyper.scheduler.aws import BatchScheduler
 from hyper.services import weights as service
-from tests.moto_server import moto_endpoint, moto_server  # noqa: F401  (fixtures)
 from tests.test_scheduler_aws import HOST, FakeBatch, FakeStore, sizes_by_region
 
 NOW = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC
