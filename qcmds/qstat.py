@@ -122,7 +122,7 @@ def qstat(
         found = [j for j in found if (not queue or j.queue == queue) and (not user or j.user == user)]
     else:
         found = svc.list_jobs(ctx, JobFilter(queue=queue, user=user, include_finished=finished,
-                                             elements=elements))
+                                             elements=elements, with_spec=full or fmt in ("json", "yaml")))
     for job_id in missing:
         print_error("qstat", f"Unknown Job Id {job_id}")
     if only_ids:

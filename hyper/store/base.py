@@ -31,6 +31,7 @@ class JobFilter:
     include_finished: bool = False
     elements: bool = False  # list array elements too (qstat -t)
     limit: int | None = None
+    with_spec: bool = True  # False: jobs come without their spec (the table view; decoding it dominates at 100k)
 
 
 @dataclass

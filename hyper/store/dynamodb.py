@@ -27,6 +27,7 @@ database-wide lock:
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import random
 import threading
@@ -62,6 +63,8 @@ GET_BATCH = 100  # BatchGetItem limit
 TX_ATTEMPTS = 12
 PAGE = 16  # ready-index candidates read per shard and page
 MAX_CANDIDATES = 64  # a claim gives up (returns None) after trying this many candidates
+CANDIDATE_TTL = 2.0  # seconds a worker reuses the ready candidates it read (other processes' submissions
+#                      and priorities are seen at most this late; this process's own at once)
 FENCE = "lost:"
 SPEC_TTL = 400 * 86400  # a large spec outlives any queued job; set to ended + retention when the job ends
 ACTIVE_STATES = ("HELD", "QUEUED", "RUNNING")
@@ -299,6 +302,9 @@ class DynamoStore:
         names = tables.table_names(host)
         self.jobs, self.meta = names["jobs"], names["meta"]
         self._specs: dict[int, ArraySpec] = {}
+        # (queue, definition) -> (read at, candidates in claim order): one read of every ready shard serves
+        # many claims, instead of 16 queries per claim
+        self._candidates: dict[tuple[str, str], tuple[float, list[dict]]] = {}
         self._spec_cache: dict[int, dict] = {}
         self._pool_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -639,6 +645,7 @@ class DynamoStore:
     @_public
     def submit(self, submissions: list[Submission], now: float) -> list[Job]:
         """Write jobs (arrays as one record); a bad dependency writes nothing at all."""
+        self._forget_candidates()
         subs = list(submissions)
         if not subs:
             return []
@@ -1006,6 +1013,7 @@ class DynamoStore:
     @_public
     def set_hold(self, refs: Iterable[JobRef], hold: bool, now: float) -> list[DeleteResult]:
         """qhold / qrls on whole jobs: a held job keeps its place but is not started."""
+        self._forget_candidates()
         results = []
         for ref in refs:
             label = _ref_text(ref)
@@ -1070,16 +1078,31 @@ class DynamoStore:
         conditional write, so a candidate another worker took first (or a stale index entry) just fails
         its condition and the next one is tried.
         """
-        for tried, cand in enumerate(self._ready_candidates(queue, definition)):
-            if tried >= MAX_CANDIDATES:
-                return None
+        key = (queue, definition)
+        read_at, cands = self._candidates.get(key, (0.0, []))
+        fresh = bool(cands) and time.monotonic() - read_at < CANDIDATE_TTL
+        if not fresh:
+            cands = list(itertools.islice(self._ready_candidates(queue, definition), MAX_CANDIDATES))
+            self._candidates[key] = (time.monotonic(), cands)
+        while cands:
+            cand = cands[0]
             if cand["idx"] == PARENT and cand.get("array"):
                 job = self._claim_element(cand["id"], queue, definition, worker, lease_until, now)
+                if job is not None:
+                    return job  # the array stays first: it may have more elements to start
             else:
                 job = self._claim_item(cand["id"], cand["idx"], queue, definition, worker, lease_until, now)
+            cands.pop(0)
             if job is not None:
                 return job
+        if fresh:  # the reused candidates were all taken: look again before saying there is nothing
+            self._candidates.pop(key, None)
+            return self.claim(queue, definition, worker, lease_until, now)
         return None
+
+    def _forget_candidates(self) -> None:
+        """New or released jobs of this process: the next claim reads the index again (priorities hold)."""
+        self._candidates.clear()
 
     @_public
     def claim_job(self, job_id: int, worker: str, lease_until: float, now: float) -> Job | None:
@@ -1236,6 +1259,7 @@ class DynamoStore:
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
                now: float) -> JobState | None:
         """Record a run's end if this worker still owns it; applies the retry policy."""
+        self._forget_candidates()
         return self._finish(job.id, _idx(job), worker, outcome, exit_code, reason, now)
 
     def _finish(self, job_id: int, idx: int, worker: str, outcome: str, exit_code, reason: str, now: float):
@@ -1281,6 +1305,7 @@ class DynamoStore:
     @_public
     def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """Return jobs whose lease ran out to the queue (or fail them when their retries are spent)."""
+        self._forget_candidates()
         keys = []
         for shard in range(self.index_shards):
             keys.extend((it["id"], it["idx"]) for it in self._query_all(index="leases", key="ls", value=str(shard),
@@ -1290,6 +1315,7 @@ class DynamoStore:
     @_public
     def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """A worker is known dead (its process exited): requeue its jobs at once, not at lease expiry."""
+        self._forget_candidates()
         keys = sorted({(it["id"], it["idx"]) for it in self._query_all(index="by_worker", key="rw", value=worker)})
         lost = self._lose(keys, f"worker {worker} died", now, on_lost, worker=worker)
         e = _Expr()

@@ -115,9 +115,9 @@ COLS = (
 SELECT = "SELECT " + ", ".join(COLS) + " FROM jobs"
 
 
-def _row_to_job(row: tuple, parent_spec: str | None = None) -> Job:
+def _row_to_job(row: tuple, parent_spec: str | None = None, with_spec: bool = True) -> Job:
     r = dict(zip(COLS, row))
-    spec_text = r["spec"] or parent_spec
+    spec_text = (r["spec"] or parent_spec) if with_spec else None
     return Job(
         id=r["id"],
         index=None if r["idx"] < 0 else r["idx"],
@@ -407,13 +407,13 @@ class SQLiteStore:
         with self._errors():
             con = self.con
             for row in con.execute(sql, args).fetchall():
-                job = _row_to_job(row)
+                job = _row_to_job(row, with_spec=flt.with_spec)
                 yield job
                 if flt.elements and job.is_array:  # elements follow their array; the limit counts jobs only
                     active = "" if flt.include_finished else " AND state IN ('HELD', 'QUEUED', 'RUNNING')"
                     for erow in con.execute(SELECT + " WHERE id = ? AND idx >= 0" + active + " ORDER BY idx",
                                             (job.id,)).fetchall():
-                        yield _row_to_job(erow)
+                        yield _row_to_job(erow, with_spec=flt.with_spec)
 
     def counts(self) -> list[QueueCount]:
         with self._errors():
