@@ -1259,8 +1259,10 @@ class DynamoStore:
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
                now: float) -> JobState | None:
         """Record a run's end if this worker still owns it; applies the retry policy."""
-        self._forget_candidates()
-        return self._finish(job.id, _idx(job), worker, outcome, exit_code, reason, now)
+        state = self._finish(job.id, _idx(job), worker, outcome, exit_code, reason, now)
+        if state == QUEUED or state is JobState.QUEUED:  # a retry is claimable again: read the index anew
+            self._forget_candidates()
+        return state
 
     def _finish(self, job_id: int, idx: int, worker: str, outcome: str, exit_code, reason: str, now: float):
         for _ in range(TX_ATTEMPTS):
