@@ -26,17 +26,20 @@ no instance metadata, no shared AWS config files.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import multiprocessing
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
 from hyper.errors import HyperError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.local_moto
+from tests.local_moto import start_moto  # noqa: E402
 
 QUEUE = DEFINITION = "default"
 
@@ -56,43 +59,9 @@ SUBMIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "USER": "bench", "SHELL":
 
 
 # moto's server -----------------------------------------------------------------------------------------
-class _OneAtATime:
-    """WSGI middleware: one request inside moto at a time (each DynamoDB request is atomic on AWS;
-    moto's TransactWriteItems is not safe against concurrent requests). As tests/moto_server.py."""
-
-    def __init__(self, app):
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        with self.lock:
-            result = self.app(environ, start_response)
-            try:
-                return [b"".join(result)]
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-
-
-def _start_moto():
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    wsgi = getattr(server, "_server", None)
-    if wsgi is not None and hasattr(wsgi, "app"):
-        wsgi.app = _OneAtATime(wsgi.app)
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
-
-
 def _moto_child(conn, stop) -> None:
     """Child process: moto's server, so it does not share the benchmark's GIL."""
-    server, url = _start_moto()
+    server, url = start_moto()
     conn.send(url)
     stop.wait()
     server.stop()
@@ -108,7 +77,7 @@ class Moto:
 
     def __enter__(self) -> "Moto":
         if self.in_process:
-            self.server, self.url = _start_moto()
+            self.server, self.url = start_moto()
             return self
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()

@@ -26,32 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-class OneAtATime:
-    def __init__(self, app):
-        self.app, self.lock = app, threading.Lock()
-
-    def __call__(self, environ, start_response):
-        with self.lock:
-            result = self.app(environ, start_response)
-            try:
-                return [b"".join(result)]
-            finally:
-                getattr(result, "close", lambda: None)()
-
-
-def start_moto() -> tuple[object, str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    wsgi = getattr(server, "_server", None)
-    if wsgi is not None and hasattr(wsgi, "app"):
-        wsgi.app = OneAtATime(wsgi.app)
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
+from tests.local_moto import start_moto  # noqa: E402  (after the sys.path line)
 
 
 def environment() -> None:

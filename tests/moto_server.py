@@ -12,56 +12,18 @@ DynamoDB applies each request atomically, so the server here runs one request at
 
 from __future__ import annotations
 
-import threading
 from typing import Iterator
 
 import pytest
 
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION",
-         "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
-
-
-class _OneAtATime:
-    """WSGI middleware: one request inside moto at a time (each DynamoDB request is atomic on AWS)."""
-
-    def __init__(self, app):
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        with self.lock:
-            result = self.app(environ, start_response)
-            try:
-                return [b"".join(result)]
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+from tests.local_moto import FAKE_ENV, UNSET, start_moto
 
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server, url = start_moto()
     try:
-        wsgi = getattr(server, "_server", None)
-        if wsgi is not None and hasattr(wsgi, "app"):
-            wsgi.app = _OneAtATime(wsgi.app)
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        yield url
     finally:
         server.stop()
 

@@ -1,0 +1,55 @@
+"""moto's server on 127.0.0.1, as the tests and the benchmarks start it (no pytest here: scripts import it).
+
+Real DynamoDB applies each request atomically; moto handles requests on several threads without a lock,
+and its TransactWriteItems snapshots whole tables and restores them when a condition fails, which would
+undo writes other threads made in between. So the server here runs one request at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION",
+         "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+
+
+class OneAtATime:
+    """WSGI middleware: one request inside moto at a time."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
+def start_moto():
+    """Start moto's server on a free loopback port; returns (server, endpoint URL). Call server.stop()."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)  # no access log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    wsgi = getattr(server, "_server", None)
+    if wsgi is not None and hasattr(wsgi, "app"):
+        wsgi.app = OneAtATime(wsgi.app)
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
