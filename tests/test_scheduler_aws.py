@@ -680,3 +680,45 @@ def test_loop_ticks_until_sigterm(aws_host, moto_endpoint, batch_role):
             proc.wait()
     assert proc.returncode == 0, err
     assert err == "" and out.splitlines()[-1].endswith(" scheduler for host t stopped")
+
+
+def test_end_to_end_scheduler_arrays_then_batch_style_workers_run_every_element_once(
+        aws_host, moto_endpoint, batch_role, tmp_path):
+    """qsub -> scheduler --once -> the Batch array jobs' own container environment starts start.sh (as Batch
+    would, one container per region here) -> every element runs exactly once -> qlog reads CloudWatch."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from tests.conftest import BIN, cli
+
+    provision_batch(moto_endpoint, aws_host, batch_role, REGIONS)
+    qsub_array(60)
+    result = runner.invoke(scheduler_app, ["run", "--once"])
+    assert result.exit_code == 0, result.stderr
+    sizes, procs = {}, []
+    start_sh = Path(__file__).resolve().parent.parent / "example-worker-image" / "start.sh"
+    for region in REGIONS:
+        (job,) = worker_jobs(moto_endpoint, aws_host, region)
+        sizes[region] = job.get("arrayProperties", {}).get("size", 1)  # one worker: a plain job
+        container = {e["name"]: e["value"] for e in job["container"]["environment"]}
+        home = tmp_path / region
+        home.mkdir()
+        env = {**os.environ, **container, "PATH": f"{BIN}:{os.environ['PATH']}", "HYPER_HOME": str(home / ".hyper"),
+               "AWS_BATCH_JOB_ID": job["jobId"], "AWS_BATCH_JOB_ARRAY_INDEX": "0", "HYPER_WORKER_IDLE": "1"}
+        env.pop("HYPER_HOST", None)
+        procs.append(subprocess.Popen(["sh", str(start_sh)], cwd=home, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    assert sizes == {"us-east-1": 5, "eu-west-1": 1}  # ceil(60 / 10) = 6 workers, 3:1 by largest remainder
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    rows = [line.split(",") for line in cli("qstat", "-x", "-t", "--output", "csv", check=True).stdout.splitlines()[1:]]
+    elements = [r for r in rows if r[0] != "1[]"]
+    assert sorted(int(r[0][2:-1]) for r in elements) == list(range(1, 61))
+    assert {r[4] for r in elements} == {"F"}
+    records = json.loads(cli("qstat", "-x", "-f", "1[1-60]", "--output", "json", check=True).stdout)
+    assert {(r["state"], r["attempts"], r["exit_code"]) for r in records} == {("SUCCEEDED", 1, 0)}
+    assert {r["worker"].split("-")[0] for r in records} <= {w["jobId"].split("-")[0] for region in REGIONS
+                                                           for w in worker_jobs(moto_endpoint, aws_host, region)}
+    assert cli("qlog", "1[42]", check=True).stdout == "hi\n"
