@@ -233,3 +233,15 @@ def test_apply_errors_name_file_and_line_and_write_nothing(home, tmp_path):
     assert fails("apply", "-f", str(tmp_path / "none.yaml"), code=2) == (
         f"hyper apply: no such file or directory: {tmp_path / 'none.yaml'} (check the path given to -f)")
     assert ok("export") == before  # ok1 and ok2 were valid, but nothing is written when anything is wrong
+
+
+def test_gpu_definition_on_a_queue_without_gpus_is_refused_at_qsub(home, monkeypatch):
+    monkeypatch.setenv("HYPER_LOCAL_GPUS", "0")
+    ok("definitions", "add-definition", "gpu", "--gpus", "1")
+    result = runner.invoke(qsub.app, ["-d", "gpu", "--", "nvidia-smi"])
+    assert result.exit_code == 1
+    assert result.stderr == ("qsub: definition 'gpu' wants 1 GPU(s) per worker but queue 'default' runs on cluster "
+                             "'local' with 0 per instance (submit to a GPU queue (-q), or pick a definition with "
+                             "fewer GPUs (-d))\n")
+    ok("clusters", "update-cluster", "local", "--gpus-per-instance", "1")
+    assert qsub_ok("-h", "-d", "gpu", "--", "nvidia-smi") == "1\n"

@@ -54,9 +54,14 @@ def _queue_and_definition(ctx: Context, d: Directives) -> tuple[Queue, Definitio
     if not isinstance(definition, Definition):
         names = ", ".join(x.name for x in ctx.store.list_resources("definition")) or "none"
         raise HyperError(f"unknown job definition {dname!r}", f"definitions on host {ctx.host.name}: {names}")
-    if ctx.store.get_resource("cluster", queue.cluster) is None:  # orphaned by `delete-cluster --force`
+    cluster = ctx.store.get_resource("cluster", queue.cluster)
+    if cluster is None:  # orphaned by `delete-cluster --force`
         raise HyperError(f"queue {qname!r} has no compute: its cluster {queue.cluster!r} was deleted",
                          f"an admin can fix it with `hyper queues update-queue {qname} --cluster NAME`")
+    if definition.gpus > cluster.gpus_per_instance:  # it would wait forever for a worker that cannot start
+        raise HyperError(f"definition {dname!r} wants {definition.gpus} GPU(s) per worker but queue {qname!r} "
+                         f"runs on cluster {cluster.name!r} with {cluster.gpus_per_instance} per instance",
+                         "submit to a GPU queue (-q), or pick a definition with fewer GPUs (-d)")
     return queue, definition
 
 
