@@ -23,3 +23,14 @@ def dependency_status(kind: str, target: JobState) -> str:
     if kind == "afternotok":
         return MET if target is JobState.FAILED else NEVER
     raise ValueError(f"unknown dependency kind {kind}")
+
+
+def initial_state(hold: bool, pending: str, never: str) -> tuple[JobState, str]:
+    """A new job's state and reason from its user hold and what its dependencies say (every store alike)."""
+    if hold:
+        return JobState.HELD, "held by user (release with qrls)"
+    if never:
+        return JobState.HELD, f"dependency can never be satisfied: {never}"
+    if pending:
+        return JobState.HELD, f"waiting for {pending}"
+    return JobState.QUEUED, ""

@@ -39,22 +39,11 @@ import uuid
 from hyper.errors import HyperError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.local_moto
-from tests.local_moto import start_moto  # noqa: E402
+from tests.local_moto import FAKE_ENV as MOTO_ENV, UNSET, start_moto  # noqa: E402
 
 QUEUE = DEFINITION = "default"
 
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
-UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION",
-         "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+FAKE_ENV = {**MOTO_ENV, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 SUBMIT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "USER": "bench", "SHELL": "/bin/sh"}
 
 

@@ -44,7 +44,7 @@ import botocore.exceptions as bx
 from hyper.aws import session as aws
 from hyper.aws import tables
 from hyper.config import Host
-from hyper.dependencies import NEVER, PENDING, dependency_status
+from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
 from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
@@ -686,14 +686,7 @@ class DynamoStore:
         for (sub, array, inline, blob), (pending, never), job_id in zip(prepared, checks, ids):
             job = sub.job
             job.id, job.submitted = job_id, now
-            if sub.hold:
-                job.state, job.reason = JobState.HELD, "held by user (release with qrls)"
-            elif never:
-                job.state, job.reason = JobState.HELD, f"dependency can never be satisfied: {never}"
-            elif pending:
-                job.state, job.reason = JobState.HELD, f"waiting for {pending}"
-            else:
-                job.state, job.reason = JobState.QUEUED, ""
+            job.state, job.reason = initial_state(sub.hold, pending, never)
             job.array_total = array.count if array else 0
             it = {
                 "id": job_id, "idx": PARENT, "ord": _ord(job_id, PARENT), "name": job.name, "user": job.user,

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from hyper.dependencies import NEVER, PENDING, dependency_status
+from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
 from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
@@ -297,14 +297,7 @@ class SQLiteStore:
                 job.submitted = now
                 pending, never = self._check_dependencies(con, job, sub.depends)
                 dep_rows.extend((job.id, kind, tid, -1 if tidx is None else tidx) for kind, tid, tidx in sub.depends)
-                if sub.hold:
-                    job.state, job.reason = JobState.HELD, "held by user (release with qrls)"
-                elif never:
-                    job.state, job.reason = JobState.HELD, f"dependency can never be satisfied: {never}"
-                elif pending:
-                    job.state, job.reason = JobState.HELD, f"waiting for {pending}"
-                else:
-                    job.state = JobState.QUEUED
+                job.state, job.reason = initial_state(sub.hold, pending, never)
                 spec = parse_array(job.array) if job.array else None
                 total = spec.count if spec else None
                 ready = int(job.state is JobState.QUEUED)
