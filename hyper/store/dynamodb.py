@@ -297,6 +297,8 @@ def _public(fn):
 class DynamoStore:
     """Store protocol on an aws host's DynamoDB tables; thread-safe, any number of processes."""
 
+    IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
+
     def __init__(self, host: Host):
         self.host = host
         names = tables.table_names(host)

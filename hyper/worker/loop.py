@@ -43,6 +43,9 @@ class Worker:
         self.workdir = workdir
         self.logs_dir = logs_dir
         self.idle = idle
+        # longest wait between empty polls: the store says what a poll costs (SQLite: nothing; DynamoDB: a
+        # query per ready shard, so an idle worker must not ask five times a second)
+        self.poll_ceiling = getattr(store, "IDLE_POLL_CEILING", 0.2)
         self.lease = lease
         self.kill_grace = kill_grace
         self.gpu_ids = gpu_ids
@@ -82,7 +85,7 @@ class Worker:
                         self.store.touch_worker(self.id, now, "IDLE", self.jobs_run)
                         last_touch = mono
                     time.sleep(backoff)
-                    backoff = min(backoff * 2, 0.2)
+                    backoff = min(backoff * 2, self.poll_ceiling)
                     continue
                 backoff = 0.005
                 if self._stop:  # SIGTERM arrived while claiming: give the job back without starting it
