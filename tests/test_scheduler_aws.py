@@ -722,3 +722,19 @@ def test_end_to_end_scheduler_arrays_then_batch_style_workers_run_every_element_
     assert {r["worker"].split("-")[0] for r in records} <= {w["jobId"].split("-")[0] for region in REGIONS
                                                            for w in worker_jobs(moto_endpoint, aws_host, region)}
     assert cli("qlog", "1[42]", check=True).stdout == "hi\n"
+
+
+def test_a_restarted_scheduler_recalls_the_arrays_its_predecessor_submitted(aws_host, moto_endpoint, batch_role):
+    """ListJobs lags behind SubmitJob: what a tick submitted is recorded in the store (TTL), and a new
+    scheduler process describes those arrays directly on its first tick, so it cannot provision them twice."""
+    from hyper.services.context import open_context
+
+    provision_batch(moto_endpoint, aws_host, batch_role, REGIONS)
+    qsub_array(1000)
+    assert runner.invoke(scheduler_app, ["run", "--once"]).exit_code == 0
+    store = open_context("t").store
+    submitted = {(region, job["jobId"]) for region in REGIONS for job in worker_jobs(moto_endpoint, aws_host, region)}
+    assert {(region, job) for region, job, _ in store.recent_submissions(0)} == submitted
+    successor = BatchScheduler(aws_host, store)
+    successor.tick(dry_run=True)
+    assert {(region, job) for region, ids in successor._recent.items() for job in ids} == submitted

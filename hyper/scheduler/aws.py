@@ -224,6 +224,7 @@ class BatchScheduler:
         self.max_threads = max_threads
         self.prefix = names.prefix(host)
         self._recent: dict[str, dict[str, float]] = {}  # region -> {job id: submitted at}
+        self._recalled = False  # recent submissions of an earlier scheduler process read from the store yet
         self._revisions: dict[tuple[str, str], tuple[int, float]] = {}  # (region, batch def) -> (rev, checked at)
         self._lock = threading.Lock()
         self.weights_clients = weights_clients  # region -> EC2 client for auto weights (default: the host's)
@@ -235,6 +236,11 @@ class BatchScheduler:
         now = self.clock()
         report = TickReport(tick_id(now), dry_run)
         with self._lock:
+            if not self._recalled:  # a restarted scheduler first recalls what its predecessor submitted
+                self._recalled = True
+                recall = getattr(self.store, "recent_submissions", None)
+                for region, job_id, at in (recall(now - RECENT_SECONDS) if recall else []):
+                    self._recent.setdefault(region, {}).setdefault(job_id, at)
             for ids in self._recent.values():
                 for job_id in [j for j, t in ids.items() if now - t >= RECENT_SECONDS]:
                     del ids[job_id]
@@ -553,8 +559,18 @@ class BatchScheduler:
                                      f"{error_message(exc)}; whether Batch started it is unknown",
                                      "the next tick counts it if Batch did")
             job_id = str(response.get("jobId", ""))
+            at = self.clock()
             with self._lock:
-                self._recent.setdefault(req.region, {})[job_id] = self.clock()
+                self._recent.setdefault(req.region, {})[job_id] = at
+            remember = getattr(self.store, "remember_submission", None)
+            if remember is not None:
+                try:
+                    remember(req.region, job_id, at, RECENT_SECONDS)
+                except Exception as exc:  # the array runs anyway; only a restart in the next minutes could miss it
+                    return Submitted(req.region, req.queue, req.definition, req.workers, req.job_name, job_id), \
+                        problem(f"region {req.region}: array {job_id} submitted but not recorded: "
+                                f"{type(exc).__name__}", "a scheduler restarted in the next 5 minutes may "
+                                "count it late")
             return Submitted(req.region, req.queue, req.definition, req.workers, req.job_name, job_id), None
 
     def _batch_problem(self, exc: BaseException, region: str, action: str) -> str:

@@ -1459,6 +1459,22 @@ class DynamoStore:
         return workers
 
     @_public
+    def remember_submission(self, region: str, batch_job_id: str, at: float, keep: float) -> None:
+        """The scheduler's record of a worker array it submitted, kept ``keep`` seconds (TTL), so a scheduler
+        restarted before Batch's ListJobs shows the array still counts its workers (no double provisioning).
+        One partition: writes follow SubmitJob, at most 50/s per account."""
+        item = {"pk": "sched", "sk": f"{region}#{batch_job_id}", "region": region, "job": batch_job_id,
+                "at": at, "expires": int(at + keep) + 1}
+        self.db.put_item(TableName=self.meta, Item=_item(item))
+
+    @_public
+    def recent_submissions(self, since: float) -> list[tuple[str, str, float]]:
+        """(region, Batch job id, submitted at) of the worker arrays submitted since ``since``."""
+        found = self._query_all(table=self.meta, key="pk", value="sched", consistent=True)
+        return sorted((it["region"], it["job"], _f(it["at"]) or 0.0) for it in found
+                      if (_f(it.get("at")) or 0.0) >= since)
+
+    @_public
     def prune_workers(self, before: float) -> None:
         for w in self._workers():
             if w.state == "EXITED" and w.heartbeat < before:
