@@ -41,7 +41,16 @@ from hyper.store.base import (
     WorkerInfo,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# what each version adds to the one before (a fresh database runs SCHEMA, then every step)
+UPGRADES: dict[int, list[str]] = {
+    2: [  # plain `qstat` and `qstat -u USER` read active jobs without scanning the whole history
+        "CREATE INDEX IF NOT EXISTS jobs_active_id ON jobs (id) WHERE idx = -1 AND state IN ('HELD', 'QUEUED', "
+        "'RUNNING')",
+        "CREATE INDEX IF NOT EXISTS jobs_active_user ON jobs (user, id) WHERE idx = -1 AND state IN ('HELD', "
+        "'QUEUED', 'RUNNING')",
+    ],
+}
 
 
 def busy_timeout() -> float:
@@ -244,11 +253,16 @@ class SQLiteStore:
                              f"({SCHEMA_VERSION})", "upgrade hyper")
         con.execute("BEGIN IMMEDIATE")
         try:
-            if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+            current = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the write lock
+            if current == 0:
                 for statement in _statements(SCHEMA):
                     con.execute(statement)
                 con.execute("INSERT INTO meta VALUES ('next_id', '1')")
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                current = 1
+            for step in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in UPGRADES[step]:
+                    con.execute(statement)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
