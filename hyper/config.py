@@ -88,9 +88,15 @@ def load_hosts() -> tuple[dict[str, Host], str]:
     except (OSError, yaml.YAMLError) as exc:
         raise HyperError(f"cannot read {path}: {exc}".splitlines()[0],
                          "fix the file or remove it to fall back to the local host") from None
+    if not isinstance(data, dict) or not isinstance(data.get("hosts") or {}, dict):
+        raise HyperError(f"{path} is not a hosts file (a mapping with `hosts:`)",
+                         "fix the file or remove it to fall back to the local host")
     for name, body in (data.get("hosts") or {}).items():
-        body = dict(body or {})
-        known = {k: body.pop(k) for k in list(body) if k in Host.__dataclass_fields__ and k != "extra"}
+        if not isinstance(body, dict) or not isinstance(name, str):
+            raise HyperError(f"{path}: host {name!r} is not a mapping", "fix the file or remove that host")
+        body = dict(body)
+        known = {k: body.pop(k) for k in list(body) if k in Host.__dataclass_fields__ and k not in ("extra", "name")}
+        body.pop("name", None)  # the key is the name
         hosts[name] = Host(name=name, extra=body, **known)
     selected = data.get("selected") or DEFAULT_HOST
     return hosts, selected

@@ -245,3 +245,35 @@ def test_gpu_definition_on_a_queue_without_gpus_is_refused_at_qsub(home, monkeyp
                              "fewer GPUs (-d))\n")
     ok("clusters", "update-cluster", "local", "--gpus-per-instance", "1")
     assert qsub_ok("-h", "-d", "gpu", "--", "nvidia-smi") == "1\n"
+
+
+def test_bad_numbers_and_host_settings_are_one_line(home):
+    assert fails("queues", "add-queue", "qa", "--priority=--5", code=2) == (
+        "hyper queues: priority must be a whole number, not '--5' (e.g. priority: 1)")
+    assert fails("definitions", "add-definition", "da", "--vcpus", "²", code=2) == (
+        "hyper definitions: vcpus must be a whole number, not '²' (e.g. vcpus: 1)")
+    assert fails("hosts", "create-host", "h6", "--setting", "name=zzz", code=2) == (
+        "hyper hosts: --setting is for aws hosts (shards, retries, scheduler timing) (drop it, or use --type aws)")
+    assert not (home / "hosts.yaml").exists()
+    (home / "hosts.yaml").write_text("hosts:\n  bad: [1, 2]\n")
+    assert fails("hosts", "list-hosts") == (
+        f"hyper hosts: {home / 'hosts.yaml'}: host 'bad' is not a mapping (fix the file or remove that host)")
+    (home / "hosts.yaml").write_text("hosts:\n  odd:\n    name: zzz\n    type: local\n")
+    assert "odd" in ok("hosts", "list-hosts")  # a stray name key is ignored: the mapping key names the host
+
+
+def test_host_settings_are_checked_before_anything_is_created(home):
+    from hyper.services.hosts import check_settings
+
+    assert check_settings("aws", {"index_shards": "32", "retry_mode": "adaptive"}) == {
+        "index_shards": 32, "retry_mode": "adaptive"}
+    for bad, message in (({"name": "x"}, "unknown host setting 'name'"),
+                         ({"type": "aws"}, "unknown host setting 'type'"),
+                         ({"index_shards": "abc"}, "host setting index_shards='abc' is not valid"),
+                         ({"retry_mode": "sometimes"}, "host setting retry_mode='sometimes' is not valid")):
+        try:
+            check_settings("aws", bad)
+        except Exception as exc:  # noqa: BLE001 - the message is what is checked
+            assert exc.message == message
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -69,11 +69,16 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
     definitions = yaml.safe_load(cli("hyper", "definitions", "list-definitions", "-o", "yaml", check=True).stdout)
     train = next(d for d in definitions if d["name"] == "train")
     assert (train["memory"], train["timeout"], train["ratio"]) == ("16GiB", "12:00:00", 20)
-    again = cli("hyper", "apply", "-f", str(ROOT / "configs"), check=True).stdout.splitlines()
-    assert again[-1] == "9 resources, 0 changed"  # nothing changed, nothing redeployed
+    # nothing changed: nothing is redeployed, except what failed, which is tried again
+    again = cli("hyper", "apply", "-f", str(ROOT / "configs"))
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[-1] == "9 resources, 1 changed, 1 failed to deploy"
+    assert "cluster gpu-spot: unchanged" in again.stdout.splitlines()
+    assert any(line.startswith("image worker: updated (FAILED)") for line in again.stdout.splitlines())
     exported = home.parent / "export.yaml"
     cli("hyper", "export", "--file", str(exported), check=True)
-    assert cli("hyper", "apply", "-f", str(exported), check=True).stdout.splitlines()[-1] == "9 resources, 0 changed"
+    assert cli("hyper", "apply", "-f", str(exported)).stdout.splitlines()[-1] == "9 resources, 1 changed, " \
+        "1 failed to deploy"
 
 
 def test_worker_image_entrypoint_runs_aws_jobs_once_each(home, moto_endpoint, tmp_path):

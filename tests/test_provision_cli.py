@@ -86,3 +86,47 @@ def test_definition_without_region_stack_fails_with_the_way_out(aws):
     assert result.returncode == 1
     assert result.stdout.startswith(f"added definition d (FAILED: register-definition {prefix}d in us-east-1: ")
     assert "hyper regions add-region us-east-1" in result.stdout
+
+
+def test_dropping_a_region_from_a_cluster_removes_its_stack_there_unless_a_queue_needs_it(aws):
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "regions", "add-region", "eu-west-1", "--vpc-cidr", "10.30.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", check=True)
+    cli("hyper", "queues", "add-queue", "q", "--cluster", "cpu", "--weights", "us-east-1=3,eu-west-1=1", check=True)
+    refused = cli("hyper", "clusters", "update-cluster", "cpu", "--regions", "us-east-1")
+    assert refused.returncode == 1
+    assert refused.stderr == ("hyper clusters: that change would break queue 'q': queue 'q' weighs region "
+                              "'eu-west-1', where cluster 'cpu' has no compute (change queue 'q' first (`hyper "
+                              "queues update-queue q ...`))\n")
+    cli("hyper", "queues", "update-queue", "q", "--weights", "us-east-1=1", check=True)
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--regions", "us-east-1",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    cfn = boto3.client("cloudformation", region_name="eu-west-1", endpoint_url=endpoint)
+    assert [s["StackStatus"] for s in cfn.list_stacks()["StackSummaries"]
+            if s["StackName"] == f"{prefix}cluster-cpu"] in ([], ["DELETE_COMPLETE"])
+
+
+def test_a_refused_region_delete_keeps_the_region_active(aws):
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "regions", "add-region", "eu-west-1", "--vpc-cidr", "10.30.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", check=True)
+    result = cli("hyper", "regions", "delete-region", "eu-west-1", "--force")
+    assert result.returncode == 1 and "is still used by" in result.stderr
+    rows = yaml.safe_load(cli("hyper", "regions", "list-regions", "-o", "yaml", check=True).stdout)
+    assert {r["name"]: r["status"] for r in rows} == {"eu-west-1": "ACTIVE", "us-east-1": "ACTIVE"}
+
+
+def test_apply_renders_every_template_before_its_first_write(aws, tmp_path):
+    endpoint, prefix = aws
+    f = tmp_path / "set.yaml"
+    f.write_text("regions:\n  - name: us-west-2\n    vpc-cidr: 10.50.0.0/16\n"
+                 "clusters:\n  - name: odd\n    regions: [us-west-2]\n    instance-types: [c5.huge]\n")
+    result = cli("hyper", "apply", "-f", str(f))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"hyper apply: {f}:5: cluster 'odd' in us-west-2: 'c5.huge' is not an EC2 "
+                                    "instance type")
+    assert "us-west-2" not in cli("hyper", "regions", "list-regions", check=True).stdout
+    cfn = boto3.client("cloudformation", region_name="us-west-2", endpoint_url=endpoint)
+    assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"].startswith(prefix)]

@@ -167,7 +167,7 @@ def plan(ctx, items: list[Item]) -> list[Change]:
         if current is None:
             resource.status, resource.message = res.initial_status(ctx.host.type)
             action = "create"
-        elif _comparable(current) == _comparable(resource):
+        elif _comparable(current) == _comparable(resource) and current.status != "FAILED":
             resource = current
             action = "unchanged"
         else:
@@ -182,6 +182,19 @@ def plan(ctx, items: list[Item]) -> list[Change]:
             res.validate(r, view, ctx.host.type)
         except HyperError as exc:
             raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
+    for change in changes:  # render every template now: a bad value stops apply before its first write
+        r = change.resource
+        if change.action != "unchanged":
+            from hyper.services import provision
+
+            try:
+                change.steps = provision.plan(ctx, r, view=view, previous=store.get_resource(r.KIND, r.name))
+            except HyperError as exc:
+                raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
+            try:
+                res.validate_dependents(r, view, ctx.host.type)
+            except HyperError as exc:
+                raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
     mains = [r.name for r in view.all("region") if r.main]
     if len(mains) > 1:
         raise UsageError(f"more than one main region: {', '.join(mains)}", "mark exactly one region `main: true`")
@@ -190,18 +203,14 @@ def plan(ctx, items: list[Item]) -> list[Change]:
 
 def apply(ctx, paths: list[str], dry_run: bool = False) -> list[Change]:
     """Validate everything, then record and deploy each changed resource, referents first."""
-    from hyper.services import provision
-
-    changes = plan(ctx, load_items(paths))
-    staged = res.ResourceView(ctx.store)
-    staged.staged = {(c.resource.KIND, c.resource.name): c.resource for c in changes}
+    changes = plan(ctx, load_items(paths))  # validated and rendered: nothing can fail on input from here
+    if dry_run:
+        return changes
     for change in changes:
-        if change.action == "unchanged":
-            continue
-        if dry_run:
-            change.steps = provision.plan(ctx, change.resource, view=staged)
-        else:
-            res.save(ctx, change.resource, "CREATING" if change.action == "create" else "UPDATING")
+        if change.action != "unchanged":
+            previous = ctx.store.get_resource(change.resource.KIND, change.resource.name)
+            res.save(ctx, change.resource, "CREATING" if change.action == "create" else "UPDATING",
+                     previous=previous)
             change.steps = getattr(change.resource, "steps", [])
     return changes
 

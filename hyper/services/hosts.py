@@ -56,6 +56,42 @@ def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoin
         raise UsageError(f"endpoint URL {endpoint_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:5000")
 
 
+# host settings an admin may set (hosts.yaml, beside the host's fields): name -> (parse, example)
+AWS_SETTINGS = {
+    "index_shards": "int", "count_shards": "int", "id_shards": "int", "retention_days": "int",
+    "retry_mode": "mode", "max_attempts": "int", "batch_submit_rate": "float", "worker_idle": "float",
+    "weights_refresh": "float", "weights_target_vcpus": "int",
+}
+
+
+def check_settings(type_: str, settings: dict) -> dict:
+    """Known keys with values that parse; never a host field (name, type...), never on a local host."""
+    if settings and type_ != "aws":
+        raise UsageError("--setting is for aws hosts (shards, retries, scheduler timing)", "drop it, or use --type aws")
+    out = {}
+    for key, raw in settings.items():
+        kind = AWS_SETTINGS.get(key)
+        if kind is None:
+            raise UsageError(f"unknown host setting {key!r}", f"known settings: {', '.join(AWS_SETTINGS)}")
+        try:
+            if kind == "int":
+                out[key] = int(raw)
+                ok = out[key] >= 1
+            elif kind == "float":
+                out[key] = float(raw)
+                ok = out[key] >= 0
+            else:
+                out[key] = str(raw)
+                ok = out[key] in ("standard", "adaptive", "legacy")
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UsageError(f"host setting {key}={raw!r} is not valid",
+                             {"int": "give a whole number, 1 or more", "float": "give a number of seconds",
+                              "mode": "give standard or adaptive"}[kind])
+    return out
+
+
 def create_host(name: str, type_: str = "local", *, main_region: str | None = None, profile: str | None = None,
                 table_prefix: str | None = None, endpoint_url: str | None = None, select: bool = True,
                 settings: dict | None = None) -> Host:
@@ -63,6 +99,7 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
     check_host_name(name)
     if type_ not in HOST_TYPES:
         raise UsageError(f"host type {type_!r} is not one of {', '.join(HOST_TYPES)}", "use --type local or --type aws")
+    settings = check_settings(type_, dict(settings or {}))
     hosts, selected = load_hosts()
     if name in hosts:
         raise HyperError(f"host {name!r} already exists",

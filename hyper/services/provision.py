@@ -30,6 +30,7 @@ class Step:
     target: str  # stack, job definition or repository name
     body: dict[str, Any] = field(default_factory=dict)  # the template or request, for --dry-run
     run: Callable[[], Any] | None = None
+    done: bool = False  # set once it ran without failing
 
     def describe(self) -> str:
         return f"{self.action} {self.target} in {self.region}"
@@ -60,7 +61,8 @@ def _account(ctx) -> str:
         return client(ctx.host, "sts").get_caller_identity()["Account"]
 
 
-def plan(ctx, resource: Resource, *, delete: bool = False, view=None) -> list[Step]:
+def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
+         previous: Resource | None = None) -> list[Step]:
     """The steps that make AWS match `resource` (or remove it); empty on a local host.
 
     ``view`` (a ResourceView) lets `apply --dry-run` plan against regions it has not written yet.
@@ -90,6 +92,10 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None) -> list[St
         if resource.type != "batch":
             return []
         name = names.stack(host, "cluster", resource.name)
+        if isinstance(previous, Cluster) and previous.type == "batch" and not delete:
+            for region in sorted(set(previous.regions) - set(resource.regions)):  # dropped: remove its share
+                steps.append(Step("delete-stack", region, name,
+                                  run=lambda region=region: stacks.delete_stack(host, region, name)))
         for region in resource.regions:
             if delete:
                 steps.append(Step("delete-stack", region, name,
@@ -172,6 +178,7 @@ def deploy(ctx, resource: Resource, steps: list[Step]) -> tuple[str, str]:
         failed = getattr(result, "failed", False)
         if failed:
             return "FAILED", f"{step.describe()}: {result.message}"
+        step.done = True
         if getattr(result, "in_progress", False):
             return result.resource_status, f"{step.describe()}: {result.status}"
     if isinstance(resource, Cluster) and resource.type == "eks":

@@ -26,6 +26,7 @@ CLUSTER_TYPES = ("batch", "eks", "local")
 ALLOCATION_STRATEGIES = ("BEST_FIT", "BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED",
                          "SPOT_PRICE_CAPACITY_OPTIMIZED")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_WHOLE = re.compile(r"-?[0-9]{1,12}", re.ASCII)  # 12 digits: far above any real count, inside every store
 _REGION = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d$")
 
 
@@ -34,9 +35,10 @@ _REGION = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d$")
 
 def _int(low: int = 0, high: int | None = None) -> Callable[[Any, str], int]:
     def parse(value: Any, key: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        text = str(value).strip()
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not _WHOLE.fullmatch(text):
             raise UsageError(f"{key} must be a whole number, not {value!r}", f"e.g. {key}: {max(low, 1)}")
-        number = int(value)
+        number = int(text)
         if number < low or (high is not None and number > high):
             raise UsageError(f"{key} {number} is out of range",
                              f"give {low}..{high}" if high is not None else f"give {low} or more")
@@ -404,7 +406,23 @@ def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = Fa
     return save(ctx, resource, "CREATING", dry_run=dry_run)
 
 
-def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False) -> Resource:
+def validate_dependents(resource: Resource, view: "ResourceView", host_type: str) -> None:
+    """A changed cluster or region must not break the queues and clusters that refer to it."""
+    dependents: list[Resource] = []
+    if isinstance(resource, Cluster):
+        dependents = [q for q in view.all("queue") if q.cluster == resource.name]
+    elif isinstance(resource, Region):
+        dependents = [c for c in view.all("cluster") if resource.name in c.regions]
+    for other in dependents:
+        try:
+            validate(other, view, host_type)
+        except HyperError as exc:
+            raise HyperError(f"that change would break {other.KIND} {other.name!r}: {exc.message}",
+                             f"change {other.KIND} {other.name!r} first"
+                             + (f" (`hyper {PLURAL[other.KIND]} update-{other.KIND} {other.name} ...`)")) from None
+
+
+def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous: Resource | None = None) -> Resource:
     """Record the resource, then make AWS match it (stacks, job definitions); status says how that went.
 
     The steps are rendered before anything is written, so a template that cannot be rendered (bad input)
@@ -412,13 +430,14 @@ def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False) -> Resour
     """
     from hyper.services import provision
 
-    steps = provision.plan(ctx, resource)
+    steps = provision.plan(ctx, resource, previous=previous)
     resource.steps = steps  # type: ignore[attr-defined]
     if dry_run:
         return resource
     if steps:
         resource.status, resource.message = busy, "deploying: " + ", ".join(s.describe() for s in steps)
-    ctx.store.put_resource(resource, replace=True)
+    # a new resource is put-if-absent: of two racing `add`s one wins, the other is told it exists
+    ctx.store.put_resource(resource, replace=busy != "CREATING")
     if steps or ctx.host.type == "aws":
         resource.status, resource.message = provision.deploy(ctx, resource, steps)
         ctx.store.put_resource(resource, replace=True)
@@ -444,8 +463,11 @@ def update(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool =
     if current is None:
         raise HyperError(f"unknown {kind} {name!r}", f"list them with `hyper {PLURAL[kind]} list-{PLURAL[kind]}`")
     resource = build(kind, name, values, base=current)
-    validate(resource, ResourceView(store), ctx.host.type)
-    return save(ctx, resource, "UPDATING", dry_run=dry_run)
+    view = ResourceView(store)
+    validate(resource, view, ctx.host.type)
+    view.staged[(kind, name)] = resource
+    validate_dependents(resource, view, ctx.host.type)
+    return save(ctx, resource, "UPDATING", dry_run=dry_run, previous=current)
 
 
 def delete(ctx, kind: str, name: str, force: bool = False, *, dry_run: bool = False) -> list[str]:
@@ -467,11 +489,13 @@ def delete(ctx, kind: str, name: str, force: bool = False, *, dry_run: bool = Fa
     if dry_run:
         return [s.describe() for s in steps]
     if steps:
+        before = (resource.status, resource.message)
         resource.status, resource.message = "DELETING", ", ".join(s.describe() for s in steps)
         store.put_resource(resource, replace=True)
         status, message = provision.deploy(ctx, resource, steps)
         if status == "FAILED":
-            resource.status, resource.message = status, message
+            # refused before anything was removed (e.g. a stack still in use): the resource is as it was
+            resource.status, resource.message = before if not any(s.done for s in steps) else (status, message)
             store.put_resource(resource, replace=True)
             raise HyperError(f"{kind} {name!r} could not be deleted: {message}",
                              f"fix the cause and run `hyper {PLURAL[kind]} delete-{kind} {name}` again")
