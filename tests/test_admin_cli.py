@@ -277,3 +277,18 @@ def test_host_settings_are_checked_before_anything_is_created(home):
             assert exc.message == message
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_yaml_values_of_the_wrong_shape_are_named(home, tmp_path):
+    f = tmp_path / "d.yaml"
+    f.write_text("definitions:\n  - name: 5\n")
+    assert fails("apply", "-f", str(f), code=2) == (
+        f"hyper apply: {f}:2: definition name 5 must be text (quote it: name: \"5\")")
+    f.write_text("definitions:\n  - name: d\n    environment: {A: {b: 1}}\n")
+    assert fails("apply", "-f", str(f), code=2) == (
+        f"hyper apply: {f}:2: definition d: environment 'A' must be a plain value, not a dict "
+        "(e.g. environment: {A: \"1\"})")
+    # guided mode checks the name before asking anything
+    assert fails("queues", "add-queue", "default", "--guided") == (
+        "hyper queues: queue 'default' already exists (change it with `hyper queues update-queue default` or "
+        "pick another name)")

@@ -166,6 +166,7 @@ def add_kind_commands(app: typer.Typer, kind: str) -> None:
         ctx = _context()
         values = _values(kind, kwargs)
         if guided if guided is not None else (sys.stdin.isatty() and sys.stdout.isatty() and not dry_run):
+            res.check_new(ctx, kind, name)
             values = _guided(kind, ctx, values)
         resource = res.add(ctx, kind, name, values, dry_run=dry_run)
         if dry_run:

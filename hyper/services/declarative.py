@@ -121,8 +121,10 @@ def _entry(path: Path, kind: str, entry, loader, seen: dict) -> Item:
                              f"{kind} keys: {', '.join(sorted(allowed))}")
     data = loader.construct_document(entry)
     name = data.pop("name", None)
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise UsageError(f"{where}: a {kind} without a name", "add `name: ...` to it")
+    if not isinstance(name, str):
+        raise UsageError(f"{where}: {kind} name {name!r} must be text", f"quote it: name: \"{name}\"")
     if (kind, name) in seen:
         raise UsageError(f"{where}: {kind} {name!r} is also defined at {seen[(kind, name)]}", "keep one of them")
     seen[(kind, name)] = where

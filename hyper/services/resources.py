@@ -79,6 +79,10 @@ def _mapping(value: Any, key: str) -> dict[str, str]:
     if value is None or value == "":
         return {}
     if isinstance(value, dict):
+        nested = [k for k, v in value.items() if isinstance(v, (dict, list))]
+        if nested:
+            raise UsageError(f"{key} {nested[0]!r} must be a plain value, not a {type(value[nested[0]]).__name__}",
+                             f"e.g. {key}: {{{nested[0]}: \"1\"}}")
         return {str(k): "" if v is None else str(v) for k, v in value.items()}
     if isinstance(value, str):
         out = {}
@@ -391,11 +395,17 @@ def initial_status(host_type: str) -> tuple[str, str]:
     return "PENDING", "recorded in the host's store; not yet deployed to AWS"
 
 
-def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
-    store = ctx.store
-    if store.get_resource(kind, name) is not None:
+def check_new(ctx, kind: str, name: str) -> None:
+    """The name is valid and free (also asked before a guided prompt, so nobody answers questions in vain)."""
+    check_name(kind, name)
+    if ctx.store.get_resource(kind, name) is not None:
         raise HyperError(f"{kind} {name!r} already exists",
                          f"change it with `hyper {PLURAL[kind]} update-{kind} {name}` or pick another name")
+
+
+def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
+    store = ctx.store
+    check_new(ctx, kind, name)
     values = dict(values)
     if kind == "cluster" and not values.get("type"):
         values["type"] = "local" if ctx.host.type == "local" else "batch"
