@@ -174,6 +174,9 @@ def deploy(ctx, resource: Resource, steps: list[Step]) -> tuple[str, str]:
         try:
             result = step.run() if step.run else None
         except HyperError as exc:
+            busy = _still_going(ctx, step)
+            if busy is not None:  # we stopped waiting (timeout), CloudFormation did not: list-* will catch up
+                return busy.resource_status, f"{step.describe()}: {busy.status} (still going)"
             return "FAILED", f"{step.describe()}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
         failed = getattr(result, "failed", False)
         if failed:
@@ -184,6 +187,19 @@ def deploy(ctx, resource: Resource, steps: list[Step]) -> tuple[str, str]:
     if isinstance(resource, Cluster) and resource.type == "eks":
         return "PENDING", "eks clusters are recorded; hyper does not create EKS node groups yet"
     return "ACTIVE", ""
+
+
+def _still_going(ctx, step: Step):
+    """The stack of a step that raised, if it is still in progress (our wait timed out); else None."""
+    if step.action not in ("deploy-stack", "delete-stack"):
+        return None
+    from hyper.aws import stacks
+
+    try:
+        result = stacks.stack_status(ctx.host, step.region, step.target)
+    except HyperError:
+        return None
+    return result if result.in_progress else None
 
 
 def refresh(ctx, resource: Resource) -> Resource:
