@@ -130,3 +130,23 @@ def test_apply_renders_every_template_before_its_first_write(aws, tmp_path):
     assert "us-west-2" not in cli("hyper", "regions", "list-regions", check=True).stdout
     cfn = boto3.client("cloudformation", region_name="us-west-2", endpoint_url=endpoint)
     assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"].startswith(prefix)]
+
+
+def test_deleting_a_built_image_removes_its_repository_but_never_an_adopted_one(aws, tmp_path, monkeypatch):
+    endpoint, prefix = aws
+    monkeypatch.setenv("HYPER_DOCKER", "")  # no Docker here: the build fails, the record says why
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
+    built = cli("hyper", "images", "add-image", "w", "--path", str(tmp_path / "img"))
+    assert built.returncode == 1 and "needs the Docker CLI" in built.stdout
+    ecr = boto3.client("ecr", region_name="us-east-1", endpoint_url=endpoint)
+    ecr.create_repository(repositoryName=f"{prefix}w")  # as a build elsewhere would have left it
+    ecr.create_repository(repositoryName="someone-elses")
+    cli("hyper", "images", "add-image", "adopted", "--uri", "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
+        "someone-elses:1", check=True)
+    assert cli("hyper", "images", "delete-image", "w", "--dry-run", check=True).stdout == (
+        f"would delete-repository {prefix}w in us-east-1\n")
+    assert cli("hyper", "images", "delete-image", "w", check=True).stdout == "deleted image w\n"
+    assert cli("hyper", "images", "delete-image", "adopted", check=True).stdout == "deleted image adopted\n"
+    left = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+    assert f"{prefix}w" not in left and "someone-elses" in left

@@ -161,7 +161,8 @@ def _check_prefix_is_own(host: Host) -> None:
 
 
 def _undeploy(host: Host) -> list[str]:
-    """Remove what the host deployed (job definitions, cluster, network and main stacks), dependents first.
+    """Remove what the host deployed (job definitions, ECR repositories, cluster, network and main stacks),
+    dependents first.
 
     Runs before the tables go: they are the only record of what exists. A step that fails stops the purge
     with the reason, and the tables stay so it can be run again.
@@ -174,11 +175,12 @@ def _undeploy(host: Host) -> list[str]:
     ctx = Context(host, Settings.from_env())
     store = ctx.store
     done: list[str] = []
-    for kind in ("definition", "cluster", "region"):
+    for kind in ("definition", "image", "cluster", "region"):
         for resource in store.list_resources(kind):
-            if resource.status == "PENDING":
-                continue  # recorded, never deployed
-            status, message = provision.deploy(ctx, resource, provision.plan(ctx, resource, delete=True))
+            steps = provision.plan(ctx, resource, delete=True)
+            if resource.status == "PENDING" or not steps:
+                continue  # recorded, never deployed; or nothing of its own in AWS (a queue, an adopted image)
+            status, message = provision.deploy(ctx, resource, steps)
             if status == "FAILED":
                 raise HyperError(f"purge of host {host.name!r} stopped: {message}",
                                  "fix the cause and run the purge again (the tables are kept until then)")

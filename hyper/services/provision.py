@@ -121,6 +121,9 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
                                "gpus": resource.gpus},
                               lambda region=region: stacks.register_job_definition(host, region, resource,
                                                                                    _image_uri(ctx, resource))))
+    elif isinstance(resource, Image) and resource.path and delete:
+        repo = names.repository(host, resource.name)  # ours: built here; an adopted --uri is never touched
+        steps.append(Step("delete-repository", host.main_region, repo, run=lambda: _delete_repository(ctx, repo)))
     elif isinstance(resource, Image) and resource.path and not delete:
         repo = names.repository(host, resource.name)
         regions = [r.name for r in _regions(ctx, view)]
@@ -128,6 +131,18 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
                                                                   "build": resource.path},
                           lambda: _build_and_push(ctx, resource, repo, regions)))
     return steps
+
+
+def _delete_repository(ctx, repo: str) -> None:
+    """The image's ECR repository and its images (replicas in other regions follow ECR's replication rules)."""
+    from hyper.aws.session import aws_errors, client
+
+    with aws_errors(ctx.host, "ecr", f"delete repository {repo}"):
+        ecr = client(ctx.host, "ecr")
+        try:
+            ecr.delete_repository(repositoryName=repo, force=True)
+        except ecr.exceptions.RepositoryNotFoundException:
+            pass
 
 
 def _build_and_push(ctx, image: Image, repo: str, regions: list[str]) -> None:
