@@ -41,6 +41,31 @@ class DeleteResult:
     message: str = ""
 
 
+def unknown_job(label: str, detail: str = "") -> DeleteResult:
+    """The per-id refusals qdel/qhold/qrls print, worded once for every store (the contract suite compares them)."""
+    return DeleteResult(label, False, f"unknown job id {label}" + (f": {detail}" if detail else ""))
+
+
+def already_finished(label: str, state: str) -> DeleteResult:
+    return DeleteResult(label, False, f"job {label} has already finished ({state})")
+
+
+def not_an_array(label: str, job_id: int) -> DeleteResult:
+    return DeleteResult(label, False, f"job {job_id} is not an array; use qdel {job_id}")
+
+
+def not_whole_job(label: str, job_id: int) -> DeleteResult:
+    return DeleteResult(label, False, f"holds apply to whole jobs; name the array as {job_id}[]")
+
+
+def not_user_held(label: str) -> DeleteResult:
+    return DeleteResult(label, False, f"job {label} is not held by a user")
+
+
+def cannot_hold(label: str, state: str) -> DeleteResult:
+    return DeleteResult(label, False, f"job {label} is {state}; only queued jobs can be held")
+
+
 @dataclass
 class WorkerInfo:
     id: str

@@ -51,7 +51,8 @@ from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
 from hyper.retry import LOST, next_state
 from hyper.states import JobState
-from hyper.store.base import DeleteResult, JobFilter, LostHandler, QueueCount, Submission, WorkerInfo
+from hyper.store.base import (DeleteResult, JobFilter, LostHandler, QueueCount, Submission, WorkerInfo, already_finished,
+                               cannot_hold, not_an_array, not_user_held, not_whole_job, unknown_job)
 
 PARENT, SPEC = -1, -2  # idx of a job / array record, and of a job's large spec
 INLINE_SPEC_MAX = 2048  # spec JSON up to this many bytes stays on the job item
@@ -894,11 +895,11 @@ class DynamoStore:
         for ref in refs:
             p = self._get(ref.id, PARENT)
             if p is None:
-                results.append(DeleteResult(_ref_text(ref), False, f"unknown job id {_ref_text(ref)}"))
+                results.append(unknown_job(_ref_text(ref)))
             elif ref.indices is None:
                 results.append(self._delete_whole(ref.id, now))
             elif not p.get("array"):
-                results.append(DeleteResult(_ref_text(ref), False, f"job {ref.id} is not an array; use qdel {ref.id}"))
+                results.append(not_an_array(_ref_text(ref), ref.id))
             else:
                 results.extend(self._delete_elements(p, ref.indices, now))
         return results
@@ -909,7 +910,7 @@ class DynamoStore:
             label = f"{job_id}[]" if p.get("array") else str(job_id)
             state = p["state"]
             if _finished(state):
-                return DeleteResult(label, False, f"job {label} has already finished ({state})")
+                return already_finished(label, state)
             q, d = p["queue"], p["definition"]
             e = _Expr()
             sets = {"ended": now, "reason": "deleted by qdel"}
@@ -966,19 +967,18 @@ class DynamoStore:
         for index in indices:
             label = f"{job_id}[{index}]"
             if spec.position_of(index) is None:
-                results.append(DeleteResult(label, False, f"unknown job id {label}: not an index of {job_id}[]"))
+                results.append(unknown_job(label, f"not an index of {job_id}[]"))
                 continue
             result = None
             for _ in range(TX_ATTEMPTS):
                 el = self._get(job_id, index)
                 if el is not None:
                     ended = self._delete_started(p, el, now)
-                    result = (DeleteResult(label, True) if ended is None else
-                              DeleteResult(label, False, f"job {label} has already finished ({ended})"))
+                    result = DeleteResult(label, True) if ended is None else already_finished(label, ended)
                     break
                 parent = self._get(job_id, PARENT)
                 if _finished(parent["state"]):
-                    result = DeleteResult(label, False, f"job {label} has already finished ({parent['state']})")
+                    result = already_finished(label, parent["state"])
                     break
                 # not started: a DELETED element item the cursor will step over, counted as done at once
                 item = {"id": job_id, "idx": index, "ord": _ord(job_id, index), "name": parent["name"],
@@ -1014,15 +1014,14 @@ class DynamoStore:
             label = _ref_text(ref)
             p = self._get(ref.id, PARENT)
             if p is None:
-                results.append(DeleteResult(label, False, f"unknown job id {label}"))
+                results.append(unknown_job(label))
                 continue
             if ref.indices is not None:
-                results.append(DeleteResult(label, False, "holds apply to whole jobs; name the array as "
-                                                          f"{ref.id}[]"))
+                results.append(not_whole_job(label, ref.id))
                 continue
             if not hold:
                 if not p.get("uhold"):
-                    results.append(DeleteResult(label, False, f"job {label} is not held by a user"))
+                    results.append(not_user_held(label))
                     continue
                 e = _Expr()
                 try:
@@ -1036,7 +1035,7 @@ class DynamoStore:
             for _ in range(TX_ATTEMPTS):
                 state = p["state"]
                 if state not in (QUEUED, HELD):
-                    results.append(DeleteResult(label, False, f"job {label} is {state}; only queued jobs can be held"))
+                    results.append(cannot_hold(label, state))
                     break
                 e = _Expr()
                 sets = {"uhold": True, "reason": "held by user (release with qrls)"}

@@ -39,6 +39,12 @@ from hyper.store.base import (
     QueueCount,
     Submission,
     WorkerInfo,
+    already_finished,
+    cannot_hold,
+    not_an_array,
+    not_user_held,
+    not_whole_job,
+    unknown_job,
 )
 
 SCHEMA_VERSION = 2
@@ -448,13 +454,12 @@ class SQLiteStore:
             for ref in refs:
                 prow = self._parent_row(con, ref.id)
                 if prow is None:
-                    results.append(DeleteResult(_ref_text(ref), False, f"unknown job id {_ref_text(ref)}"))
+                    results.append(unknown_job(_ref_text(ref)))
                     continue
                 if ref.indices is None:
                     results.append(self._delete_whole(con, prow, now))
                 elif prow["array"] is None:
-                    results.append(DeleteResult(_ref_text(ref), False,
-                                                f"job {ref.id} is not an array; use qdel {ref.id}"))
+                    results.append(not_an_array(_ref_text(ref), ref.id))
                 else:
                     results.extend(self._delete_elements(con, prow, ref.indices, now))
         return results
@@ -466,7 +471,7 @@ class SQLiteStore:
     def _delete_whole(self, con, prow: dict, now: float) -> DeleteResult:
         jid = f"{prow['id']}[]" if prow["array"] else str(prow["id"])
         if JobState(prow["state"]).finished:
-            return DeleteResult(jid, False, f"job {jid} has already finished ({prow['state']})")
+            return already_finished(jid, prow["state"])
         if prow["array"]:
             remaining = prow["a_total"] - prow["a_cursor"] - prow["a_skip"]
             rows = con.execute("SELECT idx, state FROM jobs WHERE id = ? AND idx >= 0 AND state IN "
@@ -494,11 +499,11 @@ class SQLiteStore:
             jid = f"{prow['id']}[{index}]"
             position = spec.position_of(index)
             if position is None:
-                results.append(DeleteResult(jid, False, f"unknown job id {jid}: not an index of {prow['id']}[]"))
+                results.append(unknown_job(jid, f"not an index of {prow['id']}[]"))
                 continue
             row = con.execute("SELECT state FROM jobs WHERE id = ? AND idx = ?", (prow["id"], index)).fetchone()
             if row is None and JobState(prow["state"]).finished:
-                results.append(DeleteResult(jid, False, f"job {jid} has already finished ({prow['state']})"))
+                results.append(already_finished(jid, prow["state"]))
                 continue
             if row is None:
                 con.execute(
@@ -509,7 +514,7 @@ class SQLiteStore:
                 con.execute("UPDATE jobs SET a_skip = a_skip + 1, a_done = a_done + 1, a_deleted = a_deleted + 1 "
                             "WHERE id = ? AND idx = -1", (prow["id"],))
             elif JobState(row[0]).finished:
-                results.append(DeleteResult(jid, False, f"job {jid} has already finished ({row[0]})"))
+                results.append(already_finished(jid, row[0]))
                 continue
             else:
                 con.execute("UPDATE jobs SET state = 'DELETED', ready = 0, ended = ?, reason = 'deleted by qdel' "
@@ -530,17 +535,15 @@ class SQLiteStore:
                 prow = self._parent_row(con, ref.id)
                 jid = _ref_text(ref)
                 if prow is None:
-                    results.append(DeleteResult(jid, False, f"unknown job id {jid}"))
+                    results.append(unknown_job(jid))
                     continue
                 if ref.indices is not None:
-                    results.append(DeleteResult(jid, False, "holds apply to whole jobs; name the array as "
-                                                            f"{ref.id}[]"))
+                    results.append(not_whole_job(jid, ref.id))
                     continue
                 state = JobState(prow["state"])
                 if hold:
                     if state is not JobState.QUEUED and state is not JobState.HELD:
-                        results.append(DeleteResult(jid, False, f"job {jid} is {state.value}; only queued "
-                                                                "jobs can be held"))
+                        results.append(cannot_hold(jid, state.value))
                         continue
                     con.execute("UPDATE jobs SET user_hold = 1, state = 'HELD', ready = 0, "
                                 "reason = 'held by user (release with qrls)' WHERE id = ? AND idx = -1", (ref.id,))
@@ -548,7 +551,7 @@ class SQLiteStore:
                         self._settle_array(con, ref.id, now)  # its requeued elements wait too
                 else:
                     if not prow["user_hold"]:
-                        results.append(DeleteResult(jid, False, f"job {jid} is not held by a user"))
+                        results.append(not_user_held(jid))
                         continue
                     con.execute("UPDATE jobs SET user_hold = 0 WHERE id = ? AND idx = -1", (ref.id,))
                     self._reevaluate(con, ref.id, now)
