@@ -135,10 +135,11 @@ def _print_plan(steps, what: str) -> None:
 
     from hyper.aws import stacks
 
+    host = _context().host
     for step in steps:
         action = step.action
         if step.action == "deploy-stack":
-            action = f"{stacks.stack_action(_context().host, step.region, step.target)} stack"
+            action = f"{stacks.stack_action(host, step.region, step.target)} stack"
         typer.echo(f"--- # {what}: would {action} {step.target} in {step.region}")
         if step.body:
             typer.echo(yaml.safe_dump(step.body, sort_keys=False, width=120), nl=False)

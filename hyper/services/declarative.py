@@ -32,6 +32,7 @@ class Change:
     action: str  # create | update | unchanged
     resource: Resource
     steps: list = field(default_factory=list)  # what was (or, dry run, would be) sent to AWS
+    previous: Resource | None = None  # as the store had it (read once, by plan)
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -176,7 +177,7 @@ def plan(ctx, items: list[Item]) -> list[Change]:
             resource.status, resource.message = current.status, current.message
             action = "update"
         view.staged[(item.kind, item.name)] = resource
-        changes.append(Change(action, resource))
+        changes.append(Change(action, resource, previous=current))
     where = {(i.kind, i.name): i.where for i in items}
     for change in changes:
         r = change.resource
@@ -190,7 +191,7 @@ def plan(ctx, items: list[Item]) -> list[Change]:
             from hyper.services import provision
 
             try:
-                change.steps = provision.plan(ctx, r, view=view, previous=store.get_resource(r.KIND, r.name))
+                change.steps = provision.plan(ctx, r, view=view, previous=change.previous)
             except HyperError as exc:
                 raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
             try:
@@ -210,10 +211,8 @@ def apply(ctx, paths: list[str], dry_run: bool = False) -> list[Change]:
         return changes
     for change in changes:
         if change.action != "unchanged":
-            previous = ctx.store.get_resource(change.resource.KIND, change.resource.name)
             res.save(ctx, change.resource, "CREATING" if change.action == "create" else "UPDATING",
-                     previous=previous)
-            change.steps = getattr(change.resource, "steps", [])
+                     previous=change.previous, steps=change.steps)
     return changes
 
 

@@ -116,10 +116,9 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
         _check_aws_fields(main_region, table_prefix, endpoint_url)
         host = Host(name=name, type="aws", main_region=main_region, profile=profile, table_prefix=table_prefix,
                     endpoint_url=endpoint_url, extra=dict(settings or {}))
-        from hyper.aws.tables import ensure_tables, settings as shard_settings
+        from hyper.aws.tables import ensure_tables
 
-        shard_settings(host)  # bad shard settings fail before anything is created
-        _check_prefix_is_own(host)
+        _check_prefix_is_own(host)  # (settings were checked above, before anything is created)
         from hyper.aws.tables import owner
 
         found = owner(host)

@@ -14,6 +14,7 @@ reasons and the way out). Local hosts have nothing to deploy: their resources ar
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
             steps.append(Step("deploy-stack", region, name, template, run))
     elif isinstance(resource, Definition):
         target = names.job_definition(host, resource.name)
+        image_uri = functools.cache(lambda: _image_uri(ctx, resource))  # one lookup for every region's step
         for region in (r.name for r in _regions(ctx, view)):
             if delete:
                 steps.append(Step("deregister-definition", region, target,
@@ -120,7 +122,7 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
                               {"image": resource.image, "vcpus": resource.vcpus, "memory_mib": resource.memory_mib,
                                "gpus": resource.gpus},
                               lambda region=region: stacks.register_job_definition(host, region, resource,
-                                                                                   _image_uri(ctx, resource))))
+                                                                                   image_uri())))
     elif isinstance(resource, Image) and resource.path and delete:
         repo = names.repository(host, resource.name)  # ours: built here; an adopted --uri is never touched
         steps.append(Step("delete-repository", host.main_region, repo, run=lambda: _delete_repository(ctx, repo)))

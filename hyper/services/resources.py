@@ -432,7 +432,8 @@ def validate_dependents(resource: Resource, view: "ResourceView", host_type: str
                              + (f" (`hyper {PLURAL[other.KIND]} update-{other.KIND} {other.name} ...`)")) from None
 
 
-def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous: Resource | None = None) -> Resource:
+def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous: Resource | None = None,
+         steps: list | None = None) -> Resource:
     """Record the resource, then make AWS match it (stacks, job definitions); status says how that went.
 
     The steps are rendered before anything is written, so a template that cannot be rendered (bad input)
@@ -440,7 +441,8 @@ def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous:
     """
     from hyper.services import provision
 
-    steps = provision.plan(ctx, resource, previous=previous)
+    if steps is None:  # `apply` hands over the steps it already rendered
+        steps = provision.plan(ctx, resource, previous=previous)
     resource.steps = steps  # type: ignore[attr-defined]
     if dry_run:
         return resource
