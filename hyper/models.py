@@ -75,6 +75,12 @@ class Cluster(Resource):
     allocation_strategy: str = ""
     regions: list[str] = field(default_factory=list)
     overrides: dict[str, dict] = field(default_factory=dict)  # region -> {max_vcpus: .., instance_types: ..}
+    eks_cluster: str = ""  # eks: the EKS cluster's name (the same in every region the hyper cluster spans)
+    namespace: str = ""  # eks: where worker Jobs go (default hyper)
+    kubeconfig: str = ""  # eks: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)
+    context: str = ""  # eks: kubeconfig context (default: the file's current context)
+    template: str = ""  # eks: a Jinja2 Job template replacing the packaged one
+    create_eks: bool = False  # eks: provisioning also creates the EKS cluster and a GPU node group
 
 
 @dataclass
@@ -86,6 +92,7 @@ class Queue(Resource):
     auto_weights: dict[str, int] = field(default_factory=dict)  # computed for "auto" (spot scores, prices)
     auto_weights_at: float = 0.0  # when they were computed (epoch seconds); 0 = never
     auto_weights_note: str = ""  # where they came from, or why the last refresh kept the old ones
+    max_cost_per_hour: float = 0.0  # USD/h the queue's workers may cost together; 0 = no limit
 
 
 @dataclass

@@ -737,4 +737,4 @@ def test_a_restarted_scheduler_recalls_the_arrays_its_predecessor_submitted(aws_
     assert {(region, job) for region, job, _ in store.recent_submissions(0)} == submitted
     successor = BatchScheduler(aws_host, store)
     successor.tick(dry_run=True)
-    assert {(region, job) for region, ids in successor._recent.items() for job in ids} == submitted
+    assert {(region, job) for region, ids in successor.backend("batch")._recent.items() for job in ids} == submitted

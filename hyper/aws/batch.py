@@ -367,3 +367,6 @@ class BatchApi:
 
     def submit(self, region: str, request: dict) -> dict:
         return self.client(region, submit=True).submit_job(**request)
+
+    def terminate(self, region: str, job_id: str, reason: str) -> None:
+        self.client(region).terminate_job(jobId=job_id, reason=reason)

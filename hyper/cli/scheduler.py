@@ -1,4 +1,5 @@
-"""`hyper scheduler run`: the aws host's scheduler (queued jobs -> AWS Batch worker arrays across regions)."""
+"""`hyper scheduler run`: the aws host's scheduler (queued jobs -> AWS Batch worker arrays and EKS worker Jobs
+across regions; one generic tick, :mod:`hyper.scheduler.loop`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import typer
 
 from hyper.cli.common import check_format, cli_errors, print_error, render
 
-app = typer.Typer(no_args_is_help=True, help="The aws host's scheduler: queued jobs become AWS Batch worker arrays.")
+app = typer.Typer(no_args_is_help=True, help="The aws host's scheduler: queued jobs become AWS Batch worker arrays or "
+                  "EKS worker Jobs.")
 PROG = "hyper scheduler"
 COLUMNS = [("queue", "Queue"), ("definition", "Definition"), ("region", "Region"), ("backlog", "Backlog"),
            ("live", "Live"), ("new", "New")]
@@ -23,8 +25,8 @@ def _group() -> None:
 @cli_errors(PROG)
 def run(
     once: Annotated[bool, typer.Option("--once", help="One tick, then exit (for cron / EventBridge).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the exact Batch requests; send "
-                                          "nothing, change nothing (one tick).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and the exact Batch requests and "
+                                          "Kubernetes Jobs; send nothing, change nothing (one tick).")] = False,
     interval: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between ticks.")] = 30.0,
     output: Annotated[str, typer.Option("--output", "-o", help="table (plan table; requests as JSON), json or "
                                         "yaml (the whole report).")] = "table",
@@ -77,8 +79,16 @@ def _show(report, fmt: str) -> None:
         else:
             typer.echo("nothing to schedule" + (" (no queued jobs)" if not report.problems else ""))
         if report.dry_run:
-            typer.echo(f"Batch SubmitJob requests (dry run: {len(report.requests)}, none sent):")
-            typer.echo(json.dumps([r.to_dict() for r in report.requests], indent=2))
+            batch = [r for r in report.requests if not hasattr(r, "manifest")]
+            kube = [r for r in report.requests if hasattr(r, "manifest")]
+            if batch or not kube:
+                typer.echo(f"Batch SubmitJob requests (dry run: {len(batch)}, none sent):")
+                typer.echo(json.dumps([r.to_dict() for r in batch], indent=2))
+            if kube:
+                import yaml
+
+                typer.echo(f"Kubernetes Jobs (dry run: {len(kube)}, none sent; `kubectl apply -f -` takes them):")
+                typer.echo(yaml.safe_dump_all([r.manifest for r in kube], sort_keys=False), nl=False)
         else:
             _submitted(report)
     for line in report.problems:
@@ -87,7 +97,8 @@ def _show(report, fmt: str) -> None:
 
 def _submitted(report) -> None:
     for s in report.submitted:
-        typer.echo(f"submitted {s.job_name} in {s.region}: {s.workers} worker(s) (Batch job {s.job_id})")
+        what = "Kubernetes Job" if s.backend == "eks" else "Batch job"
+        typer.echo(f"submitted {s.job_name} in {s.region}: {s.workers} worker(s) ({what} {s.job_id})")
     if report.requeued:
         typer.echo(f"requeued {report.requeued} job(s) whose worker was lost")
 
@@ -115,7 +126,8 @@ def _loop(scheduler, interval: float, fmt: str) -> None:
             backlog = sum({(r.queue, r.definition): r.backlog for r in report.rows}.values())
             new = sum(s.workers for s in report.submitted)
             typer.echo(f"{stamp} tick {report.tick}: {backlog} queued task(s), {new} new worker(s) in "
-                       f"{len(report.submitted)} Batch job(s)")
+                       f"{len(report.submitted)} "
+                       + ("Batch job(s)" if all(x.backend == "batch" for x in report.submitted) else "job(s)"))
             _submitted(report)
         for line in report.problems:
             print_error(PROG, line)

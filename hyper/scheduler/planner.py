@@ -229,3 +229,44 @@ def _place(d: Demand, w: dict[str, int], step: int, mine: dict[str, int], room: 
         best = max(open_regions, key=lambda r: (total * w[r] / weight_sum - mine.get(r, 0), w[r]))  # ties: first
         mine[best] = mine.get(best, 0) + 1
         room[(d.cluster, best)] -= vcpus
+
+
+def cap_by_cost(counts: dict[tuple[str, str, str], int], prices: dict[tuple[str, str, str], float | None],
+                live: dict[tuple[str, str, str], int], budgets: dict[str, float]
+                ) -> tuple[dict[tuple[str, str, str], int], list[str]]:
+    """Hold each queue with a budget (USD/h) to it: its live workers' hourly price plus its new ones'.
+
+    ``prices[(queue, definition, region)]`` is one worker's USD/h there (None: unknown). New workers are kept
+    cheapest place first, one at a time, while the queue's sum stays within its budget; a queue with a budget
+    and an unknown price gets no new workers there (a limit is never checked against nothing). Returns the
+    kept counts and one line per queue that was held back, saying by how much.
+    """
+    out = {k: n for k, n in counts.items() if n > 0 and k[0] not in budgets}
+    notes = []
+    for queue in sorted(budgets):
+        budget = budgets[queue]
+        spent = sum(n * (prices.get(k) or 0.0) for k, n in live.items() if k[0] == queue and n > 0)
+        mine = sorted(((k, n) for k, n in counts.items() if k[0] == queue and n > 0),
+                      key=lambda kv: (prices.get(kv[0]) if prices.get(kv[0]) is not None else math.inf, kv[0]))
+        asked = sum(n for _, n in mine)
+        if not asked:
+            continue
+        kept = 0
+        unknown = []
+        for k, n in mine:
+            price = prices.get(k)
+            if price is None:
+                unknown.append(f"{k[1]} in {k[2]}")
+                continue
+            fit = n if price <= 0 else min(n, max(0, int((budget - spent) / price + 1e-9)))
+            if fit:
+                out[k] = fit
+                spent += fit * price
+                kept += fit
+        if kept < asked:
+            why = "; ".join(([f"no price known for {', '.join(unknown)}"] if unknown else []) +
+                            ([f"their price would pass it (${spent:.2f}/h already)"] if kept + sum(
+                                n for k, n in mine if prices.get(k) is None) < asked else []))
+            notes.append(f"queue {queue}: {asked - kept} of {asked} new worker(s) not started: max-cost-per-hour "
+                         f"${budget:g} ({why})")
+    return out, notes

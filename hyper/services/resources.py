@@ -74,6 +74,27 @@ def _list(value: Any, key: str) -> list[str]:
     raise UsageError(f"{key} must be a list of names", f"e.g. --{key} a,b or {key}: [a, b]")
 
 
+def _usd(value: Any, key: str) -> float:
+    """A non-negative amount of US dollars (0: no limit)."""
+    try:
+        number = float(str(value).strip().lstrip("$")) if not isinstance(value, bool) else -1.0
+    except ValueError:
+        number = -1.0
+    if not (0 <= number < 1e9):
+        raise UsageError(f"{key} must be US dollars per hour (0 or more), not {value!r}", f"e.g. --{key} 25")
+    return number
+
+
+def _k8s_name(value: Any, key: str) -> str:
+    """A Kubernetes / EKS name: lower-case letters, digits and '-', starting and ending alphanumeric."""
+    text = _str(value, key).strip()
+    if text and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", text) and key == "namespace":
+        raise UsageError(f"{key} {text!r} is not a Kubernetes name", "lower-case letters, digits and '-', e.g. hyper")
+    if text and key == "eks-cluster" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", text):
+        raise UsageError(f"{key} {text!r} is not an EKS cluster name", "letters, digits, '-' and '_', e.g. gpu")
+    return text
+
+
 def _mapping(value: Any, key: str) -> dict[str, str]:
     """`a=1,b=2` or a YAML mapping."""
     if value is None or value == "":
@@ -156,12 +177,21 @@ FIELDS: dict[str, tuple[Field, ...]] = {
               "Batch allocation strategy", prompt=False),
         Field("overrides", "overrides", lambda v, k: _overrides(v, k), "per-region overrides (YAML only)",
               show=lambda v: _show_overrides(v), prompt=False),
+        Field("eks-cluster", "eks_cluster", _k8s_name, "eks: the EKS cluster's name in each region", prompt=False),
+        Field("namespace", "namespace", _k8s_name, "eks: namespace for worker Jobs (default hyper)", prompt=False),
+        Field("kubeconfig", "kubeconfig", _str, "eks: kubeconfig file (default $KUBECONFIG)", prompt=False),
+        Field("context", "context", _str, "eks: kubeconfig context (default: current)", prompt=False),
+        Field("template", "template", _str, "eks: Jinja2 Job template replacing the packaged one", prompt=False),
+        Field("create-eks", "create_eks", _bool, "eks: also create the EKS cluster and a GPU node group",
+              prompt=False),
     ),
     "queue": (
         Field("cluster", "cluster", _str, "cluster whose compute runs the queue's jobs"),
         Field("weights", "weights", _weights, "region weights, e.g. us-east-1=3,eu-west-1=1, or auto",
               show=_show_weights),
         Field("priority", "priority", _int(-1024, 1023), "higher runs first when queues share a cluster"),
+        Field("max-cost-per-hour", "max_cost_per_hour", _usd, "USD/h all its workers may cost together (0: no "
+              "limit)", show=lambda v: v or None, prompt=False),
     ),
     "image": (
         Field("path", "path", _str, "directory with a Dockerfile to build"),

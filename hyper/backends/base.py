@@ -1,0 +1,145 @@
+"""The worker-backend protocol every compute type implements, and the shapes the generic scheduler tick passes.
+
+A backend answers four questions for the tick in :mod:`hyper.scheduler.loop` (in the spirit of Parsl's
+providers and dask-jobqueue's one class per scheduler):
+
+* ``inventory``: which of our workers exist per (queue, definition, region) and in what :class:`WorkerState`,
+  which regions can take new workers, what is already using each region's capacity;
+* ``prepare``: last checks that need the backend's API before rendering (a Batch job definition's revision,
+  an EKS namespace); a region that fails them is dropped from the pair's weights with one problem line;
+* ``render``: **pure**; the exact requests that would start the planned workers (``--dry-run`` prints them);
+* ``submit`` and ``cancel``.
+
+Each backend translates its own states (Batch job statuses, pod phases, local process states) to the one
+:class:`WorkerState` through a table kept next to it, so the tick and the reports speak one language.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Sequence
+
+from hyper.models import Cluster, Definition, Queue
+
+
+class WorkerState(str, enum.Enum):
+    PENDING = "PENDING"  # asked for, waiting for capacity (Batch SUBMITTED..RUNNABLE, pod Pending)
+    STARTING = "STARTING"  # placed, container starting
+    RUNNING = "RUNNING"
+    STUCK = "STUCK"  # pending longer than the host's stuck limit: not counted as live, shown with a reason
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def live(self) -> bool:
+        """Counts against the target: asked for or running, and not given up on."""
+        return self in (WorkerState.PENDING, WorkerState.STARTING, WorkerState.RUNNING, WorkerState.UNKNOWN)
+
+
+@dataclass
+class Pair:
+    """One (queue, definition) with queued work, on its cluster, as the tick plans it."""
+
+    queue: Queue
+    definition: Definition
+    cluster: Cluster
+    backlog: int
+    regions: list[str]  # regions shown in the plan (the queue's weighted regions)
+    weights: dict[str, int]  # weights still usable this tick (backends drop regions they cannot use)
+    enabled: list[str]  # every usable region of the cluster: workers there count as live whatever the weights
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.queue.name, self.definition.name)
+
+
+@dataclass
+class Stuck:
+    """Workers waiting too long for capacity: shown with the reason, not counted as live (so they get replaced
+    once the cause is fixed, and a definition that can never start does not block its queue silently)."""
+
+    queue: str
+    definition: str
+    region: str
+    workers: int
+    since: float  # seconds waiting
+    reason: str
+    backend: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Inventory:
+    """What a backend found in the regions it was asked about."""
+
+    live: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (queue, definition, region) -> workers
+    used: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, region) -> vCPUs of live workers
+    usable: set[tuple[str, str]] = field(default_factory=set)  # (cluster, region) that may get new workers
+    known: set[tuple[str, str]] = field(default_factory=set)  # (cluster, region) whose live workers are known
+    stuck: list[Stuck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def add_live(self, queue: str, definition: str, region: str, n: int) -> None:
+        key = (queue, definition, region)
+        self.live[key] = self.live.get(key, 0) + n
+
+    def add_used(self, cluster: str, region: str, vcpus: int) -> None:
+        self.used[(cluster, region)] = self.used.get((cluster, region), 0) + vcpus
+
+
+@dataclass
+class Request:
+    """One request that would start workers: the backend's exact body, which --dry-run prints."""
+
+    backend: str
+    region: str
+    queue: str
+    definition: str
+    workers: int
+    name: str
+    body: Any  # a Batch SubmitJob request, a Kubernetes manifest, a local argv
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "region": self.region, "queue": self.queue, "definition": self.definition,
+                "workers": self.workers, "name": self.name, "body": self.body}
+
+
+@dataclass
+class Submitted:
+    region: str
+    queue: str
+    definition: str
+    workers: int
+    job_name: str
+    job_id: str
+    backend: str = "batch"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class WorkerBackend(Protocol):
+    """One compute type (a ``cluster.type``); see the module docstring for what each step does."""
+
+    kind: ClassVar[str]
+
+    def inventory(self, pairs: Sequence[Pair], known_pairs: Sequence[tuple[str, str]]) -> Inventory: ...
+
+    def prepare(self, pairs: dict[tuple[str, str], Pair], wanted: dict[tuple[str, str], int]) -> list[str]: ...
+
+    def render(self, counts: dict[tuple[str, str, str], int], pairs: dict[tuple[str, str], Pair],
+               tick: str) -> list[Any]: ...
+
+    def submit(self, requests: Sequence[Any]) -> list[tuple[Submitted | None, str | None]]: ...
+
+    def cancel(self, worker_ids: Sequence[str]) -> list[bool]: ...
+
+    def hourly_price(self, pair: Pair, region: str) -> float | None: ...
+
+
+def problem(message: str, hint: str | None = None) -> str:
+    return message + (f" ({hint})" if hint else "")

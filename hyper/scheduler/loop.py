@@ -1,0 +1,408 @@
+"""One scheduler tick for every worker backend (AWS Batch, EKS, local processes).
+
+A tick (``hyper scheduler run --once``, or every ``--interval`` seconds; the local agent runs the same tick
+with its local backend):
+
+1. sweeps expired leases back to QUEUED (workers lost to spot interruptions or killed containers);
+2. reads the backlog per (queue, definition) from the store, and refreshes stale auto region weights of queues
+   with a backlog (host setting ``weights_refresh``, seconds, default 900; 0 turns it off; on --dry-run they
+   are computed but not stored);
+3. groups the pairs by their cluster's type and asks each type's backend (:mod:`hyper.backends`) for its
+   inventory: live workers per (queue, definition, region), usable regions, capacity in use, stuck workers;
+4. plans with the pure :func:`hyper.scheduler.planner.plan_regions` (ceil(backlog / ratio) minus live
+   workers, split by region weights, capped by each cluster's vCPUs per region), then holds every queue with
+   ``max_cost_per_hour`` to its budget (:func:`hyper.scheduler.planner.cap_by_cost`);
+5. lets each backend render its requests (pure: ``--dry-run`` prints exactly these) and submit them.
+
+Bad input never stops the tick: each fault becomes one line in ``TickReport.problems`` naming the queue or
+region and the fix, and everything else is still planned and submitted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from hyper.backends import BACKENDS, backend_class
+from hyper.backends.base import Inventory, Pair, Stuck, Submitted, problem
+from hyper.config import Host
+from hyper.errors import HyperError
+from hyper.models import Cluster, Definition, Queue, Region
+from hyper.scheduler.planner import Demand, cap_by_cost, plan_regions
+from hyper.store.base import Store
+
+DISABLED_STATES = ("DISABLED", "DELETING", "DELETED")  # a region resource in these states gets no new workers
+AWS_KINDS = ("batch", "eks")  # EC2 capacity: spot scores and prices apply
+
+
+# ---------------------------------------------------------------- report
+@dataclass
+class PlanRow:
+    queue: str
+    definition: str
+    region: str
+    backlog: int  # queued tasks of the (queue, definition), all regions
+    live: int  # unfinished workers of the pair in this region (submitted .. running; stuck ones excluded)
+    new: int  # workers this tick starts there
+    backend: str = "batch"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TickReport:
+    tick: str
+    dry_run: bool = False
+    requeued: int = 0
+    rows: list[PlanRow] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)  # each backend's request objects (to_dict())
+    submitted: list[Submitted] = field(default_factory=list)
+    stuck: list[Stuck] = field(default_factory=list)
+    queues: list[dict] = field(default_factory=list)  # the queue-scaler view: backlog, live, plan, prices
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"tick": self.tick, "dry_run": self.dry_run, "requeued": self.requeued,
+                "plan": [r.to_dict() for r in self.rows], "requests": [r.to_dict() for r in self.requests],
+                "submitted": [s.to_dict() for s in self.submitted], "stuck": [s.to_dict() for s in self.stuck],
+                "queues": list(self.queues), "problems": list(self.problems)}
+
+
+def tick_id(now: float) -> str:
+    """Lower-case letters and digits only (job names end in it): UTC time plus 4 random hex digits."""
+    return time.strftime("t%Y%m%d%H%M%S", time.gmtime(now)) + secrets.token_hex(2)
+
+
+# ---------------------------------------------------------------- resources -> planner input
+def enabled_regions(cluster: Cluster, regions: dict[str, Region]) -> list[str]:
+    """The cluster's regions that exist on the host and are not being disabled or deleted."""
+    if cluster.type == "local":
+        return ["localhost"]
+    return [r for r in cluster.regions if r in regions and regions[r].status not in DISABLED_STATES]
+
+
+def effective_weights(queue: Queue, regions: list[str]) -> dict[str, int]:
+    """The queue's positive region weights among `regions`.
+
+    ``auto`` (or no weights at all) means the weights provisioning computed (a ``auto_weights`` mapping on
+    the queue when present), else equal weights across the regions.
+    """
+    weights = queue.weights
+    if weights == "auto" or not weights:
+        computed = getattr(queue, "auto_weights", None)
+        weights = computed if isinstance(computed, dict) and computed else {r: 1 for r in regions}
+    if not isinstance(weights, dict):
+        return {}
+    out = {}
+    for r in regions:
+        try:
+            w = int(weights.get(r, 0))
+        except (TypeError, ValueError):
+            w = 0
+        if w > 0:
+            out[r] = w
+    if not out and regions == ["localhost"]:
+        out = {"localhost": 1}  # a local cluster has one place to run, whatever weights say
+    return out
+
+
+def region_cap(cluster: Cluster, region: str) -> int:
+    """The cluster's vCPU cap in a region: its per-region override, else its max_vcpus."""
+    override = (cluster.overrides or {}).get(region) or {}
+    value = override.get("max_vcpus")
+    return int(value) if value not in (None, "") else int(cluster.max_vcpus or 0)
+
+
+# ---------------------------------------------------------------- the scheduler
+class Scheduler:
+    """The generic tick over the backends of `kinds` (default: batch and eks on an aws host, local on a
+    local one). ``backends`` gives ready instances (tests pass fakes at their API boundary); the others are
+    built from the registry on first use."""
+
+    def __init__(self, host: Host, store: Store, *, backends: dict[str, Any] | None = None,
+                 kinds: Iterable[str] | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, worker_idle: float | None = None,
+                 weights_clients: Callable[[str], Any] | None = None, sweep: bool = True):
+        from hyper.backends.batch import setting
+
+        self.host = host
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+        self.worker_idle = worker_idle
+        self.sweep = sweep
+        self.backends: dict[str, Any] = dict(backends or {})
+        self.kinds = tuple(kinds) if kinds is not None else (
+            ("local",) if host.type == "local" else tuple(k for k in BACKENDS if k != "local"))
+        self.weights_clients = weights_clients  # region -> EC2 client for auto weights (default: the host's)
+        self.weights_refresh = setting(host.extra or {}, "weights_refresh", 900.0) or 0.0
+        self._weights_tried: dict[str, float] = {}  # queue -> when this process last tried to refresh it
+        self._lock = threading.Lock()
+
+    def backend(self, kind: str):
+        if kind not in self.backends:
+            self.backends[kind] = backend_class(kind)(self.host, self.store, clock=self.clock, sleep=self.sleep,
+                                                      worker_idle=self.worker_idle)
+        return self.backends[kind]
+
+    # -- one tick ------------------------------------------------------------------------------------
+    def tick(self, dry_run: bool = False) -> TickReport:
+        now = self.clock()
+        report = TickReport(tick_id(now), dry_run)
+        if not dry_run and self.sweep:
+            report.requeued = len(self.store.requeue_expired(now))
+        backlog = self.store.backlog()
+        if not backlog:
+            return report
+        regions = {r.name: r for r in self.store.list_resources("region") if isinstance(r, Region)}
+        clusters = {c.name: c for c in self.store.list_resources("cluster") if isinstance(c, Cluster)}
+        queues = {q.name: q for q in self.store.list_resources("queue") if isinstance(q, Queue)}
+        definitions = {d.name: d for d in self.store.list_resources("definition") if isinstance(d, Definition)}
+        self._refresh_weights(backlog, queues, clusters, regions, report, now)
+
+        pairs = self._pairs(backlog, regions, clusters, queues, definitions, report)
+        if not pairs:
+            return report
+        known_pairs = [(q, d) for q in queues for d in definitions]
+        kinds = sorted({p.cluster.type for p in pairs.values()})
+        inv = Inventory()
+        for kind in kinds:
+            mine = [p for p in pairs.values() if p.cluster.type == kind]
+            try:
+                got = self.backend(kind).inventory(mine, known_pairs)
+            except HyperError as exc:
+                report.problems.append(problem(f"{kind} workers unknown: {exc.message}", exc.hint))
+                continue
+            inv.problems.extend(got.problems)
+            inv.stuck.extend(got.stuck)
+            inv.usable |= got.usable
+            inv.known |= got.known
+            for k, n in got.live.items():
+                inv.live[k] = inv.live.get(k, 0) + n
+            for k, n in got.used.items():
+                inv.used[k] = inv.used.get(k, 0) + n
+        report.problems.extend(inv.problems)
+        report.stuck = sorted(inv.stuck, key=lambda s: (s.queue, s.definition, s.region))
+        for s in report.stuck:
+            p = pairs.get((s.queue, s.definition))
+            report.problems.append(problem(
+                f"queue {s.queue} / definition {s.definition}: {s.workers} worker(s) in {s.region} stuck: "
+                f"{s.reason}; not counted as live, no new ones there this tick",
+                "fix the definition or the cluster's instance types, then cancel the stuck workers"))
+            if p is not None:
+                p.weights.pop(s.region, None)
+
+        room: dict[tuple[str, str], int] = {}
+        demands: list[Demand] = []
+        live = inv.live
+        for key, p in list(pairs.items()):
+            c = p.cluster.name
+            unknown = [r for r in p.enabled if (c, r) not in inv.known]
+            if unknown:
+                report.problems.append(problem(
+                    f"queue {key[0]} / definition {key[1]}: live workers in {', '.join(unknown)} are unknown, "
+                    f"so no new workers this tick", "see the message for that region above"))
+                del pairs[key]
+                continue
+            for r in list(p.weights):
+                if (c, r) not in inv.usable:
+                    del p.weights[r]  # no job queue / namespace there: its share goes to the other regions
+                else:
+                    room[(c, r)] = region_cap(p.cluster, r) - inv.used.get((c, r), 0)
+            total_live = sum(live.get((key[0], key[1], r), 0) for r in p.enabled)
+            d = p.definition
+            demands.append(Demand(key[0], key[1], c, p.backlog, d.ratio, d.vcpus, d.gpus, total_live,
+                                  p.queue.priority))
+
+        wanted = {d.key: d.wanted for d in demands}
+        for kind in kinds:
+            mine = {k: p for k, p in pairs.items() if p.cluster.type == kind}
+            if mine:
+                report.problems.extend(self.backend(kind).prepare(mine, {k: wanted.get(k, 0) for k in mine}))
+        weights = {k: p.weights for k, p in pairs.items()}
+        counts = plan_regions(demands, weights, room)
+        counts = self._spend_limits(counts, pairs, live, report)
+        for d in demands:
+            if d.wanted > 0 and not pairs[d.key].weights:
+                report.problems.append(problem(
+                    f"queue {d.queue} / definition {d.definition}: {d.wanted} worker(s) wanted but no region can "
+                    f"start them", "see the messages for its regions"))
+        for key, p in sorted(pairs.items()):
+            for r in sorted(p.enabled):
+                n_live = live.get((key[0], key[1], r), 0)
+                if r in p.regions or n_live:  # weighted regions, and others where its workers still run
+                    report.rows.append(PlanRow(key[0], key[1], r, p.backlog, n_live,
+                                               counts.get((key[0], key[1], r), 0), p.cluster.type))
+        by_kind: dict[str, list] = {}
+        for kind in kinds:
+            mine = {k: p for k, p in pairs.items() if p.cluster.type == kind}
+            part = {k: n for k, n in counts.items() if (k[0], k[1]) in mine}
+            if part:
+                try:
+                    by_kind[kind] = self.backend(kind).render(part, mine, report.tick)
+                except HyperError as exc:  # e.g. a template that renders invalid YAML: nothing of it is sent
+                    report.problems.append(problem(f"{kind}: {exc.message}", exc.hint))
+                    continue
+                report.requests.extend(by_kind[kind])
+        if not dry_run:
+            for kind, requests in by_kind.items():
+                for done, err in self.backend(kind).submit(requests):
+                    if done is not None:
+                        report.submitted.append(done)
+                    if err is not None:
+                        report.problems.append(err)
+        report.queues = self._queue_view(pairs, live, counts)
+        return report
+
+    def _spend_limits(self, counts, pairs: dict[tuple[str, str], Pair], live, report: TickReport):
+        """Hold queues with max_cost_per_hour to it: live workers' price plus new ones', cheapest regions first."""
+        budgets = {p.queue.name: float(p.queue.max_cost_per_hour) for p in pairs.values()
+                   if getattr(p.queue, "max_cost_per_hour", 0)}
+        if not budgets:
+            return counts
+        prices: dict[tuple[str, str, str], float | None] = {}
+        for key, p in pairs.items():
+            if p.queue.name in budgets:
+                for r in set(p.enabled) | set(p.weights):
+                    prices[(key[0], key[1], r)] = self.backend(p.cluster.type).hourly_price(p, r)
+        kept, notes = cap_by_cost(counts, prices, live, budgets)
+        for line in notes:
+            report.problems.append(problem(line, "raise it with `hyper queues update-queue QUEUE "
+                                                 "--max-cost-per-hour USD`, or wait for workers to finish"))
+        return kept
+
+    def _queue_view(self, pairs, live, counts) -> list[dict]:
+        """Per queue, as queue-scaler shows it: backlog, live workers by backend and region, the plan, and the
+        cluster's instance types by price (spot price history for spot clusters, else on-demand)."""
+        out: dict[str, dict] = {}
+        for key, p in sorted(pairs.items()):
+            q = out.setdefault(p.queue.name, {
+                "queue": p.queue.name, "cluster": p.cluster.name, "backend": p.cluster.type, "backlog": 0,
+                "live": {}, "plan": {}, "max_cost_per_hour": getattr(p.queue, "max_cost_per_hour", 0) or None,
+                "instance_types": []})
+            q["backlog"] += p.backlog
+            for r in sorted(set(p.enabled) | set(p.regions)):
+                n = live.get((key[0], key[1], r), 0)
+                if n:
+                    by = q["live"].setdefault(p.cluster.type, {})
+                    by[r] = by.get(r, 0) + n
+                k = counts.get((key[0], key[1], r), 0)
+                if k:
+                    q["plan"][f"{key[1]}@{r}"] = k
+            if not q["instance_types"]:
+                q["instance_types"] = self._price_list(p)
+        return list(out.values())
+
+    def _price_list(self, p: Pair) -> list[dict]:
+        backend = self.backend(p.cluster.type)
+        book = getattr(backend, "prices", None)
+        if book is None or not hasattr(book, "prices"):
+            return []
+        rows = []
+        for r in sorted(p.weights or p.enabled):
+            for itype, price in book.prices(p.cluster, r).items():
+                rows.append({"region": r, "type": itype, "usd_per_hour": round(price, 4),
+                             "price": "spot" if p.cluster.spot else "on-demand"})
+        return sorted(rows, key=lambda x: (x["usd_per_hour"], x["region"], x["type"]))
+
+    def _pairs(self, backlog, regions, clusters, queues, definitions, report) -> dict[tuple[str, str], Pair]:
+        pairs = {}
+        for (qname, dname), tasks in sorted(backlog.items()):
+            where = f"queue {qname}"
+            queue, definition = queues.get(qname), definitions.get(dname)
+            if queue is None:
+                report.problems.append(problem(f"{where}: {tasks} queued task(s) but the queue does not exist",
+                                               f"add it again with `hyper queues add-queue {qname}` or qdel them"))
+                continue
+            if definition is None:
+                report.problems.append(problem(f"{where}: {tasks} queued task(s) of definition {dname}, which does "
+                                               "not exist", f"add it with `hyper definitions add-definition {dname}`"
+                                               " or qdel them"))
+                continue
+            cluster = clusters.get(queue.cluster)
+            if cluster is None:
+                report.problems.append(problem(f"{where}: its cluster {queue.cluster} does not exist",
+                                               f"point the queue at a cluster: `hyper queues update-queue {qname} "
+                                               "--cluster NAME`"))
+                continue
+            if cluster.type not in self.kinds:
+                report.problems.append(problem(
+                    f"{where}: cluster {cluster.name} is of type {cluster.type}, which this scheduler does not "
+                    f"run (it runs {', '.join(self.kinds)})",
+                    "use a cluster of type " + " or ".join(self.kinds) + " for this queue"))
+                continue
+            enabled = enabled_regions(cluster, regions)
+            weights = effective_weights(queue, enabled)
+            if not weights:
+                if not cluster.regions:
+                    why = f"cluster {cluster.name} has no region enabled"
+                    fix = f"add regions: `hyper clusters update-cluster {cluster.name} --regions us-east-1,...`"
+                elif not enabled:
+                    why = (f"cluster {cluster.name} has no region enabled (its regions "
+                           f"{', '.join(cluster.regions)} are not usable on this host)")
+                    fix = "add the regions with `hyper regions add-region` or change the cluster's regions"
+                else:
+                    why = (f"no region of cluster {cluster.name} ({', '.join(enabled)}) has a positive weight "
+                           "for this queue")
+                    fix = f"`hyper queues update-queue {qname} --weights {enabled[0]}=1` (or auto)"
+                report.problems.append(problem(f"{where}: {why}; {tasks} queued task(s) wait", fix))
+                continue
+            pairs[(qname, dname)] = Pair(queue, definition, cluster, tasks, sorted(weights), dict(weights), enabled)
+        return pairs
+
+    def _refresh_weights(self, backlog, queues, clusters, regions, report: TickReport, now: float) -> None:
+        """Recompute stale auto weights of queues with a backlog; the queue objects get them in place, so this
+        tick plans with them. Never fails the tick: whatever goes wrong becomes a line in the report."""
+        if self.weights_refresh <= 0 or self.host.type != "aws":
+            return
+        due = []
+        for name in sorted({q for q, _ in backlog}):
+            queue = queues.get(name)
+            cluster = clusters.get(queue.cluster) if queue is not None else None
+            if queue is None or queue.weights != "auto" or cluster is None or cluster.type not in AWS_KINDS:
+                continue  # _pairs reports missing queues and clusters
+            if now - self._weights_tried.get(name, float("-inf")) < self.weights_refresh:
+                continue  # tried lately (and perhaps failed): not again every tick
+            moved = set(enabled_regions(cluster, regions)) != set(queue.auto_weights or {})
+            if moved or now - (queue.auto_weights_at or 0.0) >= self.weights_refresh:
+                due.append(queue)
+        if not due:
+            return
+        for queue in due:
+            self._weights_tried[queue.name] = now
+        try:
+            from hyper.services.weights import refresh_queues
+
+            results = refresh_queues(self.host, self.store, due, clusters, regions, clients=self.weights_clients,
+                                     now=now, write=not report.dry_run)
+        except HyperError as exc:
+            report.problems.append(problem(f"auto weights not refreshed: {exc.message}", exc.hint))
+            return
+        except Exception as exc:  # a store or client failure must not stop scheduling
+            report.problems.append(problem(f"auto weights not refreshed: {type(exc).__name__}: {exc}",
+                                           "the queues keep their last weights; set HYPER_DEBUG=1 for details"))
+            return
+        for r in results:
+            if r.problem:
+                report.problems.append(problem(f"queue {r.queue}: auto weights not refreshed: {r.note}",
+                                               r.hint or None))
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self, interval: float, stop: threading.Event, on_report: Callable[[TickReport], None],
+            on_error: Callable[[HyperError], None]) -> None:
+        """Tick every `interval` seconds until `stop` is set (SIGTERM/SIGINT); a failed tick is reported, not fatal."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                on_report(self.tick())
+            except HyperError as exc:
+                on_error(exc)
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
