@@ -8,7 +8,9 @@ providers and dask-jobqueue's one class per scheduler):
 * ``prepare``: last checks that need the backend's API before rendering (a Batch job definition's revision,
   an EKS namespace); a region that fails them is dropped from the pair's weights with one problem line;
 * ``render``: **pure**; the exact requests that would start the planned workers (``--dry-run`` prints them);
-* ``submit`` and ``cancel``.
+* ``submit`` and ``cancel``;
+* ``capacity``: the cluster's (vCPUs, GPUs or None) cap in a region; ``hourly_price``: one worker's USD/h
+  there (spend limits).
 
 Each backend translates its own states (Batch job statuses, pod phases, local process states) to the one
 :class:`WorkerState` through a table kept next to it, so the tick and the reports speak one language.
@@ -78,6 +80,7 @@ class Inventory:
 
     live: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (queue, definition, region) -> workers
     used: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, region) -> vCPUs of live workers
+    used_gpus: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, region) -> their GPUs
     usable: set[tuple[str, str]] = field(default_factory=set)  # (cluster, region) that may get new workers
     known: set[tuple[str, str]] = field(default_factory=set)  # (cluster, region) whose live workers are known
     stuck: list[Stuck] = field(default_factory=list)
@@ -139,6 +142,8 @@ class WorkerBackend(Protocol):
     def cancel(self, worker_ids: Sequence[str]) -> list[bool]: ...
 
     def hourly_price(self, pair: Pair, region: str) -> float | None: ...
+
+    def capacity(self, cluster: Cluster, region: str) -> tuple[int, int | None]: ...
 
 
 def problem(message: str, hint: str | None = None) -> str:

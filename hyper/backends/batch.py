@@ -300,6 +300,11 @@ class BatchBackend:
         return render_submissions(self.host, counts, definitions, clusters, tick, revisions=self._pinned,
                                   worker_idle=self.worker_idle)
 
+    def capacity(self, cluster, region: str) -> tuple[int, int | None]:
+        from hyper.scheduler.loop import region_cap
+
+        return region_cap(cluster, region), None  # a compute environment caps vCPUs only
+
     def hourly_price(self, pair: Pair, region: str) -> float | None:
         return self.prices.worker_price(pair.definition, pair.cluster, region, reserve=instances.ECS_RESERVE)
 

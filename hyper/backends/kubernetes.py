@@ -429,6 +429,11 @@ class KubernetesBackend:
                                    p.cluster.name))
         return out
 
+    def capacity(self, cluster: Cluster, region: str) -> tuple[int, int | None]:
+        from hyper.scheduler.loop import region_cap
+
+        return region_cap(cluster, region), None  # node groups scale; hyper caps vCPUs like Batch
+
     def hourly_price(self, pair: Pair, region: str) -> float | None:
         return self.prices.worker_price(pair.definition, pair.cluster, region, reserve=instances.KUBE_RESERVE)
 

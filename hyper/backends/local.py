@@ -19,8 +19,7 @@ import uuid
 from pathlib import Path
 
 from hyper.config import Host, Settings
-from hyper.models import Cluster, Definition, Job, Queue
-from hyper.scheduler.planner import Capacity, Demand, plan
+from hyper.models import Job
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker.runner import kill_group
 
@@ -123,6 +122,7 @@ class LocalAgent:
         self.slots: dict[str, int] = {}  # worker id -> work directory slot, reused by the next worker
         self._stop = False
         self._lock_fh = None
+        self._said: set[str] = set()  # scheduling problems already logged
 
     def acquire(self) -> bool:
         self.host.data_dir.mkdir(parents=True, exist_ok=True)
@@ -197,34 +197,22 @@ class LocalAgent:
         return live
 
     def _provision(self, backlog: dict[tuple[str, str], int], live: list[WorkerInfo]) -> bool:
+        """Start workers for the backlog: the generic scheduler tick with the local backend (the agent
+        already swept leases and dropped dead workers, so the tick does neither)."""
         if not backlog:
             return False
-        clusters = {c.name: c for c in self.store.list_resources("cluster") if isinstance(c, Cluster)}
-        queues = {q.name: q for q in self.store.list_resources("queue") if isinstance(q, Queue)}
-        definitions = {d.name: d for d in self.store.list_resources("definition") if isinstance(d, Definition)}
-        capacities = {name: Capacity(max_vcpus=c.max_vcpus or os.cpu_count() or 1,
-                                     max_gpus=c.gpus_per_instance)
-                      for name, c in clusters.items() if c.type == "local"}
-        live_by_key: dict[tuple[str, str], int] = {}
-        for w in live:
-            live_by_key[(w.queue, w.definition)] = live_by_key.get((w.queue, w.definition), 0) + 1
-            q, d = queues.get(w.queue), definitions.get(w.definition)
-            if q and d and q.cluster in capacities:
-                capacities[q.cluster].take(d.vcpus, d.gpus)
-        demands = []
-        for (qname, dname), tasks in backlog.items():
-            q, d = queues.get(qname), definitions.get(dname)
-            if q is None or d is None:
-                continue
-            demands.append(Demand(qname, dname, q.cluster, tasks, d.ratio, d.vcpus, d.gpus,
-                                  live_by_key.get((qname, dname), 0), q.priority))
-        wanted = plan(demands, capacities)
-        for (qname, dname), count in wanted.items():
-            for _ in range(count):
-                self._spawn(qname, dname)
-        return bool(wanted)
+        from hyper.backends.processes import LocalBackend
+        from hyper.scheduler.loop import Scheduler
 
-    def _spawn(self, queue: str, definition: str) -> None:
+        report = Scheduler(self.host, self.store, backends={"local": LocalBackend(self, live)}, kinds=("local",),
+                           sweep=False).tick(backlog=backlog)
+        problems = set(report.problems)
+        for line in sorted(problems - self._said):  # each problem once while it lasts, not every tick
+            log(line)
+        self._said = problems
+        return bool(report.submitted)
+
+    def _spawn(self, queue: str, definition: str) -> str:
         wid = f"w{uuid.uuid4().hex[:10]}"
         now = time.time()
         # registered before it starts, so the next tick counts it and does not start another
@@ -243,6 +231,7 @@ class LocalAgent:
         self.children[wid] = child
         self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", child.pid, now, now, "STARTING"))
         log(f"started worker {wid} (pid {child.pid}) for queue {queue}, definition {definition}")
+        return wid
 
 
 def log(message: str) -> None:

@@ -31,7 +31,7 @@ from hyper.backends.base import Inventory, Pair, Stuck, Submitted, problem
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue, Region
-from hyper.scheduler.planner import Demand, cap_by_cost, plan_regions
+from hyper.scheduler.planner import Demand, cap_by_cost, cap_gpus, plan_regions
 from hyper.store.base import Store
 
 DISABLED_STATES = ("DISABLED", "DELETING", "DELETED")  # a region resource in these states gets no new workers
@@ -84,8 +84,6 @@ def tick_id(now: float) -> str:
 # ---------------------------------------------------------------- resources -> planner input
 def enabled_regions(cluster: Cluster, regions: dict[str, Region]) -> list[str]:
     """The cluster's regions that exist on the host and are not being disabled or deleted."""
-    if cluster.type == "local":
-        return ["localhost"]
     return [r for r in cluster.regions if r in regions and regions[r].status not in DISABLED_STATES]
 
 
@@ -109,8 +107,6 @@ def effective_weights(queue: Queue, regions: list[str]) -> dict[str, int]:
             w = 0
         if w > 0:
             out[r] = w
-    if not out and regions == ["localhost"]:
-        out = {"localhost": 1}  # a local cluster has one place to run, whatever weights say
     return out
 
 
@@ -154,12 +150,12 @@ class Scheduler:
         return self.backends[kind]
 
     # -- one tick ------------------------------------------------------------------------------------
-    def tick(self, dry_run: bool = False) -> TickReport:
+    def tick(self, dry_run: bool = False, backlog: dict[tuple[str, str], int] | None = None) -> TickReport:
         now = self.clock()
         report = TickReport(tick_id(now), dry_run)
         if not dry_run and self.sweep:
             report.requeued = len(self.store.requeue_expired(now))
-        backlog = self.store.backlog()
+        backlog = self.store.backlog() if backlog is None else backlog
         if not backlog:
             return report
         regions = {r.name: r for r in self.store.list_resources("region") if isinstance(r, Region)}
@@ -189,6 +185,8 @@ class Scheduler:
                 inv.live[k] = inv.live.get(k, 0) + n
             for k, n in got.used.items():
                 inv.used[k] = inv.used.get(k, 0) + n
+            for k, n in got.used_gpus.items():
+                inv.used_gpus[k] = inv.used_gpus.get(k, 0) + n
         report.problems.extend(inv.problems)
         report.stuck = sorted(inv.stuck, key=lambda s: (s.queue, s.definition, s.region))
         for s in report.stuck:
@@ -201,6 +199,7 @@ class Scheduler:
                 p.weights.pop(s.region, None)
 
         room: dict[tuple[str, str], int] = {}
+        gpu_room: dict[tuple[str, str], int] = {}
         demands: list[Demand] = []
         live = inv.live
         for key, p in list(pairs.items()):
@@ -216,7 +215,10 @@ class Scheduler:
                 if (c, r) not in inv.usable:
                     del p.weights[r]  # no job queue / namespace there: its share goes to the other regions
                 else:
-                    room[(c, r)] = region_cap(p.cluster, r) - inv.used.get((c, r), 0)
+                    vcpus, gpus = self.backend(p.cluster.type).capacity(p.cluster, r)
+                    room[(c, r)] = vcpus - inv.used.get((c, r), 0)
+                    if gpus is not None:
+                        gpu_room[(c, r)] = gpus - inv.used_gpus.get((c, r), 0)
             total_live = sum(live.get((key[0], key[1], r), 0) for r in p.enabled)
             d = p.definition
             demands.append(Demand(key[0], key[1], c, p.backlog, d.ratio, d.vcpus, d.gpus, total_live,
@@ -228,7 +230,7 @@ class Scheduler:
             if mine:
                 report.problems.extend(self.backend(kind).prepare(mine, {k: wanted.get(k, 0) for k in mine}))
         weights = {k: p.weights for k, p in pairs.items()}
-        counts = plan_regions(demands, weights, room)
+        counts = cap_gpus(plan_regions(demands, weights, room), demands, gpu_room)
         counts = self._spend_limits(counts, pairs, live, report)
         for d in demands:
             if d.wanted > 0 and not pairs[d.key].weights:
@@ -339,8 +341,9 @@ class Scheduler:
                     f"run (it runs {', '.join(self.kinds)})",
                     "use a cluster of type " + " or ".join(self.kinds) + " for this queue"))
                 continue
-            enabled = enabled_regions(cluster, regions)
-            weights = effective_weights(queue, enabled)
+            place = getattr(backend_class(cluster.type), "place", None)
+            enabled = [place] if place else enabled_regions(cluster, regions)
+            weights = {place: 1} if place else effective_weights(queue, enabled)
             if not weights:
                 if not cluster.regions:
                     why = f"cluster {cluster.name} has no region enabled"

@@ -270,3 +270,35 @@ def cap_by_cost(counts: dict[tuple[str, str, str], int], prices: dict[tuple[str,
             notes.append(f"queue {queue}: {asked - kept} of {asked} new worker(s) not started: max-cost-per-hour "
                          f"${budget:g} ({why})")
     return out, notes
+
+
+def cap_gpus(counts: dict[tuple[str, str, str], int], demands: list[Demand],
+             gpu_room: dict[tuple[str, str], int]) -> dict[tuple[str, str, str], int]:
+    """Trim planned workers where a cluster caps GPUs too (``gpu_room[(cluster, region)]``, GPUs still free):
+    higher priority first, then one worker per pair in turn, as :func:`plan` shares vCPUs."""
+    if not gpu_room:
+        return counts
+    by_key = {d.key: d for d in demands}
+    out = dict(counts)
+    room = dict(gpu_room)
+    keys = sorted((k for k in counts if by_key.get(k[:2]) and by_key[k[:2]].gpus > 0
+                   and (by_key[k[:2]].cluster, k[2]) in room),
+                  key=lambda k: (-by_key[k[:2]].priority, k))
+    kept = {k: 0 for k in keys}
+    active = list(keys)
+    while active:
+        still = []
+        for k in active:
+            d = by_key[k[:2]]
+            cr = (d.cluster, k[2])
+            if kept[k] < counts[k] and room[cr] >= d.gpus:
+                room[cr] -= d.gpus
+                kept[k] += 1
+                still.append(k)
+        active = still
+    for k in keys:
+        if kept[k]:
+            out[k] = kept[k]
+        else:
+            out.pop(k, None)
+    return out
