@@ -62,13 +62,13 @@ def pick_context(contexts: dict[str, Any], current: str | None, cluster: Cluster
 
 
 class KubeApi:
-    """One region's EKS cluster. ``transport`` (an httpx2 transport) replaces the network, for tests."""
+    """One region's EKS cluster, reached through its kubeconfig context (:func:`pick_context`).
+    ``transport`` (an httpx2 transport) replaces the network, for tests against a fake API server."""
 
-    def __init__(self, cluster: Cluster, region: str, *, transport: Any = None, server: str | None = None):
+    def __init__(self, cluster: Cluster, region: str, *, transport: Any = None):
         self.cluster = cluster
         self.region = region
         self.transport = transport
-        self.server = server
         self._client = None
 
     def client(self):
@@ -78,21 +78,18 @@ class KubeApi:
                 from lightkube.config.kubeconfig import KubeConfig
             except ImportError:
                 raise HyperError("EKS clusters need the lightkube package", "pip install lightkube") from None
-            if self.transport is not None and self.server:
-                config = KubeConfig.from_server(self.server)
-            else:
-                path = kubeconfig_path(self.cluster)
-                if not path.exists():
-                    raise HyperError(f"cluster {self.cluster.name}: kubeconfig {path} does not exist",
-                                     f"run `aws eks update-kubeconfig --name {self.cluster.eks_cluster} --region "
-                                     f"{self.region}` or give --kubeconfig PATH")
-                try:
-                    whole = KubeConfig.from_file(path)
-                except Exception as exc:
-                    raise HyperError(f"cluster {self.cluster.name}: kubeconfig {path} cannot be read: {exc}",
-                                     "fix the file or give another with --kubeconfig") from None
-                name = pick_context(whole.contexts, whole.current_context, self.cluster, self.region)
-                config = whole.get(name)
+            path = kubeconfig_path(self.cluster)
+            if not path.exists():
+                raise HyperError(f"cluster {self.cluster.name}: kubeconfig {path} does not exist",
+                                 f"run `aws eks update-kubeconfig --name {self.cluster.eks_cluster} --region "
+                                 f"{self.region}` or give --kubeconfig PATH")
+            try:
+                whole = KubeConfig.from_file(path)
+            except Exception as exc:
+                raise HyperError(f"cluster {self.cluster.name}: kubeconfig {path} cannot be read: {exc}",
+                                 "fix the file or give another with --kubeconfig") from None
+            name = pick_context(whole.contexts, whole.current_context, self.cluster, self.region)
+            config = whole.get(name)
             self._client = Client(config=config, transport=self.transport, field_manager="hyper")
         return self._client
 
@@ -149,6 +146,7 @@ class KubeApi:
 
     def delete_job(self, namespace: str, name: str) -> None:
         from lightkube.resources.batch_v1 import Job
+        from lightkube.types import CascadeType
 
-        self._call(lambda: self.client().delete(Job, name, namespace=namespace, cascade="Background"),
+        self._call(lambda: self.client().delete(Job, name, namespace=namespace, cascade=CascadeType.BACKGROUND),
                    f"delete Job {name}")

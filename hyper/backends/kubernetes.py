@@ -71,13 +71,21 @@ def labels(host: Host, queue: str, definition: str) -> dict[str, str]:
             LABEL_DEFINITION: label_value(definition)}
 
 
-def job_name(host: Host, queue: str, definition: str, tick: str) -> str:
-    """A DNS label (Indexed Job pods take it as hostname prefix): at most 52 characters, unique per tick."""
+def region_code(region: str) -> str:
+    """us-east-1 -> use1: short, and unique among AWS regions."""
+    parts = region.split("-")
+    return (parts[0] + "".join(p[:1] for p in parts[1:-1]) + parts[-1]) if len(parts) >= 3 else region
+
+
+def job_name(host: Host, queue: str, definition: str, tick: str, region: str = "") -> str:
+    """A DNS label (Indexed Job pods take it as hostname prefix): at most 52 characters, unique per tick and
+    region (two regions may share one API server)."""
     raw = f"{names.prefix(host)}{queue}-{definition}".lower()
+    tail = f"{region_code(region)}-{tick}" if region else tick
     safe = re.sub(r"[^a-z0-9-]+", "-", raw).strip("-")
-    if len(safe) > 52 - len(tick) - 1:
-        safe = safe[:52 - len(tick) - 8].rstrip("-") + "-" + hashlib.sha256(raw.encode()).hexdigest()[:6]
-    return f"{safe}-{tick}"
+    if len(safe) > 52 - len(tail) - 1:
+        safe = safe[:52 - len(tail) - 8].rstrip("-") + "-" + hashlib.sha256(raw.encode()).hexdigest()[:6]
+    return re.sub(r"[^a-z0-9-]+", "-", f"{safe}-{tail}")
 
 
 def namespace_of(cluster: Cluster) -> str:
@@ -109,7 +117,7 @@ def job_context(host: Host, definition: Definition, cluster: Cluster, *, queue: 
     if len(exact) == 1:
         node_selector["node.kubernetes.io/instance-type"] = exact[0]
     return {
-        "name": job_name(host, queue, definition.name, tick), "namespace": namespace_of(cluster),
+        "name": job_name(host, queue, definition.name, tick, region), "namespace": namespace_of(cluster),
         "labels": labels(host, queue, definition.name), "workers": int(workers),
         "backoff_limit": max(1, int(workers)) * (definition.retries + 1),
         "retries": definition.retries, "active_deadline_seconds": active_deadline(definition),

@@ -236,39 +236,45 @@ def cap_by_cost(counts: dict[tuple[str, str, str], int], prices: dict[tuple[str,
                 ) -> tuple[dict[tuple[str, str, str], int], list[str]]:
     """Hold each queue with a budget (USD/h) to it: its live workers' hourly price plus its new ones'.
 
-    ``prices[(queue, definition, region)]`` is one worker's USD/h there (None: unknown). New workers are kept
-    cheapest place first, one at a time, while the queue's sum stays within its budget; a queue with a budget
-    and an unknown price gets no new workers there (a limit is never checked against nothing). Returns the
-    kept counts and one line per queue that was held back, saying by how much.
+    ``prices[(queue, definition, region)]`` is one worker's USD/h there (None: unknown). When the plan costs
+    more than what is left, every place keeps the same fraction of its new workers (so region weights still
+    hold), and what the rounding leaves goes to the cheapest places first. A queue with a budget gets no new
+    workers where the price is unknown (a limit is never checked against nothing). Returns the kept counts
+    and one line per queue that was held back.
     """
     out = {k: n for k, n in counts.items() if n > 0 and k[0] not in budgets}
     notes = []
     for queue in sorted(budgets):
         budget = budgets[queue]
-        spent = sum(n * (prices.get(k) or 0.0) for k, n in live.items() if k[0] == queue and n > 0)
-        mine = sorted(((k, n) for k, n in counts.items() if k[0] == queue and n > 0),
-                      key=lambda kv: (prices.get(kv[0]) if prices.get(kv[0]) is not None else math.inf, kv[0]))
-        asked = sum(n for _, n in mine)
+        mine = {k: n for k, n in counts.items() if k[0] == queue and n > 0}
+        asked = sum(mine.values())
         if not asked:
             continue
-        kept = 0
-        unknown = []
-        for k, n in mine:
-            price = prices.get(k)
-            if price is None:
-                unknown.append(f"{k[1]} in {k[2]}")
-                continue
-            fit = n if price <= 0 else min(n, max(0, int((budget - spent) / price + 1e-9)))
-            if fit:
-                out[k] = fit
-                spent += fit * price
-                kept += fit
-        if kept < asked:
-            why = "; ".join(([f"no price known for {', '.join(unknown)}"] if unknown else []) +
-                            ([f"their price would pass it (${spent:.2f}/h already)"] if kept + sum(
-                                n for k, n in mine if prices.get(k) is None) < asked else []))
-            notes.append(f"queue {queue}: {asked - kept} of {asked} new worker(s) not started: max-cost-per-hour "
-                         f"${budget:g} ({why})")
+        spent = sum(n * (prices.get(k) or 0.0) for k, n in live.items() if k[0] == queue and n > 0)
+        priced = {k: n for k, n in mine.items() if prices.get(k) is not None}
+        unknown = sorted(f"{k[1]} in {k[2]}" for k in mine if k not in priced)
+        cost = sum(n * prices[k] for k, n in priced.items())
+        left = max(0.0, budget - spent)
+        if cost <= left + 1e-9:
+            kept = dict(priced)
+        else:
+            share = left / cost
+            kept = {k: int(n * share) for k, n in priced.items()}
+            used = sum(kept[k] * prices[k] for k in kept)
+            for k in sorted(priced, key=lambda k: (prices[k], k)):
+                while kept[k] < priced[k] and used + prices[k] <= left + 1e-9:
+                    kept[k] += 1
+                    used += prices[k]
+        out.update({k: n for k, n in kept.items() if n > 0})
+        total = sum(kept.values())
+        if total < asked:
+            why = []
+            if unknown:
+                why.append(f"no price known for {', '.join(unknown)}")
+            if total < sum(priced.values()):
+                why.append(f"${spent:.2f}/h already running, ${cost:.2f}/h more planned")
+            notes.append(f"queue {queue}: {asked - total} of {asked} new worker(s) not started: max-cost-per-hour "
+                         f"${budget:g} ({'; '.join(why)})")
     return out, notes
 
 
