@@ -7,6 +7,8 @@ reasons and the way out). Local hosts have nothing to deploy: their resources ar
 
   region R            network stack `<prefix>network` in R (+ `<prefix>main` log group stack if R is main)
   cluster C (batch)   stack `<prefix>cluster-C` in every region C spans (after its instance types are checked)
+  cluster C (eks)     stack `<prefix>eks-C` (worker role, Pod Identity; --create-eks: EKS + node group) and the
+                      namespace + service account, in every region C spans (hyper/provisioning/eks.py)
   queue Q             nothing of its own: it runs on its cluster's Batch job queue
   image I             an ECR repository replicated to every region (built and pushed with docker), or its URI
   definition D        a Batch job definition in every region, registered by content hash
@@ -90,6 +92,11 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
             steps.append(Step("deploy-stack", resource.name, main, main_template,
                               lambda: stacks.deploy_stack(host, resource.name, main, main_template)))
     elif isinstance(resource, Cluster):
+        from hyper.provisioning import provisioner_for
+
+        provisioner = provisioner_for(resource.type)
+        if provisioner is not None:  # one module per cluster type (hyper/provisioning/)
+            return provisioner(ctx, resource, delete=delete, previous=previous, view=view)
         if resource.type != "batch":
             return []
         name = names.stack(host, "cluster", resource.name)
@@ -201,8 +208,6 @@ def deploy(ctx, resource: Resource, steps: list[Step]) -> tuple[str, str]:
         step.done = True
         if getattr(result, "in_progress", False):
             return result.resource_status, f"{step.describe()}: {result.status}"
-    if isinstance(resource, Cluster) and resource.type == "eks":
-        return "PENDING", "eks clusters are recorded; hyper does not create EKS node groups yet"
     return "ACTIVE", ""
 
 
@@ -229,7 +234,11 @@ def refresh(ctx, resource: Resource) -> Resource:
     if isinstance(resource, Region):
         targets.append((resource.name, names.stack(ctx.host, "network")))
     elif isinstance(resource, Cluster):
-        targets += [(r, names.stack(ctx.host, "cluster", resource.name)) for r in resource.regions]
+        from hyper.provisioning import provisioner
+
+        module = provisioner(resource.type)
+        name = module.stack_name(ctx.host, resource) if module else names.stack(ctx.host, "cluster", resource.name)
+        targets += [(r, name) for r in resource.regions]
     if not targets:
         return resource
     results = [stacks.stack_status(ctx.host, region, name) for region, name in targets]

@@ -298,6 +298,10 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
         if resource.type in ("batch", "eks") and host_type == "local":
             raise HyperError(f"cluster {resource.name!r} is of type {resource.type} but this host is local",
                              "use --type local, or create an aws host with `hyper hosts create-host`")
+        if resource.type == "eks" and not resource.eks_cluster:
+            raise HyperError(f"cluster {resource.name!r} is of type eks but names no EKS cluster",
+                             "give --eks-cluster NAME (the EKS cluster in each of its regions; with --create-eks "
+                             "hyper creates it)")
         for region in resource.regions:
             found = view.get("region", region)
             if found is None:
