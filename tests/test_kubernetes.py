@@ -70,7 +70,8 @@ def test_gpu_worker_job_is_indexed_labelled_and_valid():
     assert c["command"] == ["/usr/local/bin/start.sh"] and c["image"] == IMAGE
     assert c["resources"] == {"requests": {"cpu": "3", "memory": "12000Mi", "nvidia.com/gpu": "1"},
                               "limits": {"memory": "12000Mi", "nvidia.com/gpu": "1"}}
-    env = {e["name"]: e["value"] for e in c["env"]}
+    assert c["env"][0] == {"name": "HYPER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    env = {e["name"]: e["value"] for e in c["env"][1:]}
     assert env == {"AWS_REGION": "us-east-1", "HYPER_DEFINITION": "train", "HYPER_MAIN_REGION": "us-east-1",
                    "HYPER_MAX_JOBS": "10", "HYPER_QUEUE": "kq", "HYPER_REGION": "us-east-1",
                    "HYPER_TABLE_PREFIX": "hyper-prod-"}
@@ -214,7 +215,7 @@ class Fleet:
 
 
 def job_region(job: dict) -> str:
-    return {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}["HYPER_REGION"]
+    return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}["HYPER_REGION"]
 
 
 @pytest.fixture
@@ -288,8 +289,7 @@ def test_one_tick_makes_batch_arrays_and_kubernetes_jobs_split_by_weight_and_nev
     assert sizes_by_region(batch) == {"us-east-1": 75, "eu-west-1": 25}
     jobs = {j["metadata"]["name"]: j for j in kube.jobs()}
     assert sorted(j["spec"]["parallelism"] for j in jobs.values()) == [4, 4]
-    assert sorted(e["value"] for j in jobs.values() for e in j["spec"]["template"]["spec"]["containers"][0]["env"]
-                  if e["name"] == "HYPER_REGION") == ["eu-west-1", "us-east-1"]
+    assert sorted(job_region(j) for j in jobs.values()) == ["eu-west-1", "us-east-1"]
     assert sorted((s.backend, s.region, s.workers) for s in report.submitted) == [
         ("batch", "eu-west-1", 25), ("batch", "us-east-1", 75), ("eks", "eu-west-1", 4), ("eks", "us-east-1", 4)]
     view = {q["queue"]: q for q in report.to_dict()["queues"]}
@@ -422,3 +422,85 @@ def test_a_queue_spend_limit_holds_the_tick_and_the_report_says_so():
         sizes_by_region(batch)["eu-west-1"]
     (line,) = report.problems
     assert line.startswith("queue q1: 59 of 100 new worker(s) not started: max-cost-per-hour $2 (")
+
+
+# ---------------------------------------------------------------- end to end: moto + the fake API servers
+def pod_environment(pod: dict) -> dict[str, str]:
+    """What the kubelet gives the container: plain values, and the downward API's metadata.name."""
+    env = {}
+    for e in pod["spec"]["containers"][0]["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[e["name"]] = pod["metadata"]["name"]
+    return env
+
+
+def test_end_to_end_qsub_tick_jobs_and_arrays_then_pod_and_batch_workers_run_every_job_once(
+        aws_host, moto_endpoint, batch_role, tmp_path):
+    """qsub to a Batch queue and an EKS queue -> one tick -> Batch arrays on moto and Kubernetes Jobs on the
+    fake API servers, split 3:1 and 1:1 -> one worker per region and backend started with start.sh and the
+    environment Batch or the kubelet would give it -> every job ran exactly once."""
+    import subprocess
+
+    from hyper.services import resources as res
+    from hyper.services.context import open_context
+    from qcmds import qsub
+    from tests.conftest import BIN, cli
+    from tests.test_scheduler_aws import provision_batch, runner, worker_jobs
+
+    provision_batch(moto_endpoint, aws_host, batch_role, ["us-east-1", "eu-west-1"])
+    kube = Fleet(write_kubeconfig(tmp_path / "kubeconfig", {"us-east-1": "ml", "eu-west-1": "ml"}))
+    ctx = open_context("t")
+    for kind, name, values in (
+            ("cluster", "k8s", {"type": "eks", "eks-cluster": "ml", "regions": "us-east-1,eu-west-1",
+                                "instance-types": "m5.xlarge", "max-vcpus": "64", "kubeconfig": kube.kubeconfig}),
+            ("queue", "kq", {"cluster": "k8s", "weights": "us-east-1=1,eu-west-1=1"})):
+        resource = res.build(kind, name, values)
+        res.validate(resource, res.ResourceView(ctx.store), "aws")
+        resource.status = "ACTIVE"
+        ctx.store.put_resource(resource)
+    for queue, n in (("q1", 40), ("kq", 20)):
+        result = runner.invoke(qsub.app, ["-q", queue, "-d", "small", "-J", f"1-{n}", "--", "echo", queue])
+        assert result.exit_code == 0, result.stderr
+
+    backend = KubernetesBackend(aws_host, ctx.store,
+                                api_factory=lambda c, r: KubeApi(c, r, transport=kube.transport(r)))
+    report = BatchScheduler(aws_host, ctx.store, backends={"eks": backend}).tick()
+    assert report.problems == []
+    assert sorted((s.backend, s.region, s.workers) for s in report.submitted) == [
+        ("batch", "eu-west-1", 1), ("batch", "us-east-1", 3), ("eks", "eu-west-1", 1), ("eks", "us-east-1", 1)]
+
+    environments = []
+    for region in ("us-east-1", "eu-west-1"):
+        (job,) = worker_jobs(moto_endpoint, aws_host, region)
+        environments.append({**{e["name"]: e["value"] for e in job["container"]["environment"]},
+                             "AWS_BATCH_JOB_ID": job["jobId"], "AWS_BATCH_JOB_ARRAY_INDEX": "0"})
+    for job in kube.jobs():
+        (pod,) = kube.start_pods(job, phase="Running")
+        environments.append(pod_environment(pod))
+    start_sh = Path(__file__).resolve().parent.parent / "example-worker-image" / "start.sh"
+    procs = []
+    for i, container_env in enumerate(environments):
+        home = tmp_path / f"w{i}"
+        home.mkdir()
+        env = {**os.environ, **container_env, "PATH": f"{BIN}:{os.environ['PATH']}",
+               "HYPER_HOME": str(home / ".hyper"), "HYPER_WORKER_IDLE": "1"}
+        env.pop("HYPER_HOST", None)
+        procs.append(subprocess.Popen(["sh", str(start_sh)], cwd=home, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+    records = json.loads(cli("qstat", "-x", "-f", "1[1-40]", "2[1-20]", "--output", "json", check=True).stdout)
+    assert len(records) == 60
+    assert {(r["state"], r["attempts"], r["exit_code"]) for r in records} == {("SUCCEEDED", 1, 0)}
+    pods = {p["metadata"]["name"] for k in kube.by_region.values() for (kind, _, _), p in k.objects.items()
+            if kind == "Pod"}
+    ran_on_pods = {r["worker"] for r in records if r["queue"] == "kq"}
+    assert ran_on_pods and ran_on_pods <= pods  # EKS jobs ran on the pod workers, named by the downward API
+
+
+import json  # noqa: E402
+
+from tests.test_scheduler_aws import aws_host, batch_role  # noqa: E402,F401  (fixtures)
