@@ -504,3 +504,32 @@ def test_end_to_end_qsub_tick_jobs_and_arrays_then_pod_and_batch_workers_run_eve
 import json  # noqa: E402
 
 from tests.test_scheduler_aws import aws_host, batch_role  # noqa: E402,F401  (fixtures)
+
+
+def test_dry_run_table_output_prints_the_jobs_as_yaml_for_kubectl(kube, capsys):
+    import yaml
+
+    from hyper.cli.scheduler import _show
+
+    store = Store(mixed(kube), {("kq", "train"): 30, ("q1", "small"): 10})
+    report = scheduler(store, FakeBatch(), kube).tick(dry_run=True)
+    _show(report, "table")
+    out = capsys.readouterr().out
+    head, _, jobs = out.partition("Kubernetes Jobs (dry run: 2, none sent; `kubectl apply -f -` takes them):\n")
+    assert "Batch SubmitJob requests (dry run: 1, none sent):" in head
+    assert list(yaml.safe_load_all(jobs)) == [r.manifest for r in report.requests if hasattr(r, "manifest")]
+    assert kube.jobs() == []
+
+
+def test_scheduler_json_report_has_the_queue_scaler_view(aws_host, moto_endpoint, batch_role):
+    from hyper.cli.scheduler import app as scheduler_app
+    from qcmds import qsub
+    from tests.test_scheduler_aws import provision_batch, runner
+
+    provision_batch(moto_endpoint, aws_host, batch_role, ["us-east-1", "eu-west-1"])
+    assert runner.invoke(qsub.app, ["-q", "q1", "-d", "small", "-J", "1-100", "--", "true"]).exit_code == 0
+    result = runner.invoke(scheduler_app, ["run", "--once", "--dry-run", "--output", "json"])
+    assert result.exit_code == 0, result.stderr
+    (q,) = json.loads(result.stdout)["queues"]
+    assert (q["queue"], q["backend"], q["backlog"], q["live"], q["plan"]) == (
+        "q1", "batch", 100, {}, {"small@eu-west-1": 2, "small@us-east-1": 8})

@@ -183,7 +183,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("context", "context", _str, "eks: kubeconfig context (default: current)", prompt=False),
         Field("template", "template", _str, "eks: Jinja2 Job template replacing the packaged one", prompt=False),
         Field("create-eks", "create_eks", _bool, "eks: also create the EKS cluster and a GPU node group",
-              prompt=False),
+              show=lambda v: v or None, prompt=False),
     ),
     "queue": (
         Field("cluster", "cluster", _str, "cluster whose compute runs the queue's jobs"),
