@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Sequence
 
+from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue
 
 
@@ -144,6 +145,17 @@ class WorkerBackend(Protocol):
     def hourly_price(self, pair: Pair, region: str) -> float | None: ...
 
     def capacity(self, cluster: Cluster, region: str) -> tuple[int, int | None]: ...
+
+
+def setting(extra: dict, key: str, default: float | None) -> float | None:
+    """A numeric host setting (``host.extra``), or `default` when unset; one-line error when not a number."""
+    raw = extra.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise HyperError(f"host setting {key}={raw!r} is not a number", f"set it like {key}: 60") from None
 
 
 def problem(message: str, hint: str | None = None) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from hyper.aws import names
 from hyper.aws.batch import BatchApi, SubmitRequest, live_workers, render_submissions
 from hyper.backends import instances
-from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem
+from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem, setting
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.store.base import Store
@@ -43,16 +43,6 @@ BATCH_STATES: dict[str, WorkerState] = {
     "STARTING": WorkerState.STARTING, "RUNNING": WorkerState.RUNNING,
     "SUCCEEDED": WorkerState.SUCCEEDED, "FAILED": WorkerState.FAILED,
 }
-
-
-def setting(extra: dict, key: str, default: float | None) -> float | None:
-    raw = extra.get(key)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise HyperError(f"host setting {key}={raw!r} is not a number", f"set it like {key}: 60") from None
 
 
 class TokenBucket:

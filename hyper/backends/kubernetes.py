@@ -283,7 +283,7 @@ class KubernetesBackend:
                  api_factory: Callable[[Cluster, str], Any] | None = None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, worker_idle: float | None = None,
                  prices: Any = None, image_uris: Callable[[Definition, str], str] | None = None):
-        from hyper.backends.batch import setting
+        from hyper.backends.base import setting
 
         self.host = host
         self.store = store

@@ -127,7 +127,7 @@ class Scheduler:
                  kinds: Iterable[str] | None = None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, worker_idle: float | None = None,
                  weights_clients: Callable[[str], Any] | None = None, sweep: bool = True):
-        from hyper.backends.batch import setting
+        from hyper.backends.base import setting
 
         self.host = host
         self.store = store
