@@ -113,8 +113,12 @@ def qstat(
     refs = parse_job_ids(job_ids) if job_ids else None
     ctx = open_context(host)
     if queues:
-        rows = queue_summary(ctx.store.counts(), [q.name for q in ctx.store.list_resources("queue")], queue)
+        listed = ctx.store.list_resources("queue")
+        rows = queue_summary(ctx.store.counts(), [q.name for q in listed], queue)
         render(rows, QUEUE_COLUMNS, fmt)
+        for q in listed:  # the scheduler's note on workers that wait for capacity that never comes
+            if (not queue or q.name == queue) and (q.message or "").startswith("stuck workers: "):
+                print_error("qstat", f"queue {q.name}: {q.message}")
         return
     missing: list[str] = []
     if refs:

@@ -214,7 +214,8 @@ def test_apply_errors_name_file_and_line_and_write_nothing(home, tmp_path):
     before = ok("export")
     f.write_text("queues:\n  - name: ok1\n  - name: gpu\n    wieghts: {a: 1}\n")
     assert fails("apply", "-f", str(f), code=2) == (
-        f"hyper apply: {f}:4: unknown queue key 'wieghts' (queue keys: cluster, max-cost-per-hour, name, priority, weights)")
+        f"hyper apply: {f}:4: unknown queue key 'wieghts' (queue keys: cluster, max-cost-per-hour, name, priority, "
+        "weights)")
     f.write_text("queus:\n  - name: gpu\n")
     assert fails("apply", "-f", str(f), code=2) == (
         f"hyper apply: {f}:1: unknown section 'queus' (use one of regions, clusters, images, queues, definitions)")

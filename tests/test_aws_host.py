@@ -402,15 +402,23 @@ def test_resources_on_an_aws_host(aws):
     assert ok("clusters", "add-cluster", "gpu", "--max-vcpus", "8", "--instance-types", "g5.xlarge") == (
         "added cluster gpu (ACTIVE)\n")
     assert ok("clusters", "add-cluster", "east", "--regions", "us-east-1", "--spot") == "added cluster east (ACTIVE)\n"
-    eks = "eks clusters are recorded; hyper does not create EKS node groups yet"
-    assert ok("clusters", "add-cluster", "k8s", "--type", "eks") == f"added cluster k8s (PENDING: {eks})\n"
+    assert fails("clusters", "add-cluster", "k8s", "--type", "eks") == (
+        "hyper clusters: cluster 'k8s' is of type eks but names no EKS cluster (give --eks-cluster NAME (the EKS "
+        "cluster in each of its regions; with --create-eks hyper creates it))")
+    # an EKS cluster it cannot reach (no kubeconfig here): one line, recorded FAILED, no stack deployed
+    result = hyper("clusters", "add-cluster", "k8s", "--type", "eks", "--eks-cluster", "ml")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    eks = result.stdout.partition("(FAILED: ")[2].removesuffix(")\n")
+    assert eks.startswith("apply-namespace ml/hyper in eu-west-1: cluster k8s: kubeconfig ") and \
+        "does not exist" in eks and "aws eks update-kubeconfig --name ml --region eu-west-1" in eks
+    assert aws.stacks(f"{prefix}eks-") == aws.stacks(f"{prefix}eks-", "eu-west-1") == []
     assert ok("clusters", "list-clusters") == (
-        "Cluster Type  Regions             Instance types Spot Min vCPUs Max vCPUs GPUs/instance Status  Message\n"
-        "------- ----- ------------------- -------------- ---- --------- --------- ------------- ------- "
+        "Cluster Type  Regions             Instance types Spot Min vCPUs Max vCPUs GPUs/instance Status Message\n"
+        "------- ----- ------------------- -------------- ---- --------- --------- ------------- ------ "
         f"{'-' * len(eks)}\n"
         "east    batch us-east-1                          yes  0         256       0             ACTIVE\n"
         "gpu     batch eu-west-1,us-east-1 g5.xlarge      no   0         8         0             ACTIVE\n"
-        f"k8s     eks   eu-west-1,us-east-1                no   0         256       0             PENDING {eks}\n")
+        f"k8s     eks   eu-west-1,us-east-1                no   0         256       0             FAILED {eks}\n")
     assert aws.stacks(f"{prefix}cluster-") == [f"{prefix}cluster-east", f"{prefix}cluster-gpu"]
     assert aws.stacks(f"{prefix}cluster-", "eu-west-1") == [f"{prefix}cluster-gpu"]
 
@@ -506,8 +514,8 @@ def test_apply_and_export_on_an_aws_host(aws, tmp_path):
     assert no_queues == "Queue Cluster Weights Priority Status Message\n----- ------- ------- -------- ------ -------\n"
     before = ok("export")
     assert fails("apply", "-f", str(conf), code=2) == (
-        f"hyper apply: {conf / 'b.yaml'}:7: unknown queue key 'wieghts' (queue keys: cluster, name, priority, "
-        "weights)")
+        f"hyper apply: {conf / 'b.yaml'}:7: unknown queue key 'wieghts' (queue keys: cluster, "
+        "max-cost-per-hour, name, priority, weights)")
     # a.yaml was valid, but nothing is written or deployed when anything is wrong
     assert ok("queues", "list-queues") == no_queues
     assert ok("export") == before

@@ -64,9 +64,11 @@ def test_plan_is_a_stack_and_a_namespace_step_per_region_and_the_namespace_step_
     steps = plan_cluster(SimpleNamespace(host=HOST), cluster,
                          apis={"us-east-1": KubeApi(cluster, "us-east-1", transport=fake.transport())})
     assert [s.describe() for s in steps] == [
-        "deploy-stack hyper-prod-eks-gpu in us-east-1", "apply-namespace ml/gpu-jobs in us-east-1",
-        "deploy-stack hyper-prod-eks-gpu in eu-west-1", "apply-namespace ml/gpu-jobs in eu-west-1"]
-    steps[1].run()
+        "apply-namespace ml/gpu-jobs in us-east-1", "deploy-stack hyper-prod-eks-gpu in us-east-1",
+        "apply-namespace ml/gpu-jobs in eu-west-1", "deploy-stack hyper-prod-eks-gpu in eu-west-1"]
+    created = plan_cluster(SimpleNamespace(host=HOST), gpu(create_eks=True))
+    assert [s.action for s in created[:2]] == ["deploy-stack", "apply-namespace"]  # the stack makes the cluster
+    steps[0].run()
     assert "gpu-jobs" in fake.namespaces
     assert fake.objects[("ServiceAccount", "gpu-jobs", "hyper-worker")]["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "hyper", "hyper/prefix": "hyper-prod"}

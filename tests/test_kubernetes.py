@@ -533,3 +533,32 @@ def test_scheduler_json_report_has_the_queue_scaler_view(aws_host, moto_endpoint
     (q,) = json.loads(result.stdout)["queues"]
     assert (q["queue"], q["backend"], q["backlog"], q["live"], q["plan"]) == (
         "q1", "batch", 100, {}, {"small@eu-west-1": 2, "small@us-east-1": 8})
+
+
+def test_qstat_Q_shows_stuck_workers_with_the_reason_until_they_are_gone(aws_host):
+    """The store is the aws host's DynamoDB on moto; Batch is the recorded-shape fake, since moto's Batch
+    without Docker never leaves a job RUNNABLE."""
+    from hyper.aws import names
+    from hyper.services.context import open_context
+    from qcmds import qstat
+    from tests.test_scheduler_aws import runner
+
+    ctx = open_context("t")
+    batch = FakeBatch(job_queues=(names.job_queue(aws_host, "gpu"),),
+                      definitions=(names.job_definition(aws_host, "small"),))
+    job = plain("j1", f"{names.prefix(aws_host)}q1-small-t1", "RUNNABLE", names.batch_job_tags(aws_host, "q1", "small"))
+    now = time.time()
+    job["createdAt"] = int((now - 5400) * 1000)
+    batch.jobs["us-east-1"] = [job]
+    assert runner.invoke(__import__("qcmds.qsub", fromlist=["app"]).app,
+                         ["-q", "q1", "-d", "small", "--", "true"]).exit_code == 0
+    BatchScheduler(aws_host, ctx.store, api=batch, sleep=lambda _: None).tick()
+    result = runner.invoke(qstat.app, ["-Q"])
+    assert result.exit_code == 0
+    assert result.stderr == ("qstat: queue q1: stuck workers: 1 small worker(s) in us-east-1: RUNNABLE for 90 min "
+                             "with nothing started: the compute environment has no capacity for it (spot capacity, "
+                             "the account's vCPU quota, or instance types too small)\n")
+    assert result.stdout.splitlines()[2].split()[:2] == ["q1", "1"]
+    batch.jobs["us-east-1"] = []  # cancelled: the note goes
+    BatchScheduler(aws_host, open_context("t").store, api=batch, sleep=lambda _: None).tick()
+    assert runner.invoke(qstat.app, ["-Q"]).stderr == ""

@@ -144,7 +144,7 @@ def apply_namespace(cluster: Cluster, region: str, manifests: list[dict], api: A
 
 def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Cluster | None = None, view=None,
                  apis: dict | None = None) -> list:
-    """Steps per region: the EKS stack, then the namespace and service account (not on delete: the EKS
+    """Steps per region: the namespace and service account and the EKS stack (not on delete: the EKS
     cluster, if hyper did not create it, keeps its namespace; a created one goes with the stack)."""
     from hyper.aws import stacks
     from hyper.services.provision import Step
@@ -162,12 +162,15 @@ def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Clus
                               run=lambda region=region: stacks.delete_stack(host, region, name)))
             continue
         template = render_eks_stack(host, resource, region)
-        steps.append(Step("deploy-stack", region, name, template,
-                          lambda region=region, template=template: stacks.deploy_stack(host, region, name, template)))
+        stack = Step("deploy-stack", region, name, template,
+                     lambda region=region, template=template: stacks.deploy_stack(host, region, name, template))
         manifests = namespace_manifests(host, resource)
         api = (apis or {}).get(region)
-        steps.append(Step("apply-namespace", region, f"{resource.eks_cluster}/{namespace_of(resource)}",
-                          {"manifests": manifests},
-                          lambda region=region, manifests=manifests, api=api: apply_namespace(
-                              resource, region, manifests, api)))
+        namespace = Step("apply-namespace", region, f"{resource.eks_cluster}/{namespace_of(resource)}",
+                         {"manifests": manifests},
+                         lambda region=region, manifests=manifests, api=api: apply_namespace(
+                             resource, region, manifests, api))
+        # an existing EKS cluster is reached first: an unknown one (or no kubeconfig context) deploys nothing;
+        # a cluster the stack creates must exist before its namespace can
+        steps.extend([stack, namespace] if resource.create_eks else [namespace, stack])
     return steps

@@ -36,6 +36,7 @@ from hyper.store.base import Store
 
 DISABLED_STATES = ("DISABLED", "DELETING", "DELETED")  # a region resource in these states gets no new workers
 AWS_KINDS = ("batch", "eks")  # EC2 capacity: spot scores and prices apply
+STUCK_NOTE = "stuck workers: "  # a queue's message while some of its workers are stuck (qstat -Q shows it)
 
 
 # ---------------------------------------------------------------- report
@@ -197,6 +198,8 @@ class Scheduler:
                 "fix the definition or the cluster's instance types, then cancel the stuck workers"))
             if p is not None:
                 p.weights.pop(s.region, None)
+        if not dry_run:
+            self._note_stuck(queues, pairs, report.stuck)
 
         room: dict[tuple[str, str], int] = {}
         gpu_room: dict[tuple[str, str], int] = {}
@@ -263,6 +266,24 @@ class Scheduler:
                         report.problems.append(err)
         report.queues = self._queue_view(pairs, live, counts)
         return report
+
+    def _note_stuck(self, queues: dict[str, Queue], pairs: dict[tuple[str, str], Pair], stuck: list[Stuck]) -> None:
+        """Keep each scheduled queue's message saying which of its workers are stuck and why (cleared when none
+        are), so `qstat -Q` and `hyper queues list-queues` show it; a provisioning message is never overwritten."""
+        put = getattr(self.store, "put_resource", None)
+        if put is None:
+            return
+        for name in sorted({k[0] for k in pairs}):
+            queue = queues[name]
+            lines = [f"{s.workers} {s.definition} worker(s) in {s.region}: {s.reason}" for s in stuck
+                     if s.queue == name]
+            note = STUCK_NOTE + "; ".join(lines) if lines else ""
+            if queue.message != note and (not queue.message or queue.message.startswith(STUCK_NOTE)):
+                queue.message = note
+                try:
+                    put(queue, replace=True)
+                except Exception:  # a note is not worth failing the tick; the report still has it
+                    pass
 
     def _spend_limits(self, counts, pairs: dict[tuple[str, str], Pair], live, report: TickReport):
         """Hold queues with max_cost_per_hour to it: live workers' price plus new ones', cheapest regions first."""
