@@ -183,3 +183,36 @@ def test_plan_regions_examples():
     hi = Demand("hi", "d", "c", 3, 1, 2, priority=5)
     assert plan_regions([a, hi], {a.key: one, hi.key: one}, {("c", "r"): 10}) == {("hi", "d", "r"): 3,
                                                                                  ("a", "d", "r"): 2}
+
+
+@given(st.dictionaries(st.tuples(st.sampled_from("qr"), st.just("d"), st.sampled_from("abc")),
+                       st.integers(0, 50), max_size=6),
+       st.dictionaries(st.tuples(st.sampled_from("qr"), st.just("d"), st.sampled_from("abc")),
+                       st.one_of(st.none(), st.floats(0.01, 5.0)), max_size=6),
+       st.dictionaries(st.tuples(st.sampled_from("qr"), st.just("d"), st.sampled_from("abc")),
+                       st.integers(0, 20), max_size=6),
+       st.floats(0.0, 100.0))
+def test_cap_by_cost_never_passes_a_budget_or_adds_workers(counts, prices, live, budget):
+    from hyper.scheduler.planner import cap_by_cost
+
+    kept, notes = cap_by_cost(counts, prices, live, {"q": budget})
+    assert all(0 < n <= counts[k] for k, n in kept.items())
+    assert {k: n for k, n in kept.items() if k[0] == "r"} == {k: n for k, n in counts.items() if k[0] == "r" and n}
+    running = sum(n * (prices.get(k) or 0.0) for k, n in live.items() if k[0] == "q")
+    new = sum(n * prices[k] for k, n in kept.items() if k[0] == "q")
+    assert all(prices.get(k) is not None for k in kept if k[0] == "q")
+    assert new <= max(0.0, budget - running) + 1e-6
+    assert bool(notes) == (sum(n for k, n in kept.items() if k[0] == "q") < sum(
+        n for k, n in counts.items() if k[0] == "q"))
+
+
+def test_cap_gpus_shares_a_cluster_s_gpus_by_priority_then_in_turn():
+    from hyper.scheduler.planner import cap_gpus
+
+    demands = [Demand("hi", "g", "c", 10, 1, 1, 2, 0, priority=5), Demand("lo", "g", "c", 10, 1, 1, 1),
+               Demand("cpu", "d", "c", 10, 1, 1, 0)]
+    counts = {("hi", "g", "x"): 3, ("lo", "g", "x"): 4, ("cpu", "d", "x"): 9}
+    assert cap_gpus(counts, demands, {("c", "x"): 5}) == {("hi", "g", "x"): 2, ("lo", "g", "x"): 1,
+                                                          ("cpu", "d", "x"): 9}
+    assert cap_gpus(counts, demands, {("c", "x"): 0}) == {("cpu", "d", "x"): 9}
+    assert cap_gpus(counts, demands, {}) == counts  # no GPU cap known: the plan stands
