@@ -18,7 +18,6 @@ from hyper.backends.base import WorkerState
 from hyper.backends.kubeapi import KubeApi, pick_context
 from hyper.backends.kubernetes import (K8S_VERSION, POD_PHASES, KubernetesBackend, job_context, job_live, labels,
                                        render_manifest, template_source, validate_manifest)
-from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue, Region
 from hyper.scheduler.aws import BatchScheduler
@@ -250,8 +249,6 @@ def test_client_creates_lists_by_label_and_reads_api_errors(kube):
 def test_against_a_real_cluster_namespace_and_server_side_dry_run_create():
     """Reads the current context's default namespace and creates a worker Job with dryRun=All (nothing runs)."""
     from lightkube import Client, codecs
-
-    from hyper.backends.kubeapi import kubeconfig_path  # noqa: F401  (same file resolution as hyper)
 
     client = Client(field_manager="hyper", dry_run=True)
     m = render(CPU, eks(instance_types=["m5.xlarge"]))
@@ -562,3 +559,21 @@ def test_qstat_Q_shows_stuck_workers_with_the_reason_until_they_are_gone(aws_hos
     batch.jobs["us-east-1"] = []  # cancelled: the note goes
     BatchScheduler(aws_host, open_context("t").store, api=batch, sleep=lambda _: None).tick()
     assert runner.invoke(qstat.app, ["-Q"]).stderr == ""
+
+
+def test_the_report_lists_the_cluster_s_instance_types_by_spot_price(kube):
+    """Spot prices as DescribeSpotPriceHistory gives them (per region, via hyper.aws.weights.spot_prices)."""
+    from hyper.backends.instances import PriceBook
+
+    quotes = {"us-east-1": {"g5.xlarge": 0.45, "g5.2xlarge": 0.39}, "eu-west-1": {"g5.xlarge": 0.52}}
+    book = PriceBook(spot=lambda region, types: {t: p for t, p in quotes[region].items() if t in types})
+    store = Store(mixed(kube, spot=True), {("kq", "train"): 20})
+    backend = KubernetesBackend(HOST, store, prices=book, image_uris=lambda d, r: IMAGE,
+                                api_factory=lambda c, r: KubeApi(c, r, transport=kube.transport(r)))
+    report = BatchScheduler(HOST, store, api=FakeBatch(), backends={"eks": backend}).tick(dry_run=True)
+    (view,) = report.to_dict()["queues"]
+    assert [(t["region"], t["type"], t["usd_per_hour"], t["price"]) for t in view["instance_types"]] == [
+        ("us-east-1", "g5.2xlarge", 0.39, "spot"), ("us-east-1", "g5.xlarge", 0.45, "spot"),
+        ("eu-west-1", "g5.xlarge", 0.52, "spot"), ("eu-west-1", "g5.2xlarge", 1.212, "on-demand")]
+    annotations = {r.region: r.manifest["metadata"]["annotations"]["hyper/instance-types"] for r in report.requests}
+    assert annotations["us-east-1"] == "g5.2xlarge,g5.xlarge"  # the template sees them cheapest first

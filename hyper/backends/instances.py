@@ -117,6 +117,7 @@ class PriceBook:
         self.clock = clock
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, float]]] = {}
         self.notes: list[str] = []
+        self.sources: dict[tuple[str, str], str] = {}  # (region, type) -> "spot" | "on-demand"
 
     def _fetch_spot(self, region: str, types: list[str]) -> dict[str, float]:
         if self._spot is not None:
@@ -145,6 +146,9 @@ class PriceBook:
                 cached = (self.clock(), got)
                 self._cache[key] = cached
             out.update({t: p for t, p in cached[1].items() if t in out})
+        for t in out:
+            spot = cluster.spot and t in (self._cache.get((region, tuple(types))) or (0, {}))[1]
+            self.sources[(region, t)] = "spot" if spot else "on-demand"
         return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
 
     def worker_price(self, definition: Definition, cluster: Cluster, region: str, *,

@@ -333,7 +333,7 @@ class Scheduler:
         for r in sorted(p.weights or p.enabled):
             for itype, price in book.prices(p.cluster, r).items():
                 rows.append({"region": r, "type": itype, "usd_per_hour": round(price, 4),
-                             "price": "spot" if p.cluster.spot else "on-demand"})
+                             "price": getattr(book, "sources", {}).get((r, itype), "on-demand")})
         return sorted(rows, key=lambda x: (x["usd_per_hour"], x["region"], x["type"]))
 
     def _pairs(self, backlog, regions, clusters, queues, definitions, report) -> dict[tuple[str, str], Pair]:
