@@ -113,6 +113,14 @@ def test_add_cluster_type_eks_dry_run_on_an_aws_host(aws_host, tmp_path):
     bad = runner.invoke(app, ["clusters", "add-cluster", "k9s", "--type", "eks", "--regions", "us-east-1",
                               "--dry-run"])
     assert bad.exit_code != 0 and "names no EKS cluster" in bad.stderr and "Traceback" not in bad.stderr
+    broken = tmp_path / "broken.j2"
+    broken.write_text("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ name }\n")
+    bad_template = runner.invoke(app, ["clusters", "add-cluster", "k9s", "--type", "eks", "--eks-cluster", "ml",
+                                       "--regions", "us-east-1", "--template", str(broken)])
+    assert bad_template.exit_code == 1 and bad_template.stdout == ""
+    assert bad_template.stderr == f"hyper clusters: template {broken} line 4: unexpected '}}' (fix the template " \
+        "(Jinja2 syntax))\n"
+    assert "k9s" not in runner.invoke(app, ["clusters", "list-clusters"]).stdout  # nothing recorded
     bad_ns = runner.invoke(app, ["clusters", "add-cluster", "k9s", "--type", "eks", "--eks-cluster", "ml",
                                  "--namespace", "Bad_NS", "--regions", "us-east-1", "--dry-run"])
     assert bad_ns.exit_code != 0 and "is not a Kubernetes name" in bad_ns.stderr

@@ -547,8 +547,11 @@ def test_qstat_Q_shows_stuck_workers_with_the_reason_until_they_are_gone(aws_hos
     now = time.time()
     job["createdAt"] = int((now - 5400) * 1000)
     batch.jobs["us-east-1"] = [job]
-    assert runner.invoke(__import__("qcmds.qsub", fromlist=["app"]).app,
-                         ["-q", "q1", "-d", "small", "--", "true"]).exit_code == 0
+    from qcmds import qsub
+
+    submitted = runner.invoke(qsub.app, ["-q", "q1", "-d", "small", "--", "true"])
+    assert submitted.exit_code == 0
+    job_id = submitted.stdout.strip()
     BatchScheduler(aws_host, ctx.store, api=batch, sleep=lambda _: None).tick()
     result = runner.invoke(qstat.app, ["-Q"])
     assert result.exit_code == 0
@@ -558,6 +561,15 @@ def test_qstat_Q_shows_stuck_workers_with_the_reason_until_they_are_gone(aws_hos
     assert result.stdout.splitlines()[2].split()[:2] == ["q1", "1"]
     batch.jobs["us-east-1"] = []  # cancelled: the note goes
     BatchScheduler(aws_host, open_context("t").store, api=batch, sleep=lambda _: None).tick()
+    assert runner.invoke(qstat.app, ["-Q"]).stderr == ""
+
+    batch.jobs["us-east-1"] = [job]
+    BatchScheduler(aws_host, ctx.store, api=batch, sleep=lambda _: None).tick()
+    assert runner.invoke(qstat.app, ["-Q"]).stderr.startswith("qstat: queue q1: stuck workers: ")
+    from qcmds import qdel
+
+    assert runner.invoke(qdel.app, [job_id]).exit_code == 0  # the queued job is deleted: nothing waits
+    BatchScheduler(aws_host, ctx.store, api=batch, sleep=lambda _: None).tick()
     assert runner.invoke(qstat.app, ["-Q"]).stderr == ""
 
 

@@ -211,6 +211,18 @@ def validate_manifest(manifest: dict, name: str) -> None:
         raise HyperError(f"template {name}: cannot validate: {exc}", "render an apiVersion batch/v1 Job") from None
 
 
+def check_template(cluster: Cluster) -> None:
+    """Render the cluster's template once with a sample GPU worker, so a broken template is refused when the
+    cluster is added or updated (one line naming template and line), not on the first tick."""
+    sample = Definition(name="sample", image="sample", vcpus=1, memory_mib=1024, gpus=1, timeout=3600, ratio=1)
+    host = Host(name="check", type="aws", main_region=(cluster.regions or ["us-east-1"])[0])
+    context = job_context(host, sample, cluster, queue="sample", region=host.main_region, workers=2,
+                          tick="t0", image_uri="registry.example/sample:latest",
+                          instance_types=[{"type": t, "usd_per_hour": 0.0} for t in cluster.instance_types])
+    name, text = template_source(cluster)
+    render_manifest(context, text, name)
+
+
 @dataclass
 class KubeRequest:
     """One Job to create: the exact manifest (``hyper scheduler run --dry-run`` prints it)."""

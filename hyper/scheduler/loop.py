@@ -158,6 +158,9 @@ class Scheduler:
             report.requeued = len(self.store.requeue_expired(now))
         backlog = self.store.backlog() if backlog is None else backlog
         if not backlog:
+            if not dry_run:  # nothing queued: no worker is waiting for anything, so no note stays
+                queues = {q.name: q for q in self.store.list_resources("queue") if isinstance(q, Queue)}
+                self._note_stuck(queues, list(queues), [])
             return report
         regions = {r.name: r for r in self.store.list_resources("region") if isinstance(r, Region)}
         clusters = {c.name: c for c in self.store.list_resources("cluster") if isinstance(c, Cluster)}
@@ -267,13 +270,14 @@ class Scheduler:
         report.queues = self._queue_view(pairs, live, counts)
         return report
 
-    def _note_stuck(self, queues: dict[str, Queue], pairs: dict[tuple[str, str], Pair], stuck: list[Stuck]) -> None:
+    def _note_stuck(self, queues: dict[str, Queue], names: Iterable, stuck: list[Stuck]) -> None:
         """Keep each scheduled queue's message saying which of its workers are stuck and why (cleared when none
-        are), so `qstat -Q` and `hyper queues list-queues` show it; a provisioning message is never overwritten."""
+        are), so `qstat -Q` and `hyper queues list-queues` show it; a provisioning message is never overwritten.
+        ``names``: the queues scheduled this tick (pair keys or queue names)."""
         put = getattr(self.store, "put_resource", None)
         if put is None:
             return
-        for name in sorted({k[0] for k in pairs}):
+        for name in sorted({k[0] if isinstance(k, tuple) else k for k in names}):
             queue = queues[name]
             lines = [f"{s.workers} {s.definition} worker(s) in {s.region}: {s.reason}" for s in stuck
                      if s.queue == name]

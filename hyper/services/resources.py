@@ -302,6 +302,10 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
             raise HyperError(f"cluster {resource.name!r} is of type eks but names no EKS cluster",
                              "give --eks-cluster NAME (the EKS cluster in each of its regions; with --create-eks "
                              "hyper creates it)")
+        if resource.type == "eks" and resource.template:
+            from hyper.backends.kubernetes import check_template
+
+            check_template(resource)
         for region in resource.regions:
             found = view.get("region", region)
             if found is None:
