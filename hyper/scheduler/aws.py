@@ -22,6 +22,7 @@ it again, since it is not among Batch's live workers).
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 import threading
@@ -246,6 +247,9 @@ class BatchScheduler:
                     del ids[job_id]
         if not dry_run:
             report.requeued = len(self.store.requeue_expired(now))
+            from hyper.workflows.hooks import sweep as workflow_sweep  # notices nobody sent: qdel, lost workers
+
+            workflow_sweep(self.store, self.host, f"scheduler-{os.getpid()}", now)
         backlog = self.store.backlog()
         if not backlog:
             return report
