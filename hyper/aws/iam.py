@@ -108,12 +108,26 @@ def _statement(sid: str, actions: list[str], resources: list[str] | str, conditi
     return body
 
 
+def bucket_arn(host: Host, partition: str, account: str) -> str:
+    from hyper.aws.s3 import bucket_stem
+
+    return f"arn:{partition}:s3:::{bucket_stem(host)}{account}"
+
+
+def bucket_statements(host: Host, partition: str, account: str) -> list[dict]:
+    """Parts, staged files and part outputs in the host's bucket (hyper/aws/s3.py): objects only."""
+    bucket = bucket_arn(host, partition, account)
+    return [_statement("HostBucketObjects", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                             "s3:AbortMultipartUpload"], [f"{bucket}/*"]),
+            _statement("HostBucketList", ["s3:ListBucket"], [bucket])]
+
+
 def worker_statements(host: Host, partition: str, account: str) -> list[dict]:
     """What a worker container does: claim, heartbeat, finish jobs; write job output to the log group."""
     return [
         _statement("HostTables", ITEM_READ + ITEM_WRITE, table_arns(host, partition, account)),
         _statement("HostLogGroup", LOG_WRITE, log_group_arns(host, partition, account)),
-    ]
+    ] + bucket_statements(host, partition, account)
 
 
 def user_statements(host: Host, partition: str, account: str) -> list[dict]:
@@ -121,7 +135,7 @@ def user_statements(host: Host, partition: str, account: str) -> list[dict]:
     return [
         _statement("HostTables", ITEM_READ + ITEM_WRITE, table_arns(host, partition, account)),
         _statement("HostLogGroup", LOG_READ, log_group_arns(host, partition, account)),
-    ]
+    ] + bucket_statements(host, partition, account)
 
 
 def scheduler_statements(host: Host, partition: str, account: str) -> list[dict]:
@@ -183,6 +197,10 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
         _statement("HostLogGroup", ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy",
                                     "logs:DeleteRetentionPolicy", "logs:TagResource", "logs:TagLogGroup",
                                     "logs:ListTagsForResource"], log_groups),
+        # the main stack's data bucket (templates.data_bucket; retained when the stack goes: no DeleteBucket)
+        _statement("HostBucket", ["s3:CreateBucket", "s3:PutEncryptionConfiguration", "s3:PutBucketTagging",
+                                  "s3:PutLifecycleConfiguration", "s3:PutBucketPublicAccessBlock"],
+                   [bucket_arn(host, partition, account)]),
         _statement("HostRepositories", ["ecr:CreateRepository", "ecr:DeleteRepository", "ecr:DescribeRepositories",
                                         "ecr:DescribeImages", "ecr:TagResource", "ecr:PutImage",
                                         "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
