@@ -68,9 +68,18 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
 
 
+def host_identity(host: Host) -> str:
+    """The same on every machine of a deployment (an aws worker calls its host whatever it likes)."""
+    if host.type == "aws":
+        from hyper.aws.tables import prefix
+
+        return prefix(host).rstrip("-")
+    return host.name
+
+
 def document(job: Job, host: Host) -> dict:
     """What the receiver gets: who, what state, exit code, times; an array's element counts."""
-    doc = {"event": "job.ended", "host": host.name, "job_id": job.job_id, "id": job.id, "name": job.name,
+    doc = {"event": "job.ended", "host": host_identity(host), "job_id": job.job_id, "id": job.id, "name": job.name,
            "user": job.user, "queue": job.queue, "state": job.state.value, "exit_code": job.exit_code,
            "reason": job.reason, "submitted": _iso(job.submitted), "started": _iso(job.started),
            "ended": _iso(job.ended)}
@@ -129,7 +138,7 @@ def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None
         return None
     body = json.dumps(document(job, host), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               DELIVERY_HEADER: f"{host.name}-{job.id}-{int((job.submitted or 0) * 1000)}"}
+               DELIVERY_HEADER: f"{host_identity(host)}-{job.id}-{int((job.submitted or 0) * 1000)}"}
     error = ""
     try:
         secret = host_secret(host)
