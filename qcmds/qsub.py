@@ -141,7 +141,8 @@ def qsub(
 
     ctx = open_context(host)
     waited = None
-    if split or finalize or notify or merged.stagein or merged.stageout or lines_per_part is not None or parts is not None:
+    if (split or finalize or notify or merged.stagein or merged.stageout
+            or lines_per_part is not None or parts is not None):
         from hyper.workflows.submit import WorkflowOptions, submit_workflow  # only then: qsub's cold start
 
         wf = WorkflowOptions(split, lines_per_part, parts, finalize, finalize_after, notify)

@@ -47,6 +47,23 @@ def _notice_line(job_id: str) -> str:
     return next((line.strip() for line in _full(job_id).splitlines() if line.strip().startswith("notify = ")), "")
 
 
+def race_claims(store, job_id: int, senders: int) -> list[int]:
+    """``senders`` threads claim one notice at the same moment; returns who won."""
+    barrier, wins = threading.Barrier(senders), []
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        if store.claim_notice(job_id, f"w{n}", time.time() + 60, time.time()):
+            wins.append(n)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return wins
+
+
 def _scripts(tmp_path: Path) -> None:
     (tmp_path / "part.sh").write_text(PART)
     (tmp_path / "final.sh").write_text(FINAL)
@@ -104,18 +121,7 @@ def test_claiming_a_notice_has_one_winner_among_racing_senders(home):
     store = _store()
     job = store.submit([Submission(Job(name="n", user="u", queue="default", definition="default",
                                        spec=JobSpec(command=["true"], notify="http://127.0.0.1:9/x")))], time.time())[0]
-    barrier, wins = threading.Barrier(8), []
-
-    def claim(n: int) -> None:
-        barrier.wait()
-        if store.claim_notice(job.id, f"w{n}", time.time() + 60, time.time()):
-            wins.append(n)
-
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race_claims(store, job.id, 8)
     assert len(wins) == 1
     assert store.get_notice(job.id)["state"] == "SENDING"
     assert not store.record_notice(job.id, "somebody-else", "SENT", status=200)  # a late sender changes nothing

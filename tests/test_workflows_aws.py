@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import BIN, cli, wait_until
 from tests.http_listener import Receiver
 from tests.test_worker_aws import ROOT, AwsHost
+from tests.test_workflows import race_claims
 
 FINAL = """#!/bin/sh
 #PBS -W stageout=result.txt@here:result.txt
@@ -134,7 +135,6 @@ def test_stagein_of_a_missing_file_uploads_nothing(aws_host, tmp_path):
 
 
 def test_dynamodb_notice_claim_has_one_winner_and_its_outcome_leaves_the_open_set(aws_host):
-    import threading
     import time
 
     from hyper.models import Job, JobSpec
@@ -144,18 +144,7 @@ def test_dynamodb_notice_claim_has_one_winner_and_its_outcome_leaves_the_open_se
     job = store.submit([Submission(Job(name="n", user="u", queue="q", definition="d",
                                        spec=JobSpec(command=["true"], notify="http://127.0.0.1:9/x")))], time.time())[0]
     assert [n["job"] for n in store.open_notices()] == [job.id]
-    barrier, wins = threading.Barrier(6), []
-
-    def claim(n: int) -> None:
-        barrier.wait()
-        if store.claim_notice(job.id, f"w{n}", time.time() + 60, time.time()):
-            wins.append(n)
-
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race_claims(store, job.id, 6)
     assert len(wins) == 1
     assert not store.record_notice(job.id, "late", "SENT", status=200)
     assert store.record_notice(job.id, f"w{wins[0]}", "SENT", status=204)
