@@ -24,6 +24,9 @@ from tests.http_listener import Receiver, closed_port_url
 
 PART = "#!/bin/sh\nawk '{s+=$1} END {print s}' \"$HYPER_PART_FILE\"\necho \"$HYPER_PART_INDEX/$HYPER_PARTS\" >&2\n"
 FINAL = "#!/bin/sh\nfor f in $(cat \"$HYPER_PART_OUTPUTS\"); do cat \"$f\"; done | awk '{s+=$1} END {print \"total\", s}'\n"
+# joins the parts' outputs in the order the finaliser was given them, then their total
+JOIN = ("#!/bin/sh\ncat $(cat \"$HYPER_PART_OUTPUTS\") > joined.txt\ncat joined.txt\n"
+        "awk '{s+=$1} END {print \"total\", s}' joined.txt\n")
 
 
 @pytest.fixture
@@ -73,8 +76,9 @@ def _scripts(tmp_path: Path) -> None:
 def test_split_runs_every_part_finalises_in_order_and_notifies_once_signed(home, tmp_path, receiver, monkeypatch):
     monkeypatch.setenv("HYPER_NOTIFY_SECRET", "s3cret")
     _scripts(tmp_path)
+    (tmp_path / "join.sh").write_text(JOIN)
     (tmp_path / "in.txt").write_text("".join(f"{i}\n" for i in range(1, 1001)))
-    done = cli("qsub", "--split", "in.txt", "--lines-per-part", "100", "--finalize", "final.sh",
+    done = cli("qsub", "--split", "in.txt", "--lines-per-part", "100", "--finalize", "join.sh",
                "--notify", receiver.url, "part.sh", check=True)
     assert done.stdout == "1[]\n"  # one submission: the array's id
     assert "qsub: note: finaliser 2 runs after 1[] (afterany)" in done.stderr
@@ -82,10 +86,11 @@ def test_split_runs_every_part_finalises_in_order_and_notifies_once_signed(home,
     assert "1[]" in table and "part.sh.final" in table  # the finaliser shows with its array
     wait_until(lambda: receiver.posts, timeout=60)
     logs = home / "local" / "logs"
-    assert (logs / "2.out").read_text() == "total 500500\n"
+    sums = [sum(range(100 * (i - 1) + 1, 100 * i + 1)) for i in range(1, 11)]
+    assert (logs / "2.out").read_text() == "".join(f"{n}\n" for n in sums) + "total 500500\n"  # in part order
     # every element got its own part, in order: part i holds lines 100(i-1)+1 .. 100i
     for i in range(1, 11):
-        assert (logs / f"1.{i}.out").read_text() == f"{sum(range(100 * (i - 1) + 1, 100 * i + 1))}\n"
+        assert (logs / f"1.{i}.out").read_text() == f"{sums[i - 1]}\n"
         assert (logs / f"1.{i}.err").read_text() == f"{i}/10\n"
     time.sleep(1.5)  # a second notice would come from the agent's sweep within a second
     assert len(receiver.posts) == 1
@@ -158,10 +163,24 @@ def test_an_unreachable_notify_url_is_accepted_with_a_note_and_its_failure_recor
 
 def test_a_job_deleted_before_it_ran_is_notified_by_the_sweep(home, receiver):
     cli("qsub", "-h", "--notify", receiver.url, "--", "true", check=True)  # held: no worker will ever end it
-    cli("qdel", "1", check=True)
-    cli("qsub", "--", "true", check=True)  # any later submission wakes the agent; its sweep finds the notice
+    cli("qdel", "1", check=True)  # wakes the agent: its sweep finds the notice nobody sent
     wait_until(lambda: receiver.posts, timeout=60)
     assert receiver.documents()[0]["state"] == "DELETED"
+    assert _notice_line("1").startswith("notify = SENT")
+
+
+def test_an_element_whose_part_is_gone_fails_with_the_reason_and_parts_expire(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPER_PART_RETENTION", "0")
+    (tmp_path / "in.txt").write_text("1\n2\n")
+    _scripts(tmp_path)
+    cli("qsub", "-h", "--split", "in.txt", "--parts", "2", "part.sh", check=True)
+    parts = home / "local" / "workflows" / "parts"
+    (part,) = parts.iterdir()
+    (part / "part-000002").unlink()
+    cli("qrls", "1[]", check=True)
+    wait_until(lambda: "inputs: part 2 of job 1" in _full("1[2]"), timeout=60)
+    assert (home / "local" / "logs" / "1.1.out").read_text() == "1\n"
+    wait_until(lambda: not part.exists(), timeout=30)  # ended, retention 0: the agent's sweep removes them
 
 
 def test_afterok_finaliser_does_not_run_when_a_part_fails(home, tmp_path):

@@ -49,9 +49,20 @@ def output_key(array_id: int, index: int) -> str:
 
 def before_job(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
     spec = job.spec
-    env: dict[str, str] = {}
     if not (spec.split or spec.finalizes or spec.stagein):
-        return env
+        return {}
+    for stale in (workdir / ".hyper").glob("wf-*"):  # left by attempts that were deleted or lost mid-run
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        return _inputs(store, host, job, workdir, logs_dir)
+    except OSError as exc:  # a full disk, a permission: the attempt fails with the reason, the worker goes on
+        raise HyperError(f"cannot prepare the inputs of job {job.job_id}: {exc.strerror or exc}",
+                         "check the worker's disk and permissions") from None
+
+
+def _inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
+    spec = job.spec
+    env: dict[str, str] = {}
     area = area_for(host)
     if spec.split and job.index is not None:
         key = f"{spec.split['location']}/{part_name(job.index)}"
@@ -153,13 +164,13 @@ _last_expiry: dict[str, float] = {}
 
 def _expire_local(store, host: Host, now: float) -> None:
     """Parts and staging copies of jobs that ended more than HYPER_PART_RETENTION ago (default 7 days)."""
-    if now - _last_expiry.get(host.name, 0.0) < 60:
-        return
-    _last_expiry[host.name] = now
     try:
         keep = float(os.environ.get(RETENTION, 7 * 86400))
     except ValueError:
         keep = 7 * 86400.0
+    if now - _last_expiry.get(host.name, 0.0) < min(60.0, keep):  # a look a minute is plenty for days
+        return
+    _last_expiry[host.name] = now
     area = area_for(host)
     root = area.root / "parts"
     if not root.is_dir():
