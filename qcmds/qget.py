@@ -21,7 +21,7 @@ app = typer.Typer(**APP_SETTINGS)
 @cli_errors("qget")
 def qget(
     job_id: Annotated[str, typer.Argument(help="The job: 12, 12[] (every element) or 12[3].")],
-    dest: Annotated[Optional[str], typer.Option("-d", "--dest", help="Put the files in this directory instead.")] = None,
+    dest: Annotated[Optional[str], typer.Option("-d", "--dest", help="Put the files in this directory.")] = None,
     host: HostOption = None,
 ) -> None:
     """Download a job's stageout files; prints one `source -> file` line per file."""

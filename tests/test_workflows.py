@@ -23,7 +23,8 @@ from tests.conftest import cli, wait_until
 from tests.http_listener import Receiver, closed_port_url
 
 PART = "#!/bin/sh\nawk '{s+=$1} END {print s}' \"$HYPER_PART_FILE\"\necho \"$HYPER_PART_INDEX/$HYPER_PARTS\" >&2\n"
-FINAL = "#!/bin/sh\nfor f in $(cat \"$HYPER_PART_OUTPUTS\"); do cat \"$f\"; done | awk '{s+=$1} END {print \"total\", s}'\n"
+FINAL = ("#!/bin/sh\nfor f in $(cat \"$HYPER_PART_OUTPUTS\"); do cat \"$f\"; done"
+         " | awk '{s+=$1} END {print \"total\", s}'\n")
 # joins the parts' outputs in the order the finaliser was given them, then their total
 JOIN = ("#!/bin/sh\ncat $(cat \"$HYPER_PART_OUTPUTS\") > joined.txt\ncat joined.txt\n"
         "awk '{s+=$1} END {print \"total\", s}' joined.txt\n")
@@ -186,7 +187,7 @@ def test_an_element_whose_part_is_gone_fails_with_the_reason_and_parts_expire(ho
 def test_afterok_finaliser_does_not_run_when_a_part_fails(home, tmp_path):
     (tmp_path / "in.txt").write_text("1\n2\nboom\n")
     (tmp_path / "final.sh").write_text(FINAL)
-    (tmp_path / "part.sh").write_text("#!/bin/sh\ngrep -q boom \"$HYPER_PART_FILE\" && exit 3\ncat \"$HYPER_PART_FILE\"\n")
+    (tmp_path / "part.sh").write_text('#!/bin/sh\ngrep -q boom "$HYPER_PART_FILE" && exit 3\ncat "$HYPER_PART_FILE"\n')
     cli("qsub", "--split", "in.txt", "--parts", "3", "--finalize", "final.sh", "--finalize-after", "afterok",
         "part.sh", check=True)
     wait_until(lambda: "dependency can never be satisfied" in _full("2"), timeout=60)

@@ -13,6 +13,8 @@ Layout (schema version 1):
   backlog read a handful of rows however many jobs the table holds.
 - ``resources``: admin records (clusters, queues, definitions) as JSON bodies.
 - ``workers``: live worker registry, so a restarted agent counts the workers it did not start.
+- ``notices`` (version 3): one completion notice per ``--notify`` job, written in the submit transaction
+  (hyper/store/notices.py).
 """
 
 from __future__ import annotations

@@ -185,7 +185,8 @@ def describe(notice: dict | None) -> str | None:
     tries = notice["attempts"]
     head = f"{notice['state']} {notice['url']}"
     if notice["state"] == "SENT":
-        return f"{head} (HTTP {notice['status']}, {tries} attempt{'s' if tries != 1 else ''}, {_iso(notice['updated'])})"
+        plural = "s" if tries != 1 else ""
+        return f"{head} (HTTP {notice['status']}, {tries} attempt{plural}, {_iso(notice['updated'])})"
     if notice["state"] == "FAILED":
         return f"{head} (gave up after {tries} attempts: {notice['error']})"
     if tries:
