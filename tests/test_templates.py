@@ -147,9 +147,10 @@ def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():
         "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/hyper-prod-meta/index/*",
         "arn:${AWS::Partition}:logs:us-east-1:${AWS::AccountId}:log-group:/hyper/hyper-prod",
         "arn:${AWS::Partition}:logs:us-east-1:${AWS::AccountId}:log-group:/hyper/hyper-prod:*",
+        "arn:${AWS::Partition}:secretsmanager:us-east-1:${AWS::AccountId}:secret:hyper-prod-notify-*",
         # the host's data bucket (split parts, staged files): objects, and listing the bucket
-        "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}/*",
         "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}",
+        "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}/*",
     ]
     actions = {a for s in statements for a in s["Action"]}
     assert all("*" not in a for a in actions)

@@ -82,8 +82,8 @@ def test_split_finalise_stageout_and_signed_notice_through_s3(aws_host, tmp_path
         keys = sorted(o["Key"] for o in _s3(aws_host.endpoint).list_objects_v2(Bucket=bucket)["Contents"])
         assert len(keys) == 10 and all(k.startswith("parts/") for k in keys)
         # two workers, neither of which can see the submit directory
-        extra = {"HYPER_NOTIFY_SECRET_ID": f"{aws_host.prefix}notify"}
-        workers = [_container(aws_host, tmp_path / f"c{i}", i, extra) for i in range(2)]
+        # no setting: the workers find the host's key by its name, <prefix>notify
+        workers = [_container(aws_host, tmp_path / f"c{i}", i) for i in range(2)]
         wait_until(lambda: receiver.posts, timeout=120, step=0.2)
         for w in workers:
             w.wait(timeout=60)

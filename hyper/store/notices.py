@@ -12,8 +12,8 @@ States: PENDING (waiting for the job to end, or for the next retry at ``next_at`
 ``owner`` until ``lease``), SENT, FAILED.
 
 Both stores mix these methods in: ``SQLiteNotices`` (a ``notices`` table, schema version 3) and
-``DynamoNotices`` (items in the meta table: ``ntc#<shard>`` while open, ``ntcx#<shard>`` once final, so the
-sweep's queries read only open notices).
+``DynamoNotices`` (items in the meta table: ``ntc#<shard>`` while open, ``ntcx#<shard>`` once final; the open
+item then expires within a day or two, so the sweep's queries read open notices and recent tombstones only).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 
 OPEN_STATES = ("PENDING", "SENDING")
 FINAL_STATES = ("SENT", "FAILED")
+TOMBSTONE_SECONDS = 86400  # an open DynamoDB item outlives its outcome this long (then TTL removes it)
 FIELDS = ("job", "url", "state", "attempts", "next_at", "owner", "lease", "status", "error", "updated")
 
 SQLITE_TABLE = [
@@ -108,7 +109,7 @@ class DynamoNotices:
         return out
 
     def get_notice(self, job_id: int) -> dict | None:
-        for final in (False, True):
+        for final in (True, False):  # an outcome, else the open record
             item = self.db.get_item(TableName=self.meta, Key=self._notice_key(job_id, final),
                                     ConsistentRead=True).get("Item")
             if item:
@@ -124,7 +125,7 @@ class DynamoNotices:
                 if start:
                     args["ExclusiveStartKey"] = start
                 page = self.db.query(**args)
-                found.extend(self._notice_from(it) for it in page.get("Items", []))
+                found.extend(n for n in map(self._notice_from, page.get("Items", [])) if n["state"] in OPEN_STATES)
                 start = page.get("LastEvaluatedKey")
                 if not start:
                     return found
@@ -173,14 +174,20 @@ class DynamoNotices:
                 return True
             except self.db.exceptions.ConditionalCheckFailedException:
                 return False
-        # final: move it out of the open partition, kept as long as finished jobs are (TTL)
+        # final: the outcome goes to the closed partition, kept as long as finished jobs are (TTL); the open item
+        # becomes a tombstone that TTL removes within a day or two (workers may not DeleteItem: least privilege)
         body = {**notice, "pk": self._notice_key(job_id, True)["pk"]["S"], "sk": str(job_id),
                 "expires": int(now + self.retention)}
         body.pop("job")
+        update = {"TableName": self.meta, "Key": self._notice_key(job_id),
+                  "UpdateExpression": "SET #s = :final, #x = :expires REMOVE #o",
+                  "ConditionExpression": cond["ConditionExpression"],
+                  "ExpressionAttributeNames": {**cond["ExpressionAttributeNames"], "#x": "expires"},
+                  "ExpressionAttributeValues": {**cond["ExpressionAttributeValues"], ":final": _av(state),
+                                                ":expires": _av(int(now + TOMBSTONE_SECONDS))}}
         try:
-            self.db.transact_write_items(TransactItems=[
-                {"Delete": {"TableName": self.meta, "Key": self._notice_key(job_id), **cond}},
-                {"Put": {"TableName": self.meta, "Item": _item(body)}}])
+            self.db.transact_write_items(TransactItems=[{"Update": update},
+                                                        {"Put": {"TableName": self.meta, "Item": _item(body)}}])
             return True
         except self.db.exceptions.TransactionCanceledException:
             return False

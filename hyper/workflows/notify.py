@@ -8,8 +8,9 @@ tries in all) by the sweep; after the last try the record says FAILED with the H
 ``qstat -f`` shows. A sender that dies between the POST and the record leaves a lease that expires and the
 notice is sent again, with the same ``X-Hyper-Delivery`` id, so a receiver can drop the repeat.
 
-Signature: when the host has a secret (``HYPER_NOTIFY_SECRET``, or the Secrets Manager secret named by
-``HYPER_NOTIFY_SECRET_ID`` or the host's ``notify_secret_id`` setting), the body is signed with HMAC-SHA256:
+Signature: when the host has a secret (``HYPER_NOTIFY_SECRET`` in the senders' environment; on an aws host
+the Secrets Manager secret ``<prefix>notify``, or the one named by ``HYPER_NOTIFY_SECRET_ID`` or the host's
+``notify_secret_id`` setting: hyper/aws/secrets.py), the body is signed with HMAC-SHA256:
 ``X-Hyper-Signature: sha256=<hex>``. hyper reads the secret when it sends and never writes it anywhere.
 """
 
@@ -98,12 +99,18 @@ def host_secret(host: Host) -> bytes | None:
     raw = os.environ.get("HYPER_NOTIFY_SECRET")
     if raw:
         return raw.encode()
-    secret_id = os.environ.get("HYPER_NOTIFY_SECRET_ID") or (host.extra or {}).get("notify_secret_id")
-    if secret_id and host.type == "aws":
-        from hyper.aws.secrets import secret_value
+    if host.type != "aws":
+        return None
+    from hyper.aws.secrets import notify_secret_name, optional_secret, secret_value
 
-        return secret_value(host, str(secret_id)).encode()
-    return None
+    secret_id = os.environ.get("HYPER_NOTIFY_SECRET_ID") or (host.extra or {}).get("notify_secret_id")
+    if secret_id:  # named on purpose: a missing one is an error to record, not a reason to send unsigned
+        from hyper.aws import session as aws
+
+        with aws.aws_errors(host, "secretsmanager", f"read secret {secret_id}"):
+            return secret_value(host, str(secret_id)).encode()
+    value = optional_secret(host, notify_secret_name(host))
+    return value.encode() if value is not None else None
 
 
 def sign(body: bytes, secret: bytes) -> str:
