@@ -297,3 +297,17 @@ def test_a_version_2_database_gains_the_notices_table_and_keeps_its_jobs(tmp_pat
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 3
     assert con.execute("SELECT name FROM sqlite_master WHERE name = 'notices'").fetchone()
+
+
+def test_a_sender_that_died_mid_send_is_replaced_after_its_lease(home, receiver):
+    """A worker killed between taking the notice and recording it: the sweep sends it once its lease is over."""
+    cli("qsub", "-h", "--notify", receiver.url, "--", "true", check=True)
+    store = _store()
+    assert store.claim_notice(1, "dead-worker", time.time() + 2, time.time())  # taken, never recorded
+    cli("qdel", "1", check=True)
+    time.sleep(1)
+    assert receiver.posts == []  # its lease still holds: nobody else may send
+    wait_until(lambda: receiver.posts, timeout=30)
+    time.sleep(1.2)
+    assert len(receiver.posts) == 1
+    assert _notice_line("1").startswith(f"notify = SENT {receiver.url} (HTTP 204, 1 attempt")

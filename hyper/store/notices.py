@@ -53,9 +53,13 @@ class SQLiteNotices:
         return dict(zip(FIELDS, row)) if row else None
 
     def open_notices(self) -> list[dict]:
+        """Open notices of jobs that ended (or that a sender holds): those of queued jobs cannot be due yet."""
+        cols = ", ".join(f"n.{f}" for f in FIELDS)
         with self._errors():
-            rows = self.con.execute(f"SELECT {', '.join(FIELDS)} FROM notices WHERE state IN ('PENDING', 'SENDING') "
-                                    "ORDER BY job").fetchall()
+            rows = self.con.execute(
+                f"SELECT {cols} FROM notices n JOIN jobs j ON j.id = n.job AND j.idx = -1 "
+                "WHERE n.state IN ('PENDING', 'SENDING') AND (n.state = 'SENDING' OR j.state IN ('SUCCEEDED', "
+                "'FAILED', 'DELETED')) ORDER BY n.job").fetchall()
         return [dict(zip(FIELDS, r)) for r in rows]
 
     def claim_notice(self, job_id: int, owner: str, lease_until: float, now: float) -> dict | None:

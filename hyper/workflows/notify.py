@@ -132,13 +132,15 @@ def post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[bool, in
 
 
 # sending ----------------------------------------------------------------------------------------------------
-def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None) -> dict | None:
+def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None, job: Job | None = None
+            ) -> dict | None:
     """Send the notice of job ``job_id`` if it ended and nobody else holds the notice; returns the record."""
     conf = settings()
-    jobs, _ = store.get_jobs([JobRef(job_id)])
-    if not jobs or not jobs[0].state.finished:
+    if job is None:
+        jobs, _ = store.get_jobs([JobRef(job_id)])
+        job = jobs[0] if jobs else None
+    if job is None or not job.state.finished:
         return None
-    job = jobs[0]
     now = time.time() if now is None else now
     notice = store.claim_notice(job_id, owner, now + conf["lease"], now)
     if notice is None:
@@ -171,16 +173,20 @@ def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None
 def sweep(store, host: Host, owner: str, now: float | None = None) -> int:
     """Send every notice that is due; returns how many notices of ended jobs are still open (to retry)."""
     now = time.time() if now is None else now
+    notices = store.open_notices()
+    found, _ = store.get_jobs([JobRef(n["job"]) for n in notices]) if notices else ([], [])
+    ended = {j.id: j for j in found if j.state.finished}  # one read for all (a batch on DynamoDB)
     waiting = 0
-    for notice in store.open_notices():
+    for notice in notices:
+        job = ended.get(notice["job"])
+        if job is None:
+            continue  # its job has not ended yet: nothing to send
         due = (notice["state"] == "PENDING" and notice["next_at"] <= now) or (
             notice["state"] == "SENDING" and (notice["lease"] or 0) < now)
         if due:
-            result = deliver(store, host, notice["job"], owner, now)
+            result = deliver(store, host, notice["job"], owner, now, job=job)
             if result is not None and result["state"] in ("SENT", "FAILED"):
                 continue
-            if result is None and notice["state"] == "PENDING" and notice["next_at"] == 0:
-                continue  # its job has not ended yet
         waiting += 1
     return waiting
 
