@@ -102,6 +102,7 @@ def test_split_runs_every_part_finalises_in_order_and_notifies_once_signed(home,
     assert (doc["job_id"], doc["state"], doc["exit_code"], doc["finalizes"], doc["parts"]) == ("2", "SUCCEEDED", 0,
                                                                                                "1[]", 10)
     assert doc["ended"] and doc["started"] and doc["submitted"]
+    assert doc["array"] == {"total": 10, "succeeded": 10, "failed": 0, "deleted": 0}
     assert _notice_line("2").startswith(f"notify = SENT {receiver.url} (HTTP 204, 1 attempt")
     assert "split = 10 parts of 100 lines from" in _full("1[]")
 

@@ -94,6 +94,7 @@ def test_split_finalise_stageout_and_signed_notice_through_s3(aws_host, tmp_path
         doc = json.loads(post["body"])
         assert (doc["job_id"], doc["state"], doc["finalizes"], doc["host"]) == ("2", "SUCCEEDED", "1[]",
                                                                                 aws_host.prefix.rstrip("-"))
+        assert doc["array"] == {"total": 10, "succeeded": 10, "failed": 0, "deleted": 0}
         assert aws_host.stream(2, None, 1) == "parts 10 succeeded 10\n"
         got = subprocess.run([str(BIN / "qget"), "2"], cwd=submit, capture_output=True, text=True, timeout=60)
         assert got.returncode == 0, got.stderr

@@ -78,20 +78,26 @@ def host_identity(host: Host) -> str:
     return host.name
 
 
-def document(job: Job, host: Host) -> dict:
+def _counts(array: Job) -> dict:
+    failed, deleted = array.array_failed, array.array_deleted
+    return {"total": array.array_total, "succeeded": max(0, array.array_done - failed - deleted), "failed": failed,
+            "deleted": deleted}
+
+
+def document(job: Job, host: Host, array: Job | None = None) -> dict:
     """What the receiver gets: who, what state, exit code, times; an array's element counts."""
     doc = {"event": "job.ended", "host": host_identity(host), "job_id": job.job_id, "id": job.id, "name": job.name,
            "user": job.user, "queue": job.queue, "state": job.state.value, "exit_code": job.exit_code,
            "reason": job.reason, "submitted": _iso(job.submitted), "started": _iso(job.started),
            "ended": _iso(job.ended)}
     if job.is_array:
-        failed, deleted = job.array_failed, job.array_deleted
-        doc["array"] = {"total": job.array_total, "succeeded": max(0, job.array_done - failed - deleted),
-                        "failed": failed, "deleted": deleted}
+        doc["array"] = _counts(job)
     final = job.spec.finalizes if job.spec else None
     if final:
         doc["finalizes"] = f"{final['array']}[]"
         doc["parts"] = final.get("parts")
+        if array is not None:  # how the parts it finalised ended
+            doc["array"] = _counts(array)
     return doc
 
 
@@ -145,7 +151,11 @@ def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None
     notice = store.claim_notice(job_id, owner, now + conf["lease"], now)
     if notice is None:
         return None
-    body = json.dumps(document(job, host), sort_keys=True).encode()
+    array = None
+    if job.spec is not None and job.spec.finalizes:
+        found, _ = store.get_jobs([JobRef(int(job.spec.finalizes["array"]))])
+        array = found[0] if found else None
+    body = json.dumps(document(job, host, array), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                DELIVERY_HEADER: f"{host_identity(host)}-{job.id}-{int((job.submitted or 0) * 1000)}"}
     error = ""
