@@ -152,3 +152,19 @@ def test_dynamodb_notice_claim_has_one_winner_and_its_outcome_leaves_the_open_se
     assert store.open_notices() == []
     notice = store.get_notice(job.id)
     assert (notice["state"], notice["status"], notice["attempts"]) == ("SENT", 204, 1)
+
+
+def test_a_split_on_a_host_without_its_bucket_names_the_fix_and_stores_nothing(home, moto_endpoint, tmp_path):
+    host = AwsHost(home, moto_endpoint, "wfnobucket-")  # its main stack (and so its bucket) never deployed
+    try:
+        (tmp_path / "in.txt").write_text("1\n2\n")
+        done = cli("qsub", "-q", "q", "-d", "d", "--split", "in.txt", "--parts", "2", "--", "true")
+        assert done.returncode != 0
+        assert done.stderr.splitlines() == [
+            "qsub: the host's bucket wfnobucket-data-123456789012 does not exist (region us-east-1 at "
+            f"{moto_endpoint}) (an admin creates it by redeploying the main region: hyper regions update-region "
+            "us-east-1)"]
+        assert host.job(1) is None
+        assert not any((home / "hosts" / "t" / "scratch").rglob("part-*"))
+    finally:
+        host.stop()

@@ -50,15 +50,19 @@ def upload(host: Host, path: str | os.PathLike, key: str) -> None:
 
     bucket = bucket_name(host)
     try:
-        with aws.aws_errors(host, "s3", f"upload {path} to s3://{bucket}/{key}"):
-            _client(host).upload_file(str(path), bucket, key)
-    except boto3.exceptions.S3UploadFailedError as exc:
+        client = _client(host)
+        client.upload_file(str(path), bucket, key)
+    except boto3.exceptions.S3UploadFailedError as exc:  # (boto3's transfer wraps the ClientError in this)
         if "NoSuchBucket" in str(exc):
             raise HyperError(f"the host's bucket {bucket} does not exist ({aws.where_text(host)})",
                              "an admin creates it by redeploying the main region: hyper regions update-region "
                              f"{host.main_region or 'MAIN'}") from None
         raise HyperError(f"upload of {path} to s3://{bucket}/{key} failed: {' '.join(str(exc).split())}",
                          "check the host's credentials and the bucket") from None
+    except HyperError:
+        raise
+    except Exception as exc:
+        raise aws.translate(exc, host, "s3", f"upload {path} to s3://{bucket}/{key}") from None
 
 
 def download(host: Host, key: str, path: str | os.PathLike) -> None:

@@ -58,6 +58,17 @@ def _read_script(path: str) -> str:
         raise UsageError(f"finaliser script {path} is not readable", f"chmod u+r {path}") from None
 
 
+def _quietly(undo, *args) -> None:
+    """Undo what a failed submission wrote; a failing undo must not hide why the submission failed (the
+    bucket's lifecycle rule, or the local retention sweep, removes what is left)."""
+    from hyper.errors import HyperError
+
+    try:
+        undo(*args)
+    except (HyperError, OSError):
+        pass
+
+
 def submit_workflow(ctx, d, opts: WorkflowOptions, *, script, command, script_name: str, submit_env: dict,
                     cwd: str, user: str, sweep, retry_on_exit: bool) -> Submitted:
     from hyper.parsing.arrays import parse_array
@@ -137,9 +148,8 @@ def submit_workflow(ctx, d, opts: WorkflowOptions, *, script, command, script_na
             (area.path(parts_prefix) / ".job").write_text(" ".join(str(j.id) for j in submitted) + "\n")
     except BaseException:
         if submitted:
-            svc.delete_jobs(ctx, [JobRef(j.id, None, j.is_array) for j in submitted])
-        area.delete(parts_prefix)
-        area.delete(f"stage/{token}")
-        area.delete(f"stage/{token}f")
+            _quietly(svc.delete_jobs, ctx, [JobRef(j.id, None, j.is_array) for j in submitted])
+        for prefix in (parts_prefix, f"stage/{token}", f"stage/{token}f"):
+            _quietly(area.delete, prefix)
         raise
     return Submitted(jobs=all_jobs[:1] if opts.finalize else all_jobs, all_jobs=all_jobs, notes=notes)
