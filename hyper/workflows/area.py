@@ -88,8 +88,8 @@ class S3Area:
     def delete(self, prefix: str) -> None:
         from hyper.aws import s3
 
+        shutil.rmtree(self._scratch / prefix, ignore_errors=True)  # first: the bucket may be what failed
         s3.delete_prefix(self.host, prefix)
-        shutil.rmtree(self._scratch / prefix, ignore_errors=True)
 
     def url(self, key: str) -> str:
         from hyper.aws import s3
