@@ -312,3 +312,20 @@ def test_a_sender_that_died_mid_send_is_replaced_after_its_lease(home, receiver)
     time.sleep(1.2)
     assert len(receiver.posts) == 1
     assert _notice_line("1").startswith(f"notify = SENT {receiver.url} (HTTP 204, 1 attempt")
+
+
+def test_inputs_that_take_long_keep_the_lease_and_a_deleted_job_does_not_start():
+    from hyper.states import JobState
+    from hyper.workflows.hooks import with_lease
+
+    renewals = []
+
+    def check(state=JobState.RUNNING):
+        renewals.append(time.monotonic())
+        return state
+
+    assert with_lease(lambda: (time.sleep(0.5), {"A": "1"})[1], check, 0.05) == {"A": "1"}
+    assert len(renewals) >= 3  # renewed while the "download" ran
+    assert with_lease(lambda: (time.sleep(0.2), {"A": "1"})[1], lambda: JobState.DELETED, 0.05) is None
+    with pytest.raises(ValueError):
+        with_lease(lambda: int("x"), check, 0.05)

@@ -249,7 +249,10 @@ class BatchScheduler:
             report.requeued = len(self.store.requeue_expired(now))
             from hyper.workflows.hooks import sweep as workflow_sweep  # notices nobody sent: qdel, lost workers
 
-            workflow_sweep(self.store, self.host, f"scheduler-{os.getpid()}", now)
+            try:
+                workflow_sweep(self.store, self.host, f"scheduler-{os.getpid()}", now)
+            except HyperError as exc:  # (each notice's own failures are recorded on it; this is the store)
+                report.problems.append(problem(f"completion notices: {exc.message}", exc.hint))
         backlog = self.store.backlog()
         if not backlog:
             return report

@@ -118,27 +118,32 @@ class Worker:
 
     def _run_job(self, job: Job, definition: Definition) -> None:
         check_every = min(1.0, self.lease / 4)
-        shipper = self._shipper(job)
 
         def check():
             return self.store.heartbeat(job, self.id, time.time() + self.lease)
-
-        def on_start(pid: int) -> None:
-            if shipper is not None:
-                shipper.start()  # the files are open (truncated) and the job runs: tail them from here
-            self.store.set_pid(job, self.id, pid)
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
                                      or job.spec.notify):
             from hyper.workflows import hooks  # parts, finaliser inputs, staging, notices
 
-            try:
-                extra_env = {**extra_env, **hooks.before_job(self.store, self.host, job, self.workdir, self.logs_dir)}
+            try:  # downloads may outlast the lease: it is renewed meanwhile
+                env = hooks.with_lease(lambda: hooks.before_job(self.store, self.host, job, self.workdir,
+                                                                self.logs_dir), check, check_every)
             except HyperError as exc:  # never start a job without its inputs; say why in its record
                 state = self.store.finish(job, self.id, EXITED, 1, f"inputs: {exc.message}", time.time())
                 hooks.job_ended(self.store, self.host, job, state, self.id)
                 return
+            if env is None:
+                return  # deleted or taken over while its inputs arrived: the store says what happened
+            extra_env = {**extra_env, **env}
+        shipper = self._shipper(job)
+
+        def on_start(pid: int) -> None:
+            if shipper is not None:
+                shipper.start()  # the files are open (truncated) and the job runs: tail them from here
+            self.store.set_pid(job, self.id, pid)
+
         try:
             outcome: Outcome = run_attempt(
                 job, definition, self.workdir, self.logs_dir, check=check, check_every=check_every,

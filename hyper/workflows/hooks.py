@@ -47,6 +47,37 @@ def output_key(array_id: int, index: int) -> str:
     return f"outputs/{array_id}/{index}.out"
 
 
+def with_lease(work, check, every: float):
+    """Run ``work()`` in a thread while renewing the job's lease with ``check()`` every ``every`` seconds.
+
+    Returns what ``work`` returned, or None when the job was deleted or lost to another worker meanwhile (its
+    inputs are then not used); re-raises what ``work`` raised."""
+    import threading
+
+    from hyper.states import JobState
+
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="hyper-job-inputs", daemon=True)
+    thread.start()
+    alive = True
+    while True:
+        thread.join(every)
+        if not thread.is_alive():
+            break
+        state = check()
+        alive = alive and state is not None and state is not JobState.DELETED
+    if "error" in box:
+        raise box["error"]
+    return box.get("value") if alive else None
+
+
 def before_job(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
     spec = job.spec
     if not (spec.split or spec.finalizes or spec.stagein):
