@@ -185,14 +185,20 @@ def test_an_element_whose_part_is_gone_fails_with_the_reason_and_parts_expire(ho
     wait_until(lambda: not part.exists(), timeout=30)  # ended, retention 0: the agent's sweep removes them
 
 
-def test_afterok_finaliser_does_not_run_when_a_part_fails(home, tmp_path):
+def test_afterok_finaliser_does_not_run_when_a_part_fails_and_the_notice_says_so(home, tmp_path, receiver):
     (tmp_path / "in.txt").write_text("1\n2\nboom\n")
     (tmp_path / "final.sh").write_text(FINAL)
     (tmp_path / "part.sh").write_text('#!/bin/sh\ngrep -q boom "$HYPER_PART_FILE" && exit 3\ncat "$HYPER_PART_FILE"\n')
     cli("qsub", "--split", "in.txt", "--parts", "3", "--finalize", "final.sh", "--finalize-after", "afterok",
-        "part.sh", check=True)
-    wait_until(lambda: "dependency can never be satisfied" in _full("2"), timeout=60)
+        "--notify", receiver.url, "part.sh", check=True)
+    wait_until(lambda: receiver.posts, timeout=60)  # the receiver is not left waiting for a finaliser that never runs
+    doc = receiver.documents()[0]
+    assert (doc["event"], doc["job_id"], doc["state"]) == ("job.blocked", "2", "HELD")
+    assert doc["reason"] == "dependency can never be satisfied: afterok:1 ended FAILED"
+    assert doc["array"] == {"total": 3, "succeeded": 2, "failed": 1, "deleted": 0}
     assert not (home / "local" / "logs" / "2.out").exists()
+    time.sleep(1.2)
+    assert len(receiver.posts) == 1
 
 
 def test_local_staging_copies_in_before_and_out_after(home, tmp_path):

@@ -53,13 +53,14 @@ class SQLiteNotices:
         return dict(zip(FIELDS, row)) if row else None
 
     def open_notices(self) -> list[dict]:
-        """Open notices of jobs that ended (or that a sender holds): those of queued jobs cannot be due yet."""
+        """Open notices of jobs that ended or can never run (or that a sender holds): others cannot be due yet."""
         cols = ", ".join(f"n.{f}" for f in FIELDS)
         with self._errors():
             rows = self.con.execute(
                 f"SELECT {cols} FROM notices n JOIN jobs j ON j.id = n.job AND j.idx = -1 "
                 "WHERE n.state IN ('PENDING', 'SENDING') AND (n.state = 'SENDING' OR j.state IN ('SUCCEEDED', "
-                "'FAILED', 'DELETED')) ORDER BY n.job").fetchall()
+                "'FAILED', 'DELETED') OR (j.state = 'HELD' AND j.reason LIKE 'dependency can never be satisfied%')) "
+                "ORDER BY n.job").fetchall()
         return [dict(zip(FIELDS, r)) for r in rows]
 
     def claim_notice(self, job_id: int, owner: str, lease_until: float, now: float) -> dict | None:

@@ -1,5 +1,9 @@
 """Completion notices: one signed JSON POST when a job or an array ends (``qsub --notify URL``).
 
+A job that can never run (held by a dependency that can never be satisfied, e.g. an ``afterok`` finaliser
+whose parts failed) counts as over: its notice says ``"event": "job.blocked"``, state HELD, and why, so a
+receiver never waits forever for a workflow that will not finish (the seed's watcher hung on a failed job).
+
 Exactly once per end, never lost silently: the notice's record (hyper/store/notices.py) is written with the
 job; whoever sees the end (the worker that finished the job or its array's last element, or the sweep of the
 local agent / aws scheduler) takes it with a conditional update, POSTs, and records the outcome. A failed
@@ -64,6 +68,19 @@ def check_url(url: str) -> str | None:
     return None
 
 
+BLOCKED = "dependency can never be satisfied"  # hyper/dependencies.py words it so for every store
+
+
+def can_never_run(job: Job) -> bool:
+    """Held for good: an afterok finaliser whose parts failed will never run, so it will never end either."""
+    return job.state.value == "HELD" and job.reason.startswith(BLOCKED)
+
+
+def is_over(job: Job) -> bool:
+    """When a notice is due: the job ended, or it can never run (its receiver must not wait forever)."""
+    return job.state.finished or can_never_run(job)
+
+
 # the document ------------------------------------------------------------------------------------------------
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
@@ -86,7 +103,7 @@ def _counts(array: Job) -> dict:
 
 def document(job: Job, host: Host, array: Job | None = None) -> dict:
     """What the receiver gets: who, what state, exit code, times; an array's element counts."""
-    doc = {"event": "job.ended", "host": host_identity(host), "job_id": job.job_id, "id": job.id, "name": job.name,
+    doc = {"event": "job.blocked" if can_never_run(job) else "job.ended", "host": host_identity(host), "job_id": job.job_id, "id": job.id, "name": job.name,
            "user": job.user, "queue": job.queue, "state": job.state.value, "exit_code": job.exit_code,
            "reason": job.reason, "submitted": _iso(job.submitted), "started": _iso(job.started),
            "ended": _iso(job.ended)}
@@ -145,7 +162,7 @@ def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None
     if job is None:
         jobs, _ = store.get_jobs([JobRef(job_id)])
         job = jobs[0] if jobs else None
-    if job is None or not job.state.finished:
+    if job is None or not is_over(job):
         return None
     now = time.time() if now is None else now
     notice = store.claim_notice(job_id, owner, now + conf["lease"], now)
@@ -185,7 +202,7 @@ def sweep(store, host: Host, owner: str, now: float | None = None) -> int:
     now = time.time() if now is None else now
     notices = store.open_notices()
     found, _ = store.get_jobs([JobRef(n["job"]) for n in notices]) if notices else ([], [])
-    ended = {j.id: j for j in found if j.state.finished}  # one read for all (a batch on DynamoDB)
+    ended = {j.id: j for j in found if is_over(j)}  # one read for all (a batch on DynamoDB)
     waiting = 0
     for notice in notices:
         job = ended.get(notice["job"])
