@@ -335,3 +335,10 @@ def test_inputs_that_take_long_keep_the_lease_and_a_deleted_job_does_not_start()
     assert with_lease(lambda: (time.sleep(0.2), {"A": "1"})[1], lambda: JobState.DELETED, 0.05) is None
     with pytest.raises(ValueError):
         with_lease(lambda: int("x"), check, 0.05)
+
+
+def test_a_finaliser_of_a_stepped_array_gets_every_element_output_in_index_order(home, tmp_path):
+    (tmp_path / "f.sh").write_text('#!/bin/sh\ncat $(cat "$HYPER_PART_OUTPUTS")\necho "of $HYPER_PARTS"\n')
+    cli("qsub", "--wait", "-J", "0-8:2", "--finalize", "f.sh", "--", "sh", "-c", "echo part $HYPER_ARRAY_INDEX",
+        check=True)
+    assert (home / "local" / "logs" / "2.out").read_text() == "part 0\npart 2\npart 4\npart 6\npart 8\nof 5\n"

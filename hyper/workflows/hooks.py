@@ -120,7 +120,8 @@ def _finaliser_inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path
 
     final = job.spec.finalizes
     array_id, parts = int(final["array"]), int(final["parts"])
-    found, _ = store.get_jobs([JobRef(array_id, parse_array(f"1-{parts}"), False)])
+    indices = parse_array(final.get("indices") or f"1-{parts}")  # a split's 1..N, or the -J array's own
+    found, _ = store.get_jobs([JobRef(array_id, indices, False)])
     private = _private(workdir, job)
     private.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -107,7 +107,7 @@ def submit_workflow(ctx, d, opts: WorkflowOptions, *, script, command, script_na
         final_ins, final_outs = staging.prepare(final_d.stagein, final_d.stageout, cwd, area, token + "f")
 
     # 2. write files, then jobs; undo on failure -------------------------------------------------------------
-    workflow: dict = {"stagein": ins, "stageout": outs, "stage": f"stage/{token}"}
+    workflow: dict = {"stagein": ins, "stageout": outs, "stage": f"stage/{token}"} if ins or outs else {}
     parts_prefix = f"parts/{token}"
     submitted: list[Job] = []
     try:
@@ -134,10 +134,11 @@ def submit_workflow(ctx, d, opts: WorkflowOptions, *, script, command, script_na
                                       final_d)
             fd.name = final_d.name or f"{array.name}.final"
             fd.depend = [Dependency(opts.finalize_after, JobRef(array.id, None, True))]
-            final_wf = {"stagein": final_ins, "stageout": final_outs, "stage": f"stage/{token}f",
-                        "notify": opts.notify,
-                        "finalizes": {"array": array.id, "parts": array.array_total, "indices": array.array,
-                                      "when": opts.finalize_after}}
+            final_wf = {"stagein": final_ins, "stageout": final_outs, "stage": f"stage/{token}f"} if (
+                final_ins or final_outs) else {}
+            final_wf.update({"notify": opts.notify,
+                             "finalizes": {"array": array.id, "parts": array.array_total, "indices": array.array,
+                                           "when": opts.finalize_after}})
             final_jobs = svc.submit(ctx, fd, script=final_text, command=None, script_name=opts.finalize,
                                     submit_env=submit_env, cwd=cwd, user=user, retry_on_exit=retry_on_exit,
                                     workflow=final_wf)
