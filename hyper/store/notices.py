@@ -91,13 +91,15 @@ class DynamoNotices:
 
     def _notice_items(self, jobs, now: float) -> list[tuple[str, dict]]:
         """Put requests for submit's batch: written before the job items, so no job exists without its notice."""
-        from hyper.store.dynamodb import _item
+        from hyper.store.dynamodb import SPEC_TTL, _item
 
         out = []
         for job in jobs:
             if job.spec is not None and job.spec.notify:
+                # expires long after any job could end, like dependency edges: a submission whose job items
+                # were never written (throttled) leaves no notice behind for ever
                 body = {**new_notice(job.id, job.spec.notify, now), "pk": self._notice_key(job.id)["pk"]["S"],
-                        "sk": str(job.id)}
+                        "sk": str(job.id), "expires": int(now + SPEC_TTL)}
                 out.append((self.meta, {"PutRequest": {"Item": _item(body)}}))
         return out
 
