@@ -2,8 +2,8 @@
 
 Streaming: the file is read line by line (one line in memory at a time, never the whole file), once to count
 lines when ``--parts K`` needs the count, and once to write the parts. Each finished part goes to the host's
-area (a rename under the local data directory, or an upload to S3 and the local copy removed), so a split
-needs at most one part of scratch space. Parts are ``part-000001`` ... matching array indices 1..N.
+area (a rename under the local data directory, or an upload to S3 and the local copy removed; four uploads
+run while the next parts are written), so a split needs at most a few parts of scratch space. Parts are ``part-000001`` ... matching array indices 1..N.
 """
 
 from __future__ import annotations
@@ -65,9 +65,40 @@ def plan(path: str, lines_per_part: int | None, parts: int | None) -> tuple[Path
     return source, lines_per_part, count
 
 
+class _Uploads:
+    """Parts go to S3 a few at a time while the next ones are written (bounded: at most ``window`` parts wait
+    on local disk); into the local area they are renames, done at once."""
+
+    def __init__(self, area, window: int = 8):
+        self.area, self.window, self.pending = area, window, []
+        self.pool = None
+        if area.kind == "s3":
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hyper-parts")
+
+    def put(self, path: Path, key: str) -> None:
+        if self.pool is None:
+            self.area.put(path, key, move=True)
+            return
+        self.pending.append(self.pool.submit(self.area.put, path, key, move=True))
+        while len(self.pending) >= self.window:
+            self.pending.pop(0).result()  # re-raises an upload's failure here
+
+    def finish(self) -> None:
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pending = []
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+
 def write_parts(source: Path, lines_per_part: int, area, prefix: str) -> int:
     """Write the parts to ``area`` under ``prefix``; returns how many were written."""
     index, out, written, scratch = 0, None, 0, None
+    uploads = _Uploads(area)
     try:
         with open(source, "rb") as fh:
             for line in fh:
@@ -81,12 +112,13 @@ def write_parts(source: Path, lines_per_part: int, area, prefix: str) -> int:
                 if written == lines_per_part:
                     out.close()
                     out = None
-                    area.put(scratch, f"{prefix}/{part_name(index)}", move=True)
+                    uploads.put(scratch, f"{prefix}/{part_name(index)}")
         if out is not None:
             out.close()
             out = None
-            area.put(scratch, f"{prefix}/{part_name(index)}", move=True)
+            uploads.put(scratch, f"{prefix}/{part_name(index)}")
     finally:
         if out is not None:
             out.close()
+        uploads.finish()
     return index
