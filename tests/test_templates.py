@@ -193,6 +193,20 @@ def test_main_stack_log_group_retention():
     assert not any(v["Type"] == "AWS::DynamoDB::Table" for v in t["Resources"].values())
 
 
+def test_main_stack_data_bucket_is_encrypted_private_and_expires_with_the_jobs():
+    """moto's CloudFormation ignores LifecycleConfiguration, so the rule is checked in the template itself."""
+    bucket = templates.render_main_stack(PROD, retention_days=45)["Resources"]["Bucket"]
+    props = bucket["Properties"]
+    assert props["BucketName"] == {"Fn::Sub": "hyper-prod-data-${AWS::AccountId}"}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"}
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"], rule["AbortIncompleteMultipartUpload"]) == (
+        "Enabled", 45, {"DaysAfterInitiation": 1})
+    assert bucket["DeletionPolicy"] == "Retain"  # CloudFormation cannot delete a bucket that holds objects
+
+
 # ---------------------------------------------------------------- two hosts never collide
 
 
