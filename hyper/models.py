@@ -127,6 +127,14 @@ class JobSpec(Record):
     memory_mib: int | None = None
     gpus: int | None = None
     host: str = "local"
+    # data-parallel workflows (hyper/workflows): where an array's parts are, the array a finaliser closes,
+    # files copied in and out through the host's staging area, and who is told when the job ends
+    split: dict | None = None  # {"area": "file"|"s3", "location": dir or key prefix, "parts": N, "source": name}
+    finalizes: dict | None = None  # {"array": id, "parts": N, "split": {...} or None, "when": "afterany"}
+    stagein: list[dict] = field(default_factory=list)  # {"job": path in the work dir, "src": submit path, "key": ..}
+    stageout: list[dict] = field(default_factory=list)  # {"job": path in the work dir, "dest": submit path}
+    stage: str | None = None  # the staging area's location for this job (dir or key prefix)
+    notify: str | None = None  # URL to POST the end-of-job document to
 
 
 @dataclass
@@ -158,6 +166,7 @@ class Job(Record):
     array_done: int = 0  # elements finished (incl. deleted before start)
     array_failed: int = 0
     array_running: int = 0
+    array_deleted: int = 0  # elements deleted (before or while running)
     depends: list[str] = field(default_factory=list)  # "afterok:12" as submitted
 
     @property

@@ -27,6 +27,10 @@ def qdel(
     refs = parse_job_ids(job_ids)  # every id must parse before anything is deleted
     ctx = open_context(host)
     results = svc.delete_jobs(ctx, refs)
+    if ctx.host.type == "local" and any(r.ok for r in results) and ctx.store.open_notices():
+        from qcmds.common import wake_agent  # its sweep sends the notices of what was just deleted
+
+        wake_agent(ctx)
     code = 0
     for r in results:
         if not r.ok:

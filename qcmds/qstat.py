@@ -48,7 +48,8 @@ def full_record(job, extra: dict | None = None) -> dict:
         if spec.get(key) not in (None, "", []):
             data[key] = spec[key]
     if not job.is_array:
-        for key in ("array", "array_total", "array_started", "array_done", "array_failed", "array_running"):
+        for key in ("array", "array_total", "array_started", "array_done", "array_failed", "array_running",
+                    "array_deleted"):
             data.pop(key, None)
     data.update(extra or {})
     return {k: v for k, v in data.items() if v not in (None, "", [])}
@@ -133,6 +134,12 @@ def qstat(
         sys.stdout.write("".join(f"{j.job_id}\n" for j in found))
     elif full:
         details = aws_details(ctx, found)
+        if any(j.spec is not None and (j.spec.notify or j.spec.split or j.spec.finalizes or j.spec.stagein
+                                       or j.spec.stageout) for j in found):
+            from hyper.workflows.display import workflow_details  # notice outcome, parts, finaliser, staging
+
+            for job_id, extra in workflow_details(ctx, found).items():
+                details.setdefault(job_id, {}).update(extra)
         records = [full_record(j, details.get(j.job_id)) for j in found]
         if fmt == "table":
             print_full(records)

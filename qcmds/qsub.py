@@ -54,6 +54,15 @@ def qsub(
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="JSON-lines file: one job per line, {key} substituted.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job and exit with its exit code.")] = False,
     quiet: Annotated[bool, typer.Option("-z", "--quiet", help="Do not print the job id.")] = False,
+    split: Annotated[Optional[str], typer.Option("--split", help="Input file: one array element per part.")] = None,
+    lines_per_part: Annotated[Optional[int], typer.Option("--lines-per-part", help="Lines per part.")] = None,
+    parts: Annotated[Optional[int], typer.Option("--parts", help="Number of --split parts.")] = None,
+    finalize: Annotated[Optional[str], typer.Option("--finalize",
+                                                    help="Script run after the array ($HYPER_PART_OUTPUTS).")] = None,
+    finalize_after: Annotated[str, typer.Option("--finalize-after", help="afterany | afterok.")] = "afterany",
+    notify: Annotated[Optional[str], typer.Option("--notify", help="URL to POST to when the job ends.")] = None,
+    stagein: Annotated[Optional[List[str]], typer.Option("--stagein", help="EXEC_PATH@HOST:SUBMIT_PATH.")] = None,
+    stageout: Annotated[Optional[List[str]], typer.Option("--stageout", help="EXEC_PATH@HOST:SUBMIT_PATH.")] = None,
     deferred: Annotated[Optional[str], typer.Option("-a", hidden=True)] = None,
     host: HostOption = None,
 ) -> None:
@@ -126,13 +135,28 @@ def qsub(
         cli.retries = retries
     if chdir is not None:
         cli.chdir = chdir
+    cli.stagein += stagein or []
+    cli.stageout += stageout or []
     merged = svc.merge_directives(from_script, cli)
     params = svc.load_sweep(sweep) if sweep else None
 
     ctx = open_context(host)
-    jobs = svc.submit(ctx, merged, script=script_text, command=command, script_name=script_name,
-                      submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser(), sweep=params,
-                      retry_on_exit=retry_on_exit)
+    waited = None
+    if (split or finalize or notify or merged.stagein or merged.stageout
+            or lines_per_part is not None or parts is not None):
+        from hyper.workflows.submit import WorkflowOptions, submit_workflow  # only then: qsub's cold start
+
+        wf = WorkflowOptions(split, lines_per_part, parts, finalize, finalize_after, notify)
+        done = submit_workflow(ctx, merged, wf, script=script_text, command=command, script_name=script_name,
+                               submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser(), sweep=params,
+                               retry_on_exit=retry_on_exit)
+        jobs, waited = done.jobs, done.all_jobs
+        for note in done.notes:
+            sys.stderr.write(f"qsub: note: {note}\n")
+    else:
+        jobs = svc.submit(ctx, merged, script=script_text, command=command, script_name=script_name,
+                          submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser(), sweep=params,
+                          retry_on_exit=retry_on_exit)
     if any(j.state is not JobState.HELD for j in jobs):  # held jobs wait for qrls or their dependencies
         wake_agent(ctx)
     if merged.ignored:
@@ -141,7 +165,7 @@ def qsub(
         sys.stdout.write("".join(f"{j.job_id}\n" for j in jobs))
         sys.stdout.flush()
     if wait:
-        raise typer.Exit(svc.wait_for(ctx, jobs))
+        raise typer.Exit(svc.wait_for(ctx, waited or jobs))
 
 
 def main() -> None:

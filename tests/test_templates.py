@@ -147,6 +147,10 @@ def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():
         "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/hyper-prod-meta/index/*",
         "arn:${AWS::Partition}:logs:us-east-1:${AWS::AccountId}:log-group:/hyper/hyper-prod",
         "arn:${AWS::Partition}:logs:us-east-1:${AWS::AccountId}:log-group:/hyper/hyper-prod:*",
+        "arn:${AWS::Partition}:secretsmanager:us-east-1:${AWS::AccountId}:secret:hyper-prod-notify-*",
+        # the host's data bucket (split parts, staged files): objects, and listing the bucket
+        "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}",
+        "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}/*",
     ]
     actions = {a for s in statements for a in s["Action"]}
     assert all("*" not in a for a in actions)
@@ -187,6 +191,20 @@ def test_main_stack_log_group_retention():
     assert templates.render_main_stack(PROD, retention_days=45)["Resources"]["LogGroup"]["Properties"][
         "RetentionInDays"] == 60  # CloudWatch's next allowed value
     assert not any(v["Type"] == "AWS::DynamoDB::Table" for v in t["Resources"].values())
+
+
+def test_main_stack_data_bucket_is_encrypted_private_and_expires_with_the_jobs():
+    """moto's CloudFormation ignores LifecycleConfiguration, so the rule is checked in the template itself."""
+    bucket = templates.render_main_stack(PROD, retention_days=45)["Resources"]["Bucket"]
+    props = bucket["Properties"]
+    assert props["BucketName"] == {"Fn::Sub": "hyper-prod-data-${AWS::AccountId}"}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"}
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"], rule["AbortIncompleteMultipartUpload"]) == (
+        "Enabled", 45, {"DaysAfterInitiation": 1})
+    assert bucket["DeletionPolicy"] == "Retain"  # CloudFormation cannot delete a bucket that holds objects
 
 
 # ---------------------------------------------------------------- two hosts never collide
@@ -401,7 +419,9 @@ def test_policies_are_least_privilege_and_scoped_to_the_host():
         assert not actions_of(policy) & {"dynamodb:DeleteItem", "dynamodb:CreateTable", "dynamodb:Scan",
                                          "dynamodb:DeleteTable"}
         for statement in policy["Statement"]:
-            assert all(r.startswith("arn:aws:") and ":123456789012:" in r for r in statement["Resource"])
+            # S3 ARNs carry no account field: the host's bucket is named with the account instead
+            assert all(r.startswith("arn:aws:") and (":123456789012:" in r or r.startswith("arn:aws:s3:::")
+                                                     and "-data-123456789012" in r) for r in statement["Resource"])
             assert all("hyper-prod" in r for r in statement["Resource"])
     assert "logs:PutLogEvents" not in actions_of(user) and "logs:GetLogEvents" not in actions_of(worker)
     admin = iam.render_policy(PROD, "admin", account="123456789012")

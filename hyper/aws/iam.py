@@ -108,12 +108,40 @@ def _statement(sid: str, actions: list[str], resources: list[str] | str, conditi
     return body
 
 
+def bucket_arn(host: Host, partition: str, account: str) -> str:
+    from hyper.aws.s3 import bucket_stem
+
+    return f"arn:{partition}:s3:::{bucket_stem(host)}{account}"
+
+
+def bucket_resources(host: Host, partition: str, account: str) -> list[str]:
+    """The bucket and its objects in one list: object actions apply to the one, ListBucket to the other, and
+    one statement for both keeps the admin policy (which holds these too) under IAM's 6,144 characters."""
+    bucket = bucket_arn(host, partition, account)
+    return [bucket, f"{bucket}/*"]
+
+
+def bucket_statements(host: Host, partition: str, account: str) -> list[dict]:
+    """Parts, staged files and part outputs in the host's bucket (hyper/aws/s3.py): objects and listing."""
+    return [_statement("HostBucket", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                       bucket_resources(host, partition, account))]
+
+
+def notify_secret_statement(host: Host, partition: str, account: str) -> dict:
+    """Senders of completion notices read the host's signing key (hyper/aws/secrets.py), nothing else."""
+    from hyper.aws.secrets import notify_secret_name
+
+    arn = f"arn:{partition}:secretsmanager:{main_region(host)}:{account}:secret:{notify_secret_name(host)}-*"
+    return _statement("NotifyKey", ["secretsmanager:GetSecretValue"], [arn])
+
+
 def worker_statements(host: Host, partition: str, account: str) -> list[dict]:
     """What a worker container does: claim, heartbeat, finish jobs; write job output to the log group."""
     return [
         _statement("HostTables", ITEM_READ + ITEM_WRITE, table_arns(host, partition, account)),
         _statement("HostLogGroup", LOG_WRITE, log_group_arns(host, partition, account)),
-    ]
+        notify_secret_statement(host, partition, account),
+    ] + bucket_statements(host, partition, account)
 
 
 def user_statements(host: Host, partition: str, account: str) -> list[dict]:
@@ -121,11 +149,12 @@ def user_statements(host: Host, partition: str, account: str) -> list[dict]:
     return [
         _statement("HostTables", ITEM_READ + ITEM_WRITE, table_arns(host, partition, account)),
         _statement("HostLogGroup", LOG_READ, log_group_arns(host, partition, account)),
-    ]
+    ] + bucket_statements(host, partition, account)
 
 
 def scheduler_statements(host: Host, partition: str, account: str) -> list[dict]:
     return user_statements(host, partition, account) + [
+        notify_secret_statement(host, partition, account),  # the sweep sends notices nobody else sent
         _statement("HostMetaPrune", ["dynamodb:DeleteItem"], [meta_table_arn(host, partition, account)]),
         _statement("HostBatch", ["batch:SubmitJob", "batch:TagResource"], [batch_arn(host, partition, account)]),
         # Batch job ids are random: only the host's own workers (SubmitJob tags them hyper:prefix) may be stopped
@@ -147,7 +176,9 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
     profiles = f"arn:{partition}:iam::{account}:instance-profile/{p}*"
     repos = f"arn:{partition}:ecr:*:{account}:repository/{p.lower()}*"
     log_groups = log_group_arns(host, partition, account)
-    return scheduler_statements(host, partition, account) + [
+    # the notice signing key is the scheduler role's and the workers': the admin policy has no room left for it
+    scheduler = [st for st in scheduler_statements(host, partition, account) if st["Sid"] != "NotifyKey"]
+    return scheduler + [
         _statement("HostTables", ["dynamodb:CreateTable", "dynamodb:DeleteTable", "dynamodb:UpdateTable",
                                   "dynamodb:DescribeTimeToLive", "dynamodb:UpdateTimeToLive",
                                   "dynamodb:TagResource", "dynamodb:ListTagsOfResource"],
@@ -183,6 +214,10 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
         _statement("HostLogGroup", ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy",
                                     "logs:DeleteRetentionPolicy", "logs:TagResource", "logs:TagLogGroup",
                                     "logs:ListTagsForResource"], log_groups),
+        # the main stack's data bucket (templates.data_bucket; retained when the stack goes: no DeleteBucket)
+        _statement("HostBucket", ["s3:CreateBucket", "s3:PutEncryptionConfiguration", "s3:PutBucketTagging",
+                                  "s3:PutLifecycleConfiguration", "s3:PutBucketPublicAccessBlock"],
+                   bucket_resources(host, partition, account)),
         _statement("HostRepositories", ["ecr:CreateRepository", "ecr:DeleteRepository", "ecr:DescribeRepositories",
                                         "ecr:DescribeImages", "ecr:TagResource", "ecr:PutImage",
                                         "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",

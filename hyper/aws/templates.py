@@ -12,7 +12,7 @@ tests lint every variant with cfn-lint. Three stacks per host (names from ``hype
 * ``<prefix>cluster-<name>`` per cluster and region (``render_cluster_stack``): one managed Batch compute
   environment (EC2 or SPOT, per-region overrides applied) and the job queue the scheduler submits to; GPU
   clusters get a launch template with the ECS GPU-optimised AMI (from AWS's public SSM parameter).
-* ``<prefix>main`` in the main region (``render_main_stack``): the host's log group. The tables are made by
+* ``<prefix>main`` in the main region (``render_main_stack``): the host's log group and data bucket. The tables are made by
   ``hyper hosts create-host`` (``hyper.aws.tables``), not here.
 
 Job definitions are not a stack: ``render_job_definition`` gives the RegisterJobDefinition request, which
@@ -527,7 +527,28 @@ def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
     resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
         "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
     outputs = {"LogGroupName": {"Value": {"Ref": "LogGroup"}}}
-    return _template(f"hyper host {host.name}: log group (main region {host.main_region})", resources, outputs)
+    resources["Bucket"], outputs["BucketName"] = data_bucket(host, days), {"Value": {"Ref": "Bucket"}}
+    return _template(f"hyper host {host.name}: log group and data bucket (main region {host.main_region})",
+                     resources, outputs)
+
+
+def data_bucket(host: Host, days: int) -> dict:
+    """The host's bucket (split parts, staged files, part outputs: hyper/aws/s3.py): encrypted, private, and
+    every object expires with the finished jobs it belongs to (the host's retention). Retained when the stack
+    is deleted: CloudFormation cannot delete a bucket that still holds objects (the stack would end
+    DELETE_FAILED); the lifecycle rule empties it, and ``aws s3 rb`` removes it."""
+    from hyper.aws.s3 import bucket_stem
+
+    return {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain", "Properties": {
+        "BucketName": {"Fn::Sub": bucket_stem(host) + "${AWS::AccountId}"},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "LifecycleConfiguration": {"Rules": [{"Id": "expire-with-jobs", "Status": "Enabled", "Prefix": "",
+                                              "ExpirationInDays": days,
+                                              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]},
+        "Tags": _tags(f"{names.prefix(host)}data")}}
 
 
 # job definitions ---------------------------------------------------------------------------------------------

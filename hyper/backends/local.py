@@ -14,11 +14,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 from hyper.config import Host, Settings
+from hyper.errors import HyperError
 from hyper.models import Job
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker.runner import kill_group
@@ -154,10 +156,11 @@ class LocalAgent:
                 for job in self.store.requeue_expired(now, kill_orphan):
                     log(f"job {job.job_id}: lease expired on worker {job.worker}; now {job.state.value}")
                 last_sweep = time.monotonic()
+                self._workflow_sweep(now)
             backlog = self.store.backlog()
             live = self._live_workers(now)
             started = self._provision(backlog, live)
-            busy = bool(backlog) or bool(live) or bool(self.children) or started
+            busy = bool(backlog) or bool(live) or bool(self.children) or started or self._notices_open
             if busy:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= self.settings.agent_idle:
@@ -167,6 +170,26 @@ class LocalAgent:
         for child in self.children.values():
             child.wait()  # on SIGTERM workers got it too (own sessions: we forward it below)
         return 0
+
+    _notices_open = 0
+    _sweeper: threading.Thread | None = None
+
+    def _workflow_sweep(self, now: float) -> None:
+        """Completion notices nobody sent (qdel, lost workers, retries) and expired parts, in a thread so a slow
+        receiver never stalls scheduling; the agent stays up while notices of ended jobs wait for a retry."""
+        if self._sweeper is not None and self._sweeper.is_alive():
+            return
+
+        def run() -> None:
+            from hyper.workflows.hooks import sweep
+
+            try:
+                self._notices_open = sweep(self.store, self.host, f"agent-{os.getpid()}", now)
+            except HyperError as exc:
+                log(f"workflow sweep: {exc.message}")
+
+        self._sweeper = threading.Thread(target=run, name="hyper-workflow-sweep", daemon=True)
+        self._sweeper.start()
 
     def shutdown_children(self) -> None:
         for child in self.children.values():

@@ -154,7 +154,7 @@ def worker_run(
     wid = worker_id or f"w{uuid.uuid4().hex[:10]}"
     worker = Worker(ctx.store, wid, queue, definition, workdir or ctx.host.data_dir / "work" / wid,
                     ctx.logs_dir, idle if idle is not None else ctx.settings.worker_idle, ctx.settings.lease,
-                    ctx.settings.kill_grace, gpu_ids=gpus, max_jobs=max_jobs)
+                    ctx.settings.kill_grace, gpu_ids=gpus, max_jobs=max_jobs, host=ctx.host)
     raise typer.Exit(worker.run())
 
 

@@ -59,6 +59,8 @@ class Directives:
     gpus: int | None = None
     priority: int | None = None
     ignored: list[str] = field(default_factory=list)  # accepted options that have no effect here
+    stagein: list[str] = field(default_factory=list)  # PBS staging specs (hyper/workflows/staging.py)
+    stageout: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- dependencies
@@ -193,7 +195,9 @@ def _pbs_attributes(text: str, d: Directives) -> None:
         key = key.strip().lower()
         if key == "depend":
             d.depend = [*d.depend, *parse_dependency(value, "PBS")]
-        elif key in ("group_list", "umask", "sandbox", "stagein", "stageout", "run_count", "release_nodes_on_stageout"):
+        elif key in ("stagein", "stageout"):
+            getattr(d, key).append(value.strip())
+        elif key in ("group_list", "umask", "sandbox", "run_count", "release_nodes_on_stageout"):
             d.ignored.append(f"-W {item.strip()}")
         elif key == "block":
             raise UsageError("-W block=true only works on the qsub command line", "use qsub --wait")
@@ -293,6 +297,8 @@ _HYPER: dict[str, Option] = {
     "--retries": (True, _set("retries", lambda v: _int(v, "retries", 0))),
     "-d": (True, _set("definition")), "--definition": (True, _set("definition")),
     "--queue": (True, _queue),
+    "--stagein": (True, lambda v, d: d.stagein.append(v.strip())),
+    "--stageout": (True, lambda v, d: d.stageout.append(v.strip())),
 }
 
 

@@ -20,6 +20,7 @@ region and the fix, and everything else is still planned and submitted.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -156,6 +157,12 @@ class Scheduler:
         report = TickReport(tick_id(now), dry_run)
         if not dry_run and self.sweep:
             report.requeued = len(self.store.requeue_expired(now))
+            from hyper.workflows.hooks import sweep as workflow_sweep  # notices nobody sent: qdel, lost workers
+
+            try:
+                workflow_sweep(self.store, self.host, f"scheduler-{os.getpid()}", now)
+            except HyperError as exc:  # (each notice's own failures are recorded on it; this is the store)
+                report.problems.append(problem(f"completion notices: {exc.message}", exc.hint))
         backlog = self.store.backlog() if backlog is None else backlog
         if not backlog:
             if not dry_run:  # nothing queued: no worker is waiting for anything, so no note stays

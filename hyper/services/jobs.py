@@ -38,6 +38,8 @@ def merge_directives(script: Directives, cli: Directives) -> Directives:
             merged.ignored = [*script.ignored, *cli.ignored]
         elif f.name == "depend":
             merged.depend = cli.depend or script.depend
+        elif f.name in ("stagein", "stageout"):
+            setattr(merged, f.name, value or getattr(script, f.name))
         elif value is not None:
             setattr(merged, f.name, value)
     return merged
@@ -143,7 +145,7 @@ def substitute(text: str, values: dict[str, object], where: str) -> str:
 
 def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str] | None, script_name: str,
            submit_env: dict[str, str], cwd: str, user: str, sweep: list[dict] | None = None,
-           retry_on_exit: bool = False, now: float | None = None) -> list[Job]:
+           retry_on_exit: bool = False, now: float | None = None, workflow: dict | None = None) -> list[Job]:
     """Validate a submission and write it: one job, one array record, or one job per sweep line."""
     if (script is None) == (command is None):
         raise UsageError("give a job script or a command after --, not both", "e.g. qsub job.sh or qsub -- cmd")
@@ -161,6 +163,8 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
                    chdir=chdir, output=d.output, error=d.error, join=d.join if d.join != "n" else None,
                    walltime=d.walltime, retry_on_exit=retry_on_exit, vcpus=d.vcpus, memory_mib=d.memory_mib,
                    gpus=d.gpus, host=ctx.host.name)
+    if workflow:  # split parts, finaliser, staging, notice: hyper/workflows/submit.py
+        spec = dataclasses.replace(spec, **workflow)
     depends = _dependencies(d)
     depend_text = [f"{dep.kind}:{_ref_text(dep.ref)}" for dep in d.depend]
     subs = []

@@ -51,6 +51,7 @@ from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
 from hyper.retry import LOST, next_state
 from hyper.states import JobState
+from hyper.store.notices import DynamoNotices
 from hyper.store.base import (DeleteResult, JobFilter, LostHandler, QueueCount, Submission, WorkerInfo, already_finished,
                                cannot_hold, not_an_array, not_user_held, not_whole_job, unknown_job)
 
@@ -295,7 +296,7 @@ def _public(fn):
 
 
 # the store -------------------------------------------------------------------------------------------
-class DynamoStore:
+class DynamoStore(DynamoNotices):
     """Store protocol on an aws host's DynamoDB tables; thread-safe, any number of processes."""
 
     IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
@@ -583,7 +584,8 @@ class DynamoStore:
             worker=worker, lease=_f(it.get("lease")), pid=it.get("pid"), spec=spec, array=it.get("array"),
             array_total=total, array_started=(it.get("a_cursor", 0) - it.get("a_skip", 0)) if total else 0,
             array_done=it.get("a_done", 0), array_failed=it.get("a_failed", 0),
-            array_running=it.get("a_running", 0), depends=list(it.get("depends") or []),
+            array_running=it.get("a_running", 0), array_deleted=it.get("a_deleted", 0),
+            depends=list(it.get("depends") or []),
         )
 
     # resources ------------------------------------------------------------------------------------
@@ -718,6 +720,7 @@ class DynamoStore:
                 extra_items.append((self.meta, {"PutRequest": {"Item": _item(edge)}}))
             out.append(job)
 
+        extra_items.extend(self._notice_items(out, now))  # `--notify`: hyper/store/notices.py
         # counts first: a crash from here on can over-count (a worker too many), never strand a job
         self._apply_counts(delta)
         threads = 8 if len(job_items) + len(extra_items) > 4 * BATCH_SIZE else 1

@@ -13,6 +13,8 @@ Layout (schema version 1):
   backlog read a handful of rows however many jobs the table holds.
 - ``resources``: admin records (clusters, queues, definitions) as JSON bodies.
 - ``workers``: live worker registry, so a restarted agent counts the workers it did not start.
+- ``notices`` (version 3): one completion notice per ``--notify`` job, written in the submit transaction
+  (hyper/store/notices.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
 from hyper.retry import LOST, next_state
 from hyper.states import JobState
+from hyper.store.notices import SQLITE_TABLE, SQLiteNotices
 from hyper.store.base import (
     DeleteResult,
     JobFilter,
@@ -47,7 +50,7 @@ from hyper.store.base import (
     unknown_job,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # what each version adds to the one before (a fresh database runs SCHEMA, then every step)
 UPGRADES: dict[int, list[str]] = {
     2: [  # plain `qstat` and `qstat -u USER` read active jobs without scanning the whole history
@@ -56,6 +59,7 @@ UPGRADES: dict[int, list[str]] = {
         "CREATE INDEX IF NOT EXISTS jobs_active_user ON jobs (user, id) WHERE idx = -1 AND state IN ('HELD', "
         "'QUEUED', 'RUNNING')",
     ],
+    3: SQLITE_TABLE,  # completion notices (`qsub --notify URL`): hyper/store/notices.py
 }
 
 
@@ -159,6 +163,7 @@ def _row_to_job(row: tuple, parent_spec: str | None = None, with_spec: bool = Tr
         array_done=r["a_done"],
         array_failed=r["a_failed"],
         array_running=r["a_running"],
+        array_deleted=r["a_deleted"],
         depends=json.loads(r["depends"]) if r["depends"] else [],
     )
 
@@ -180,7 +185,7 @@ def _array_ready(row: dict) -> int:
     return int(row["state"] == "QUEUED" and remaining > 0 and (limit is None or row["a_running"] < limit))
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteNotices):
     """Store protocol on one SQLite file; safe to use from many processes and threads."""
 
     def __init__(self, path: str | os.PathLike):
@@ -335,6 +340,7 @@ class SQLiteStore:
                 "priority, submitted, retries, spec, depends, array, a_total, a_limit) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             con.executemany("INSERT OR IGNORE INTO deps VALUES (?, ?, ?, ?)", dep_rows)
+            self._insert_notices(con, out, now)
             con.execute("UPDATE meta SET value = ? WHERE key = 'next_id'", (str(next_id),))
         return out
 

@@ -118,10 +118,26 @@ class Worker:
 
     def _run_job(self, job: Job, definition: Definition) -> None:
         check_every = min(1.0, self.lease / 4)
-        shipper = self._shipper(job)
 
         def check():
             return self.store.heartbeat(job, self.id, time.time() + self.lease)
+
+        extra_env, hooks = self.extra_env, None
+        if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
+                                     or job.spec.notify):
+            from hyper.workflows import hooks  # parts, finaliser inputs, staging, notices
+
+            try:  # downloads may outlast the lease: it is renewed meanwhile
+                env = hooks.with_lease(lambda: hooks.before_job(self.store, self.host, job, self.workdir,
+                                                                self.logs_dir), check, check_every)
+            except HyperError as exc:  # never start a job without its inputs; say why in its record
+                state = self.store.finish(job, self.id, EXITED, 1, f"inputs: {exc.message}", time.time())
+                hooks.job_ended(self.store, self.host, job, state, self.id)
+                return
+            if env is None:
+                return  # deleted or taken over while its inputs arrived: the store says what happened
+            extra_env = {**extra_env, **env}
+        shipper = self._shipper(job)
 
         def on_start(pid: int) -> None:
             if shipper is not None:
@@ -132,7 +148,7 @@ class Worker:
             outcome: Outcome = run_attempt(
                 job, definition, self.workdir, self.logs_dir, check=check, check_every=check_every,
                 kill_grace=self.kill_grace, stop_requested=lambda: self._stop, on_start=on_start,
-                gpu_ids=self.gpu_ids, extra_env=self.extra_env)
+                gpu_ids=self.gpu_ids, extra_env=extra_env)
         finally:
             if shipper is not None:
                 # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
@@ -142,4 +158,9 @@ class Worker:
         if outcome.kind in ("deleted", "disowned"):
             return  # the store already says what happened; we only stopped the process
         kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED
-        self.store.finish(job, self.id, kind, outcome.exit_code, outcome.reason, time.time())
+        if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
+            for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
+                self._warn(f"job {job.job_id}: {warning}")
+        state = self.store.finish(job, self.id, kind, outcome.exit_code, outcome.reason, time.time())
+        if hooks is not None:
+            hooks.job_ended(self.store, self.host, job, state, self.id)
