@@ -47,7 +47,7 @@ from hyper.store.base import (
     unknown_job,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # what each version adds to the one before (a fresh database runs SCHEMA, then every step)
 UPGRADES: dict[int, list[str]] = {
     2: [  # plain `qstat` and `qstat -u USER` read active jobs without scanning the whole history
@@ -55,6 +55,9 @@ UPGRADES: dict[int, list[str]] = {
         "'RUNNING')",
         "CREATE INDEX IF NOT EXISTS jobs_active_user ON jobs (user, id) WHERE idx = -1 AND state IN ('HELD', "
         "'QUEUED', 'RUNNING')",
+    ],
+    3: [  # an array's requeued elements, so settling an array visits those few, not every started element
+        "CREATE INDEX IF NOT EXISTS jobs_requeued ON jobs (id, idx, ready) WHERE idx >= 0 AND state = 'QUEUED'",
     ],
 }
 
@@ -632,13 +635,23 @@ class SQLiteStore:
             return
         if state is JobState.QUEUED and remaining == 0:
             state = JobState.RUNNING
+        old_state, old_ready = prow["state"], prow["ready"]
         prow["state"] = state.value
         ready = _array_ready(prow)
-        con.execute("UPDATE jobs SET state = ?, ready = ? WHERE id = ? AND idx = -1", (state.value, ready, job_id))
+        # write only what changed: rewriting `state` (even to the same value) makes SQLite maintain the
+        # partial jobs_active* indexes, which costs time that grows with the array's started elements
+        if state.value != old_state:
+            con.execute("UPDATE jobs SET state = ?, ready = ? WHERE id = ? AND idx = -1",
+                        (state.value, ready, job_id))
+        elif ready != old_ready:
+            con.execute("UPDATE jobs SET ready = ? WHERE id = ? AND idx = -1", (ready, job_id))
         # requeued elements wait while the array is at its %limit of running elements
         under_limit = prow["a_limit"] is None or prow["a_running"] < prow["a_limit"]
-        con.execute("UPDATE jobs SET ready = ? WHERE id = ? AND idx >= 0 AND state = 'QUEUED'",
-                    (int(under_limit and state in (JobState.QUEUED, JobState.RUNNING)), job_id))
+        # through the partial index of requeued elements (usually none): O(log N) however many started
+        element_ready = int(under_limit and state in (JobState.QUEUED, JobState.RUNNING))
+        con.execute("UPDATE jobs INDEXED BY jobs_requeued SET ready = ? "
+                    "WHERE id = ? AND idx >= 0 AND state = 'QUEUED' AND ready != ?",
+                    (element_ready, job_id, element_ready))
 
     def set_pid(self, job: Job, worker: str, pid: int) -> None:
         with self._tx() as con:
