@@ -66,3 +66,35 @@ def test_a_requeued_element_still_waits_at_the_array_limit_and_runs_below_it(tmp
     store.finish(second, "w", EXITED, 0, "", time.time())
     assert store.claim("q", "d", "w", time.time() + 60, time.time()).index in (1, 3)
     assert store.claim("q", "d", "w", time.time() + 60, time.time()) is None
+
+
+def _first_use(path: str, out, start) -> None:
+    import os
+
+    os.environ["HYPER_DB_TIMEOUT"] = "15"
+    start.wait()  # all at once
+    try:
+        store = SQLiteStore(path)
+        spec = JobSpec(command=["/bin/true"], submit_dir="/tmp")
+        store.submit([Submission(Job(name="a", user="u", queue="q", definition="d", spec=spec))], time.time())
+        out.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which asserts on it
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_concurrent_first_time_opens_never_report_a_locked_database(tmp_path):
+    """Eight processes create the same fresh database at once (concurrent first-time qsubs, issue 18)."""
+    import multiprocessing
+
+    mp = multiprocessing.get_context("spawn")
+    for trial in range(5):
+        path = str(tmp_path / f"t{trial}" / "hyper.db")
+        out, start = mp.Queue(), mp.Barrier(8)
+        procs = [mp.Process(target=_first_use, args=(path, out, start)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join()
+        assert results == ["ok"] * 8
+        assert len(SQLiteStore(path).con.execute("SELECT id FROM jobs").fetchall()) == 8

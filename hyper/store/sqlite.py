@@ -208,7 +208,9 @@ class SQLiteStore:
         if con is None:
             con = sqlite3.connect(self.path, timeout=busy_timeout(), isolation_level=None,
                                   check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
+            _set_wal(con)
+            # WAL + NORMAL: a process crash loses nothing committed; a power cut may lose the last few
+            # claims/finishes (those jobs run again). submit() commits with FULL: no acknowledged job is lost.
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
@@ -260,6 +262,18 @@ class SQLiteStore:
         if version > SCHEMA_VERSION:
             raise HyperError(f"the job database {self.path} has schema {version}, newer than this hyper "
                              f"({SCHEMA_VERSION})", "upgrade hyper")
+        # first use (or an upgrade): one process at a time, under a lock file, so concurrent first-time
+        # qsubs never meet mid-creation, where SQLite answers "locked" at once instead of waiting
+        import fcntl
+
+        lock = os.open(f"{self.path}.init", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._create_or_upgrade(con)
+        finally:
+            os.close(lock)  # drops the lock
+
+    def _create_or_upgrade(self, con) -> None:
         con.execute("BEGIN IMMEDIATE")
         try:
             current = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the write lock
@@ -310,6 +324,16 @@ class SQLiteStore:
     def submit(self, submissions: list[Submission], now: float) -> list[Job]:
         """Insert jobs atomically: every job with its id, or none (a bad dependency rolls back all)."""
         out: list[Job] = []
+        with self._errors():
+            self.con.execute("PRAGMA synchronous=FULL")  # qsub prints the id only once it is on disk
+        try:
+            self._submit(submissions, now, out)
+        finally:
+            with self._errors():
+                self.con.execute("PRAGMA synchronous=NORMAL")
+        return out
+
+    def _submit(self, submissions: list[Submission], now: float, out: list[Job]) -> None:
         with self._tx() as con:
             next_id = int(con.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
             rows, dep_rows = [], []
@@ -339,7 +363,6 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             con.executemany("INSERT OR IGNORE INTO deps VALUES (?, ?, ?, ?)", dep_rows)
             con.execute("UPDATE meta SET value = ? WHERE key = 'next_id'", (str(next_id),))
-        return out
 
     def _check_dependencies(self, con, job: Job, depends) -> tuple[str, str]:
         """Targets must exist now; returns (first pending, first never-satisfiable) as text for reasons."""
@@ -793,6 +816,24 @@ class SQLiteStore:
     def prune_workers(self, before: float) -> None:
         with self._tx() as con:
             con.execute("DELETE FROM workers WHERE state = 'EXITED' AND heartbeat < ?", (before,))
+
+
+def _set_wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting like any writer: the switch answers "locked" at once, without SQLite's
+    busy wait, while another process creates the database (what a concurrent first-time qsub met)."""
+    import time
+
+    deadline = time.monotonic() + busy_timeout()
+    delay = 0.001
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _idx(job: Job) -> int:
