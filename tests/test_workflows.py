@@ -302,7 +302,7 @@ def test_a_version_2_database_gains_the_notices_table_and_keeps_its_jobs(tmp_pat
     assert store.get_jobs([JobRef(4)])[0][0].name == "old"
     store.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == sq.SCHEMA_VERSION
     assert con.execute("SELECT name FROM sqlite_master WHERE name = 'notices'").fetchone()
 
 

@@ -15,6 +15,7 @@ Layout (schema version 1):
 - ``workers``: live worker registry, so a restarted agent counts the workers it did not start.
 - ``notices`` (version 3): one completion notice per ``--notify`` job, written in the submit transaction
   (hyper/store/notices.py).
+- ``jobs_requeued`` (version 4): a partial index of requeued array elements, so settling an array is O(requeued).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from hyper.store.base import (
     unknown_job,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # what each version adds to the one before (a fresh database runs SCHEMA, then every step)
 UPGRADES: dict[int, list[str]] = {
     2: [  # plain `qstat` and `qstat -u USER` read active jobs without scanning the whole history
@@ -60,6 +61,9 @@ UPGRADES: dict[int, list[str]] = {
         "'QUEUED', 'RUNNING')",
     ],
     3: SQLITE_TABLE,  # completion notices (`qsub --notify URL`): hyper/store/notices.py
+    4: [  # an array's requeued elements, so settling an array visits those few, not every started element
+        "CREATE INDEX IF NOT EXISTS jobs_requeued ON jobs (id, idx, ready) WHERE idx >= 0 AND state = 'QUEUED'",
+    ],
 }
 
 
@@ -210,7 +214,9 @@ class SQLiteStore(SQLiteNotices):
         if con is None:
             con = sqlite3.connect(self.path, timeout=busy_timeout(), isolation_level=None,
                                   check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
+            _set_wal(con)
+            # WAL + NORMAL: a process crash loses nothing committed; a power cut may lose the last few
+            # claims/finishes (those jobs run again). submit() commits with FULL: no acknowledged job is lost.
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
@@ -262,6 +268,18 @@ class SQLiteStore(SQLiteNotices):
         if version > SCHEMA_VERSION:
             raise HyperError(f"the job database {self.path} has schema {version}, newer than this hyper "
                              f"({SCHEMA_VERSION})", "upgrade hyper")
+        # first use (or an upgrade): one process at a time, under a lock file, so concurrent first-time
+        # qsubs never meet mid-creation, where SQLite answers "locked" at once instead of waiting
+        import fcntl
+
+        lock = os.open(f"{self.path}.init", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._create_or_upgrade(con)
+        finally:
+            os.close(lock)  # drops the lock
+
+    def _create_or_upgrade(self, con) -> None:
         con.execute("BEGIN IMMEDIATE")
         try:
             current = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the write lock
@@ -312,6 +330,16 @@ class SQLiteStore(SQLiteNotices):
     def submit(self, submissions: list[Submission], now: float) -> list[Job]:
         """Insert jobs atomically: every job with its id, or none (a bad dependency rolls back all)."""
         out: list[Job] = []
+        with self._errors():
+            self.con.execute("PRAGMA synchronous=FULL")  # qsub prints the id only once it is on disk
+        try:
+            self._submit(submissions, now, out)
+        finally:
+            with self._errors():
+                self.con.execute("PRAGMA synchronous=NORMAL")
+        return out
+
+    def _submit(self, submissions: list[Submission], now: float, out: list[Job]) -> None:
         with self._tx() as con:
             next_id = int(con.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
             rows, dep_rows = [], []
@@ -342,7 +370,6 @@ class SQLiteStore(SQLiteNotices):
             con.executemany("INSERT OR IGNORE INTO deps VALUES (?, ?, ?, ?)", dep_rows)
             self._insert_notices(con, out, now)
             con.execute("UPDATE meta SET value = ? WHERE key = 'next_id'", (str(next_id),))
-        return out
 
     def _check_dependencies(self, con, job: Job, depends) -> tuple[str, str]:
         """Targets must exist now; returns (first pending, first never-satisfiable) as text for reasons."""
@@ -638,13 +665,23 @@ class SQLiteStore(SQLiteNotices):
             return
         if state is JobState.QUEUED and remaining == 0:
             state = JobState.RUNNING
+        old_state, old_ready = prow["state"], prow["ready"]
         prow["state"] = state.value
         ready = _array_ready(prow)
-        con.execute("UPDATE jobs SET state = ?, ready = ? WHERE id = ? AND idx = -1", (state.value, ready, job_id))
+        # write only what changed: rewriting `state` (even to the same value) makes SQLite maintain the
+        # partial jobs_active* indexes, which costs time that grows with the array's started elements
+        if state.value != old_state:
+            con.execute("UPDATE jobs SET state = ?, ready = ? WHERE id = ? AND idx = -1",
+                        (state.value, ready, job_id))
+        elif ready != old_ready:
+            con.execute("UPDATE jobs SET ready = ? WHERE id = ? AND idx = -1", (ready, job_id))
         # requeued elements wait while the array is at its %limit of running elements
         under_limit = prow["a_limit"] is None or prow["a_running"] < prow["a_limit"]
-        con.execute("UPDATE jobs SET ready = ? WHERE id = ? AND idx >= 0 AND state = 'QUEUED'",
-                    (int(under_limit and state in (JobState.QUEUED, JobState.RUNNING)), job_id))
+        # through the partial index of requeued elements (usually none): O(log N) however many started
+        element_ready = int(under_limit and state in (JobState.QUEUED, JobState.RUNNING))
+        con.execute("UPDATE jobs INDEXED BY jobs_requeued SET ready = ? "
+                    "WHERE id = ? AND idx >= 0 AND state = 'QUEUED' AND ready != ?",
+                    (element_ready, job_id, element_ready))
 
     def set_pid(self, job: Job, worker: str, pid: int) -> None:
         with self._tx() as con:
@@ -786,6 +823,24 @@ class SQLiteStore(SQLiteNotices):
     def prune_workers(self, before: float) -> None:
         with self._tx() as con:
             con.execute("DELETE FROM workers WHERE state = 'EXITED' AND heartbeat < ?", (before,))
+
+
+def _set_wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting like any writer: the switch answers "locked" at once, without SQLite's
+    busy wait, while another process creates the database (what a concurrent first-time qsub met)."""
+    import time
+
+    deadline = time.monotonic() + busy_timeout()
+    delay = 0.001
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _idx(job: Job) -> int:
