@@ -709,9 +709,25 @@ def test_tables_are_idempotent_with_ttl(ddb):
         assert ttl["TimeToLiveStatus"] == "ENABLED" and ttl["AttributeName"] == "expires"
         table = ddb.db.describe_table(TableName=name)["Table"]
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["DeletionProtectionEnabled"] is True  # purge must turn it off (delete_tables below)
+        assert table["SSEDescription"]["Status"] == "ENABLED"
+        backups = ddb.db.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
     gsis = ddb.db.describe_table(TableName=ddb.jobs)["Table"]["GlobalSecondaryIndexes"]
     assert sorted(g["IndexName"] for g in gsis) == ["by_queue", "by_user", "by_worker", "leases", "ready"]
     assert delete_tables(host) == list(table_names(host).values()) and not tables_exist(host)
+
+
+def test_tables_use_the_hosts_kms_key():
+    """Host setting kms_key: both tables are encrypted with that key (pure: the create_table requests)."""
+    from hyper.aws.tables import table_definitions
+    from hyper.config import Host
+
+    plain = Host(name="k", type="aws")
+    keyed = Host(name="k", type="aws", extra={"kms_key": "alias/hyper"})
+    assert all(d["SSESpecification"] == {"Enabled": True} for d in table_definitions(plain))
+    assert all(d["SSESpecification"] == {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": "alias/hyper"}
+               for d in table_definitions(keyed))
 
 
 def test_aws_failures_are_one_line_errors(moto_endpoint, monkeypatch):

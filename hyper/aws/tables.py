@@ -66,6 +66,14 @@ def settings(host: Host) -> dict[str, int]:
     return out
 
 
+def _sse(host: Host) -> dict:
+    """Encryption at rest: the host's own KMS key when the host setting ``kms_key`` names one, else AWS-owned."""
+    key = (host.extra or {}).get("kms_key")
+    if not key:
+        return {"Enabled": True}
+    return {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": str(key)}
+
+
 def _gsi(name: str, hash_key: str, range_key: str, projection: dict) -> dict:
     return {"IndexName": name,
             "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
@@ -94,6 +102,8 @@ def table_definitions(host: Host) -> list[dict]:
             _gsi("by_worker", "rw", "ord", {"ProjectionType": "KEYS_ONLY"}),
         ],
         "Tags": [{"Key": "hyper:host", "Value": host.name}],
+        "DeletionProtectionEnabled": True,  # a stray delete-table cannot drop every job; purge turns it off first
+        "SSESpecification": _sse(host),
     }
     meta = {
         "TableName": names["meta"],
@@ -102,6 +112,8 @@ def table_definitions(host: Host) -> list[dict]:
                                  {"AttributeName": "sk", "AttributeType": "S"}],
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         "Tags": [{"Key": "hyper:host", "Value": host.name}],
+        "DeletionProtectionEnabled": True,
+        "SSESpecification": _sse(host),
     }
     return [jobs, meta]
 
@@ -184,6 +196,7 @@ def ensure_tables(host: Host, wait: bool = True, timeout: float = 600) -> list[s
         for definition in table_definitions(host):
             _wait(db, definition["TableName"], _active, timeout, "ACTIVE")
             _enable_ttl(db, definition["TableName"])
+            _enable_pitr(db, definition["TableName"])
         try:
             db.put_item(TableName=table_names(host)["meta"], Item=config_item(host),
                         ConditionExpression="attribute_not_exists(pk)")
@@ -224,6 +237,15 @@ def _enable_ttl(db, name: str) -> None:
             raise
 
 
+def _enable_pitr(db, name: str) -> None:
+    """Point-in-time recovery (35 days of restores): create_table cannot ask for it, so it is turned on here."""
+    desc = db.describe_continuous_backups(TableName=name).get("ContinuousBackupsDescription", {})
+    if desc.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED":
+        return
+    db.update_continuous_backups(TableName=name,
+                                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+
+
 def delete_tables(host: Host, wait: bool = False, timeout: float = 600) -> list[str]:
     """Delete the host's tables (every job, resource and counter in them); returns the names deleted."""
     from hyper.aws.session import aws_errors
@@ -233,6 +255,9 @@ def delete_tables(host: Host, wait: bool = False, timeout: float = 600) -> list[
         db = _client(host)
         for name in table_names(host).values():
             try:
+                table = _describe(db, name)
+                if table is not None and table.get("DeletionProtectionEnabled"):
+                    db.update_table(TableName=name, DeletionProtectionEnabled=False)
                 db.delete_table(TableName=name)
                 deleted.append(name)
             except db.exceptions.ResourceNotFoundException:
