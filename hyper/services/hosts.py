@@ -38,7 +38,7 @@ def tables_prefix(host: Host) -> str:
 
 
 def check_host_name(name: str) -> None:
-    if not _HOST_NAME.match(name):
+    if not _HOST_NAME.fullmatch(name):
         raise UsageError(f"host name {name!r} is not valid",
                          "use lower-case letters, digits and -, starting with a letter, at most 31 characters")
 
@@ -49,7 +49,7 @@ def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoin
     if not main_region:
         raise UsageError("an aws host needs a main region (where its tables live)", "add --main-region us-east-1")
     check_name("region", main_region)
-    if table_prefix is not None and not _PREFIX.match(table_prefix):
+    if table_prefix is not None and not _PREFIX.fullmatch(table_prefix):
         raise UsageError(f"table prefix {table_prefix!r} is not valid",
                          "start with a letter; letters, digits and - only (it begins every AWS name of the host)")
     if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):

@@ -256,10 +256,10 @@ def build(kind: str, name: str, values: dict[str, Any], base: Resource | None = 
 
 def check_name(kind: str, name: str) -> None:
     if kind == "region":
-        if not _REGION.match(name):
+        if not _REGION.fullmatch(name):
             raise UsageError(f"{name!r} is not an AWS region name", "e.g. us-east-1, eu-west-1, ap-southeast-2")
         return
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise UsageError(f"{kind} name {name!r} is not valid",
                          "start with a letter; letters, digits, - and _ only; at most 63 characters")
 
