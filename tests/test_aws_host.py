@@ -111,7 +111,8 @@ class Aws:
 
     def drop(self, prefix: str) -> None:
         for suffix in ("jobs", "meta"):
-            try:
+            try:  # hyper creates its tables with deletion protection on (a purge lifts it first, as here)
+                self.db.update_table(TableName=f"{prefix}{suffix}", DeletionProtectionEnabled=False)
                 self.db.delete_table(TableName=f"{prefix}{suffix}")
             except (self.db.exceptions.ResourceNotFoundException, self.db.exceptions.ResourceInUseException):
                 pass

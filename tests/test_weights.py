@@ -230,7 +230,8 @@ def aws_ctx(home, moto_endpoint):
     yield ctx
     db = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_endpoint)
     for table in db.list_tables()["TableNames"]:
-        if table.startswith(prefix):
+        if table.startswith(prefix):  # created with deletion protection on: lift it first, as a purge does
+            db.update_table(TableName=table, DeletionProtectionEnabled=False)
             db.delete_table(TableName=table)
 
 
