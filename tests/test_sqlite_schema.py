@@ -20,9 +20,10 @@ def test_version_1_database_upgrades_and_keeps_its_jobs(tmp_path):
     store = sq.SQLiteStore(path)
     store.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == sq.SCHEMA_VERSION == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == sq.SCHEMA_VERSION == 4
     indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"jobs_active_id", "jobs_active_user", "jobs_requeued"} <= indexes
+    assert "notices" in {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert con.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0] == "8"
     plan = con.execute("EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE idx = -1 AND state IN ('HELD', 'QUEUED', "
                        "'RUNNING') ORDER BY id, idx").fetchall()
