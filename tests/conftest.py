@@ -23,6 +23,19 @@ FAST = {
 }
 
 
+# The end-to-end lane: tests that start real local processes (a HYPER_HOME with an agent) or talk to moto's
+# server. `pytest -m "not e2e"` is the fast lane for editing; `.ci/run` runs both lanes.
+E2E_FIXTURES = {"home", "moto_server", "moto_endpoint"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        dynamo_param = callspec is not None and "dynamodb" in callspec.params.values()
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or dynamo_param:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A private HYPER_HOME; agents started in it are stopped when the test ends."""
