@@ -399,7 +399,7 @@ def test_resources_on_an_aws_host(aws):
         "hyper clusters: cluster 'gpu' names region 'ap-south-1', which this host does not have (add it with "
         "`hyper regions add-region ap-south-1` or drop it from --regions)")
     assert fails("clusters", "add-cluster", "cpu", "--type", "local") == (
-        "hyper clusters: cluster 'cpu' is of type local on an aws host (use --type batch or --type eks)")
+        "hyper clusters: cluster 'cpu' is of type local but this host is aws (use --type batch or --type eks)")
     assert ok("clusters", "add-cluster", "gpu", "--max-vcpus", "8", "--instance-types", "g5.xlarge") == (
         "added cluster gpu (ACTIVE)\n")
     assert ok("clusters", "add-cluster", "east", "--regions", "us-east-1", "--spot") == "added cluster east (ACTIVE)\n"

@@ -211,6 +211,16 @@ def validate_manifest(manifest: dict, name: str) -> None:
         raise HyperError(f"template {name}: cannot validate: {exc}", "render an apiVersion batch/v1 Job") from None
 
 
+def check_cluster(cluster: Cluster) -> None:
+    """What an eks cluster must say before it is recorded (the registry's check for the type)."""
+    if not cluster.eks_cluster:
+        raise HyperError(f"cluster {cluster.name!r} is of type eks but names no EKS cluster",
+                         "give --eks-cluster NAME (the EKS cluster in each of its regions; with --create-eks "
+                         "hyper creates it)")
+    if cluster.template:
+        check_template(cluster)
+
+
 def check_template(cluster: Cluster) -> None:
     """Render the cluster's template once with a sample GPU worker, so a broken template is refused when the
     cluster is added or updated (one line naming template and line), not on the first tick."""

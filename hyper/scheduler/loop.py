@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from hyper.backends import BACKENDS, backend_class
+from hyper.backends import BACKENDS, backend_class, cluster_type
 from hyper.backends.base import Inventory, Pair, Stuck, Submitted, problem
 from hyper.config import Host
 from hyper.errors import HyperError
@@ -36,7 +36,6 @@ from hyper.scheduler.planner import Demand, cap_by_cost, cap_gpus, plan_regions
 from hyper.store.base import Store
 
 DISABLED_STATES = ("DISABLED", "DELETING", "DELETED")  # a region resource in these states gets no new workers
-AWS_KINDS = ("batch", "eks")  # EC2 capacity: spot scores and prices apply
 STUCK_NOTE = "stuck workers: "  # a queue's message while some of its workers are stuck (qstat -Q shows it)
 
 
@@ -139,7 +138,7 @@ class Scheduler:
         self.sweep = sweep
         self.backends: dict[str, Any] = dict(backends or {})
         self.kinds = tuple(kinds) if kinds is not None else (
-            ("local",) if host.type == "local" else tuple(k for k in BACKENDS if k != "local"))
+            tuple(k for k in BACKENDS if cluster_type(k).host == host.type))
         self.weights_clients = weights_clients  # region -> EC2 client for auto weights (default: the host's)
         self.weights_refresh = setting(host.extra or {}, "weights_refresh", 900.0) or 0.0
         self._weights_tried: dict[str, float] = {}  # queue -> when this process last tried to refresh it
@@ -402,7 +401,7 @@ class Scheduler:
         for name in sorted({q for q, _ in backlog}):
             queue = queues.get(name)
             cluster = clusters.get(queue.cluster) if queue is not None else None
-            if queue is None or queue.weights != "auto" or cluster is None or cluster.type not in AWS_KINDS:
+            if queue is None or queue.weights != "auto" or cluster is None or not cluster_type(cluster.type).regional:
                 continue  # _pairs reports missing queues and clusters
             if now - self._weights_tried.get(name, float("-inf")) < self.weights_refresh:
                 continue  # tried lately (and perhaps failed): not again every tick

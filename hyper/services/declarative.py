@@ -156,7 +156,7 @@ def plan(ctx, items: list[Item]) -> list[Change]:
         try:
             values = dict(item.values)
             if item.kind == "cluster" and not values.get("type"):
-                values["type"] = "local" if ctx.host.type == "local" else "batch"
+                values["type"] = res.default_type(ctx.host.type)
             resource = res.build(item.kind, item.name, values)
             res._defaults(ctx, resource, view)
         except HyperError as exc:

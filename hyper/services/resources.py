@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hyper.backends import CLUSTER_TYPES, check_cluster, cluster_type, default_type, types_for
 from hyper.errors import HyperError, UsageError
 from hyper.models import RESOURCE_KINDS, Cluster, Definition, Image, Queue, Region, Resource
 from hyper.parsing.durations import format_duration, format_memory, parse_duration, parse_memory
@@ -22,7 +23,6 @@ KIND_ORDER = ("region", "cluster", "image", "queue", "definition")  # apply orde
 PLURAL = {"region": "regions", "cluster": "clusters", "image": "images", "queue": "queues",
           "definition": "definitions"}
 SINGULAR = {v: k for k, v in PLURAL.items()}
-CLUSTER_TYPES = ("batch", "eks", "local")
 ALLOCATION_STRATEGIES = ("BEST_FIT", "BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED",
                          "SPOT_PRICE_CAPACITY_OPTIMIZED")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
@@ -166,7 +166,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("vpc-endpoints", "vpc_endpoints", _bool, "create VPC endpoints for ECR and logs"),
     ),
     "cluster": (
-        Field("type", "type", _choice(CLUSTER_TYPES), "batch, eks or local"),
+        Field("type", "type", _choice(tuple(sorted(CLUSTER_TYPES))), ", ".join(sorted(CLUSTER_TYPES))),
         Field("regions", "regions", _list, "regions it spans (comma separated; default: all)"),
         Field("instance-types", "instance_types", _list, "instance types, e.g. g5.xlarge,g5.2xlarge"),
         Field("spot", "spot", _bool, "spot (true) or on-demand (false) capacity"),
@@ -292,26 +292,19 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
                          + ("; its definitions use --image local" if isinstance(resource, Image) else ""),
                          "create an aws host with `hyper hosts create-host NAME --type aws --main-region ...`")
     if isinstance(resource, Cluster):
-        if resource.type == "local" and host_type != "local":
-            raise HyperError(f"cluster {resource.name!r} is of type local on an aws host",
-                             "use --type batch or --type eks")
-        if resource.type in ("batch", "eks") and host_type == "local":
-            raise HyperError(f"cluster {resource.name!r} is of type {resource.type} but this host is local",
-                             "use --type local, or create an aws host with `hyper hosts create-host`")
-        if resource.type == "eks" and not resource.eks_cluster:
-            raise HyperError(f"cluster {resource.name!r} is of type eks but names no EKS cluster",
-                             "give --eks-cluster NAME (the EKS cluster in each of its regions; with --create-eks "
-                             "hyper creates it)")
-        if resource.type == "eks" and resource.template:
-            from hyper.backends.kubernetes import check_template
-
-            check_template(resource)
+        kind = cluster_type(resource.type)
+        if kind.host != host_type:
+            raise HyperError(f"cluster {resource.name!r} is of type {resource.type} but this host is {host_type}",
+                             "use " + " or ".join(f"--type {t}" for t in types_for(host_type))
+                             + (", or create an aws host with `hyper hosts create-host`" if host_type == "local"
+                                else ""))
+        check_cluster(resource)
         for region in resource.regions:
             found = view.get("region", region)
             if found is None:
                 raise HyperError(f"cluster {resource.name!r} names region {region!r}, which this host does not have",
                                  f"add it with `hyper regions add-region {region}` or drop it from --regions")
-            if host_type == "aws" and resource.type == "batch" and ("region", region) not in view.staged and \
+            if kind.needs_network and ("region", region) not in view.staged and \
                     found.status not in ("ACTIVE", "UPDATING"):
                 verb = "init-main-region" if found.main else "update-region"
                 raise HyperError(f"cluster {resource.name!r} needs region {region}'s network, which is "
@@ -446,7 +439,7 @@ def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = Fa
     check_new(ctx, kind, name)
     values = dict(values)
     if kind == "cluster" and not values.get("type"):
-        values["type"] = "local" if ctx.host.type == "local" else "batch"
+        values["type"] = default_type(ctx.host.type)
     resource = build(kind, name, values)
     resource.status, resource.message = initial_status(ctx.host.type)
     _defaults(ctx, resource)
@@ -494,17 +487,23 @@ def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous:
     return resource
 
 
+def default_max_vcpus(regional: bool) -> int:
+    """A local cluster is this machine's cores; a regional one starts at 256 vCPUs per region."""
+    import os
+
+    return 256 if regional else (os.cpu_count() or 1)
+
+
 def _defaults(ctx, resource: Resource, view: "ResourceView | None" = None) -> None:
     """Fill what was left out; `view` lets `apply` see regions it is about to create."""
     if isinstance(resource, Cluster):
-        if ctx.host.type == "local" and not resource.type:
-            resource.type = "local"
-        if resource.type in ("batch", "eks") and not resource.regions:
+        if not resource.type:
+            resource.type = default_type(ctx.host.type)
+        regional = cluster_type(resource.type).regional
+        if regional and not resource.regions:
             resource.regions = (view or ResourceView(ctx.store)).names("region")
         if not resource.max_vcpus:
-            import os
-
-            resource.max_vcpus = (os.cpu_count() or 1) if resource.type == "local" else 256
+            resource.max_vcpus = default_max_vcpus(regional)
 
 
 def update(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
@@ -588,11 +587,9 @@ def prompt_defaults(ctx, kind: str) -> dict[str, Any]:
     out = {f.key: f.show(getattr(blank, f.attr)) for f in FIELDS[kind]}
     store = ctx.store
     if kind == "cluster":
-        out["type"] = "local" if ctx.host.type == "local" else "batch"
+        out["type"] = default_type(ctx.host.type)
         out["regions"] = [r.name for r in store.list_resources("region")]
-        import os
-
-        out["max-vcpus"] = (os.cpu_count() or 1) if ctx.host.type == "local" else 256
+        out["max-vcpus"] = default_max_vcpus(cluster_type(out["type"]).regional)
     elif kind == "queue":
         clusters = sorted(c.name for c in store.list_resources("cluster"))
         out["cluster"] = clusters[0] if clusters else ""

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable
 
 from hyper.aws.weights import (SCALE, compute_weights, exact_types, failure_text, is_aws_error, region_prices,
                                spot_placement_scores, spot_prices)
+from hyper.backends import cluster_type
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Queue, Region
@@ -164,8 +165,8 @@ def _compute(host: Host, queue: Queue, cluster: Cluster | None, regions: dict[st
     if cluster is None:
         return keep(f"its cluster {queue.cluster} does not exist",
                     f"`hyper queues update-queue {queue.name} --cluster NAME`")
-    if cluster.type == "local":
-        return keep(f"cluster {cluster.name} is local: there are no AWS regions to weigh",
+    if not cluster_type(cluster.type).regional:
+        return keep(f"cluster {cluster.name} is {cluster.type}: there are no AWS regions to weigh",
                     f"use an AWS cluster {fixed}")
     enabled = enabled_regions(cluster, regions)
     result.regions = enabled
