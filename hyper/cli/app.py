@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hyper.cli.common import cli_errors
+from hyper.cli.common import HOST_CHOICE, cli_errors, open_cli_context
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -34,20 +34,10 @@ def _register_admin() -> None:
 
 _register_admin()
 
-STATE: dict = {"host": None}
-
-
 @app.callback()
 def _global(host: Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST, "
                                                          "else the selected one).")] = None) -> None:
-    STATE["host"] = host
-
-
-def open_cli_context():
-    """The context of the host chosen by --host, $HYPER_HOST or the selection."""
-    from hyper.services.context import open_context
-
-    return open_context(STATE["host"])
+    HOST_CHOICE["host"] = host
 
 
 _ctx = open_cli_context

@@ -14,6 +14,14 @@ from typing import Any, Callable, Iterable, Sequence
 from hyper.errors import EXIT_ERROR, HyperError
 
 FORMATS = ("table", "json", "yaml", "csv")
+HOST_CHOICE: dict[str, str | None] = {"host": None}  # `hyper --host NAME`, set by the app's callback
+
+
+def open_cli_context():
+    """The context of the host chosen by --host, $HYPER_HOST or the selection (the services' door)."""
+    from hyper.services.context import open_context
+
+    return open_context(HOST_CHOICE["host"])
 
 
 def debug_enabled() -> bool:

@@ -24,7 +24,7 @@ def policy(
     import json
 
     from hyper.aws.iam import MANAGED_POLICY_LIMIT, render_policy
-    from hyper.cli.app import open_cli_context
+    from hyper.cli.common import open_cli_context
 
     document = render_policy(open_cli_context().host, role.lower(), account=account_id or "*")
     typer.echo(json.dumps(document, indent=2))

@@ -64,7 +64,7 @@ def table_row(resource) -> dict:
 
 
 def _context():
-    from hyper.cli.app import open_cli_context
+    from hyper.cli.common import open_cli_context
 
     return open_cli_context()
 

@@ -36,7 +36,7 @@ def run(
                            ] = None,
 ) -> None:
     """Provision workers for queued jobs: ceil(queued / ratio) minus live workers, split by region weights."""
-    from hyper.cli.app import open_cli_context
+    from hyper.cli.common import open_cli_context
     from hyper.errors import HyperError
 
     fmt = check_format(output)

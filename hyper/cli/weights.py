@@ -36,7 +36,7 @@ def add_refresh_command(app: typer.Typer) -> None:
 
         When an AWS API is unavailable the queue keeps its last weights and the note says why (exit 0).
         """
-        from hyper.cli.app import open_cli_context
+        from hyper.cli.common import open_cli_context
         from hyper.cli.common import check_format
         from hyper.services import weights
 

@@ -36,7 +36,7 @@ from hyper.backends import cluster_type
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Queue, Region
-from hyper.scheduler.aws import enabled_regions, region_cap
+from hyper.scheduler.regions import enabled_regions, region_cap
 
 DEFAULT_REFRESH = 900.0  # seconds between the scheduler's refreshes (host setting weights_refresh)
 DEFAULT_TARGET_VCPUS = 64
