@@ -150,3 +150,75 @@ def test_deleting_a_built_image_removes_its_repository_but_never_an_adopted_one(
     assert cli("hyper", "images", "delete-image", "adopted", check=True).stdout == "deleted image adopted\n"
     left = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
     assert f"{prefix}w" not in left and "someone-elses" in left
+
+
+def _environments(endpoint: str, region: str, prefix: str) -> dict[str, dict]:
+    batch = boto3.client("batch", region_name=region, endpoint_url=endpoint)
+    return {e["computeEnvironmentName"]: e for e in batch.describe_compute_environments()["computeEnvironments"]
+            if e["computeEnvironmentName"].startswith(f"{prefix}cpu")}
+
+
+def _deployed_template(endpoint: str, region: str, stack: str) -> dict:
+    cfn = boto3.client("cloudformation", region_name=region, endpoint_url=endpoint)
+    body = cfn.get_template(StackName=stack)["TemplateBody"]
+    return body if isinstance(body, dict) else yaml.safe_load(body)
+
+
+def test_update_cluster_replaces_an_environment_batch_cannot_update_in_place(aws):
+    """Blue/green on moto: a BEST_FIT environment cannot take new instance types in place, so the update
+    deploys a second generation (a new name and logical id) that the job queue's order points at. moto's
+    CloudFormation has no update handler for Batch queues or deletion of environments, so the queue's switch
+    is checked in the stack's deployed template, and the new environment in Batch itself."""
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", "--allocation-strategy",
+        "BEST_FIT", check=True)
+    assert set(_environments(endpoint, "us-east-1", prefix)) == {f"{prefix}cpu"}
+    # vCPUs are never an infrastructure update: same environment
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "64",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    assert set(_environments(endpoint, "us-east-1", prefix)) == {f"{prefix}cpu"}
+    plan = cli("hyper", "clusters", "update-cluster", "cpu", "--instance-types", "m5.large", "--dry-run",
+               check=True).stdout
+    assert plan.startswith(f"--- # cluster cpu: would replace-compute-environment {prefix}cpu-2 in us-east-1\n"
+                           "reason: BEST_FIT environments cannot change instance types in place (us-east-1)\n"
+                           f"replaces: {prefix}cpu\n")
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--instance-types", "m5.large",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    envs = _environments(endpoint, "us-east-1", prefix)
+    assert envs[f"{prefix}cpu-2"]["computeResources"]["instanceTypes"] == ["m5.large"]
+    template = _deployed_template(endpoint, "us-east-1", f"{prefix}cluster-cpu")
+    assert "ComputeEnvironment" not in template["Resources"]
+    assert template["Resources"]["JobQueue"]["Properties"]["ComputeEnvironmentOrder"] == [
+        {"Order": 1, "ComputeEnvironment": {"Ref": "ComputeEnvironment2"}}]
+    # the record remembers the generation: the next plain change stays on it
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "32", "--dry-run",
+               check=True).stdout.count("replace-compute-environment") == 0
+
+
+def test_a_cluster_from_before_the_service_linked_role_moves_to_a_new_environment(aws):
+    """A compute environment made with the custom Batch service role (generation 0) cannot switch to the
+    service-linked role in place: its next update deploys generation 2, and the region's network stack keeps
+    the custom role's export only while such a cluster is left."""
+    from hyper.models import Cluster
+    from hyper.services.context import open_context
+
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", check=True)
+    ctx = open_context()
+    legacy = ctx.store.get_resource("cluster", "cpu")
+    assert isinstance(legacy, Cluster) and legacy.environment_generation == 1
+    legacy.environment_generation = 0  # as a record written by an older hyper reads
+    ctx.store.put_resource(legacy, replace=True)
+    region_plan = cli("hyper", "regions", "update-region", "us-east-1", "--no-vpc-endpoints", "--dry-run",
+                      check=True).stdout
+    assert "BatchServiceRole:" in region_plan  # kept while the old environment imports it
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "64",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    assert ctx.store.get_resource("cluster", "cpu").environment_generation == 2
+    env = _environments(endpoint, "us-east-1", prefix)[f"{prefix}cpu-2"]
+    assert env["serviceRole"].endswith(":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch")
+    region_plan = cli("hyper", "regions", "update-region", "us-east-1", "--no-vpc-endpoints", "--dry-run",
+                      check=True).stdout
+    assert "BatchServiceRole:" not in region_plan

@@ -200,7 +200,9 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
                                             "iam:GetInstanceProfile", "iam:AddRoleToInstanceProfile",
                                             "iam:RemoveRoleFromInstanceProfile", "iam:TagInstanceProfile"],
                    [profiles]),
-        _statement("PassHostRoles", ["iam:PassRole"], [roles],
+        # the host's roles, and Batch's service-linked role that every compute environment names (templates)
+        _statement("PassHostRoles", ["iam:PassRole"], [roles, f"arn:{partition}:iam::{account}:role/aws-service-role/"
+                                                             "batch.amazonaws.com/AWSServiceRoleForBatch"],
                    {"StringEquals": {"iam:PassedToService": ["batch.amazonaws.com", "ec2.amazonaws.com",
                                                              "ecs-tasks.amazonaws.com"]}}),
         _statement("BatchServiceLinkedRoles", ["iam:CreateServiceLinkedRole"], "*",

@@ -83,7 +83,8 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
                               run=lambda: stacks.delete_stack(host, resource.name, network)))
             return steps
         others = [r for r in _regions(ctx, view) if r.name != resource.name]
-        template = templates.render_region_stack(host, resource, other_regions=others)
+        template = templates.render_region_stack(host, resource, other_regions=others,
+                                                 legacy_batch_role=_legacy_environments(ctx, resource.name, view))
         steps.append(Step("deploy-stack", resource.name, network, template,
                           lambda: stacks.deploy_stack(host, resource.name, network, template)))
         if resource.main or resource.name == host.main_region:
@@ -100,6 +101,14 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
         if resource.type != "batch":
             return []
         name = names.stack(host, "cluster", resource.name)
+        if not delete:  # a change Batch cannot make in place deploys a new compute environment (blue/green)
+            resource.environment_generation, why = templates.environment_generation(
+                previous if isinstance(previous, Cluster) else None, resource)
+            if why:
+                steps.append(Step("replace-compute-environment", ",".join(resource.regions),
+                                  names.compute_environment(host, resource.name, resource.environment_generation),
+                                  {"reason": why, "replaces": names.compute_environment(
+                                      host, resource.name, previous.environment_generation)}, done=True))
         if isinstance(previous, Cluster) and previous.type == "batch" and not delete:
             for region in sorted(set(previous.regions) - set(resource.regions)):  # dropped: remove its share
                 steps.append(Step("delete-stack", region, name,
@@ -113,6 +122,7 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
 
             def run(region=region, template=template):
                 stacks.check_cluster_region(host, resource, region)
+                stacks.ensure_batch_service_linked_role(host)
                 return stacks.deploy_stack(host, region, name, template)
 
             steps.append(Step("deploy-stack", region, name, template, run))
@@ -140,6 +150,13 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
                                                                   "build": resource.path},
                           lambda: _build_and_push(ctx, resource, repo, regions)))
     return steps
+
+
+def _legacy_environments(ctx, region: str, view=None) -> bool:
+    """Whether a batch cluster in ``region`` still has a compute environment made with the custom Batch
+    service role (generation 0): the region's network stack must keep exporting that role until it is replaced."""
+    clusters = view.all("cluster") if view is not None else ctx.store.list_resources("cluster")
+    return any(c.type == "batch" and c.environment_generation == 0 and region in c.regions for c in clusters)
 
 
 def _delete_repository(ctx, repo: str) -> None:
