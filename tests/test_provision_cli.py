@@ -145,7 +145,8 @@ def test_deleting_a_built_image_removes_its_repository_but_never_an_adopted_one(
     cli("hyper", "images", "add-image", "adopted", "--uri", "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
         "someone-elses:1", check=True)
     assert cli("hyper", "images", "delete-image", "w", "--dry-run", check=True).stdout == (
-        f"would delete-repository {prefix}w in us-east-1\n")
+        f"would delete-repository {prefix}w in us-east-1\n"
+        f"would update-replication {prefix}* in us-east-1\n")  # the last built image: hyper's rule goes too
     assert cli("hyper", "images", "delete-image", "w", check=True).stdout == "deleted image w\n"
     assert cli("hyper", "images", "delete-image", "adopted", check=True).stdout == "deleted image adopted\n"
     left = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
