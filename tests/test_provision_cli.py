@@ -223,3 +223,32 @@ def test_a_cluster_from_before_the_service_linked_role_moves_to_a_new_environmen
     region_plan = cli("hyper", "regions", "update-region", "us-east-1", "--no-vpc-endpoints", "--dry-run",
                       check=True).stdout
     assert "BatchServiceRole:" not in region_plan
+
+
+def test_definitions_that_fit_no_instance_are_refused_at_add_update_and_apply(aws, tmp_path):
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "gpu", "--instance-types", "g5.xlarge", "--gpus-per-instance", "1",
+        check=True)
+    cli("hyper", "images", "add-image", "w", "--uri", "public.ecr.aws/acme/worker:1", check=True)
+    refused = cli("hyper", "definitions", "add-definition", "train", "--image", "w", "--vcpus", "4", "--memory",
+                  "16GiB", "--gpus", "1")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        "hyper definitions: definition train (4 vCPU, 16384 MiB, 1 GPU) fits no instance type of cluster gpu "
+        "(g5.xlarge); the largest, g5.xlarge, leaves 4 vCPU, 15144 MiB and 1 GPU after the ECS agent's reserve "
+        "(lower --vcpus, --memory or --gpus to a size that fits, or give a cluster bigger instance types "
+        "(`hyper clusters update-cluster NAME --instance-types ...`))\n")
+    assert "train" not in cli("hyper", "definitions", "list-definitions", check=True).stdout
+    f = tmp_path / "defs.yaml"
+    f.write_text("definitions:\n  - name: train\n    image: w\n    vcpus: 4\n    memory: 16GiB\n    gpus: 1\n")
+    applied = cli("hyper", "apply", "-f", str(f))
+    assert applied.returncode == 1 and "fits no instance type of cluster gpu" in applied.stderr
+    # on bigger instances it fits; then the cluster cannot shrink below it
+    cli("hyper", "clusters", "update-cluster", "gpu", "--instance-types", "g5.2xlarge", check=True)
+    cli("hyper", "definitions", "add-definition", "train", "--image", "w", "--vcpus", "4", "--memory", "20GiB",
+        "--gpus", "1", check=True)
+    shrink = cli("hyper", "clusters", "update-cluster", "gpu", "--instance-types", "g5.xlarge")
+    assert shrink.returncode == 1
+    assert shrink.stderr.startswith("hyper clusters: that change would strand definition 'train': definition "
+                                    "train (4 vCPU, 20480 MiB, 1 GPU) fits no instance type of cluster gpu")

@@ -259,10 +259,12 @@ def _new_region_images(ctx, region: Region, built: list[Image], view=None) -> li
                           {"replicate_to": [r for r in regions if r != host.main_region],
                            "images": [i.name for i in built]},
                           lambda: _replicate_images(ctx, built, regions)))
-    definitions = view.all("definition") if view is not None else ctx.store.list_resources("definition")
-    for definition in sorted(definitions, key=lambda d: d.name):
-        if isinstance(definition, Definition) and definition.image != "local":
-            steps.append(_register_step(host, definition, region.name, ImageRefs(ctx, definition, view)))
+    # definitions already recorded whose image is there (built or adopted); ones `apply` is about to create
+    # register themselves after their image, and one whose image failed to build can run nowhere yet
+    usable = {i.name for i in ctx.store.list_resources("image") if isinstance(i, Image) and i.status == "ACTIVE"}
+    for definition in sorted(ctx.store.list_resources("definition"), key=lambda d: d.name):
+        if isinstance(definition, Definition) and definition.image in usable:
+            steps.append(_register_step(host, definition, region.name, ImageRefs(ctx, definition)))
     return steps
 
 
