@@ -52,6 +52,7 @@ class Region(Resource):
     vpc_id: str = ""
     subnets: list[str] = field(default_factory=list)
     vpc_endpoints: bool = False
+    route_tables: list[str] = field(default_factory=list)  # existing VPC: where S3/DynamoDB gateway endpoints go
 
 
 @dataclass

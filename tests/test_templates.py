@@ -51,6 +51,8 @@ VARIANTS = {
     "network-imported-vpc-endpoints": (lambda h: templates.render_region_stack(
         h, Region(**{**IMPORTED.to_dict(), "vpc_endpoints": True})), "us-west-2"),
     "network-imported-vpc": (lambda h: templates.render_region_stack(h, IMPORTED), "us-west-2"),
+    "network-imported-vpc-route-tables": (lambda h: templates.render_region_stack(
+        h, Region(**{**IMPORTED.to_dict(), "vpc_endpoints": True, "route_tables": ["rtb-0ccc3333"]})), "us-west-2"),
     "cluster-spot-gpu": (lambda h: templates.render_cluster_stack(h, GPU, "us-east-1"), "us-east-1"),
     "cluster-spot-gpu-override": (lambda h: templates.render_cluster_stack(h, GPU, "eu-west-1"), "eu-west-1"),
     "cluster-on-demand-cpu": (lambda h: templates.render_cluster_stack(h, CPU, "us-east-1"), "us-east-1"),
@@ -139,6 +141,24 @@ def test_imported_vpc_network_creates_no_vpc():
     assert t["Outputs"]["SubnetIds"]["Value"] == {"Fn::Join": [",", ["subnet-0aaa1111", "subnet-0bbb2222"]]}
     gateways = [v for v in t["Resources"].values() if v["Properties"].get("VpcEndpointType") == "Gateway"]
     assert gateways == []  # gateway endpoints need route tables hyper does not know in a VPC it did not make
+
+
+def test_an_imported_vpc_with_route_tables_gets_gateway_endpoints_and_hubs_no_logs_endpoint():
+    """Image layers come from S3: without a gateway endpoint they go through NAT ($0.045/GB). A hub region's
+    workers write logs to the main region, so an interface endpoint for Logs there would go unused."""
+    hub = templates.render_region_stack(PROD, Region(**{**IMPORTED.to_dict(), "vpc_endpoints": True,
+                                                        "route_tables": ["rtb-0ccc3333"]}))["Resources"]
+    endpoints = {k: v["Properties"] for k, v in hub.items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
+    assert sorted(endpoints) == ["EcrApiEndpoint", "EcrDkrEndpoint", "S3Endpoint"]
+    assert endpoints["S3Endpoint"]["RouteTableIds"] == ["rtb-0ccc3333"]
+    assert endpoints["S3Endpoint"]["VpcId"] == "vpc-0123456789abcdef0"
+    main = templates.render_region_stack(PROD, Region(**{**IMPORTED.to_dict(), "name": "us-east-1", "main": True,
+                                                         "vpc_endpoints": True, "route_tables": ["rtb-0ccc3333"]}))
+    assert {"LogsEndpoint", "S3Endpoint", "DynamoDbEndpoint"} <= set(main["Resources"])
+    with pytest.raises(HyperError, match="'rtb-x' is not a route table id"):
+        templates.render_region_stack(PROD, Region(**{**IMPORTED.to_dict(), "route_tables": ["rtb-x"]}))
+    with pytest.raises(HyperError, match="route-tables are for an existing VPC"):
+        templates.render_region_stack(PROD, region(route_tables=["rtb-0ccc3333"]))
 
 
 def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():

@@ -68,6 +68,7 @@ JOB_QUEUE_TIME_LIMITS = (  # Batch cancels a worker stuck RUNNABLE for one of th
 )
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{1,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{1,17}$")
+_ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{1,17}$")
 
 
 # names -----------------------------------------------------------------------------------------------------
@@ -353,12 +354,15 @@ def _endpoints(region: Region, main: bool, subnets: Any, route_tables: list | No
             "SecurityGroupEgress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "127.0.0.1/32",
                                      "Description": "no egress (endpoints only answer)"}]}},
     }
-    for logical, service in (("EcrApiEndpoint", "ecr.api"), ("EcrDkrEndpoint", "ecr.dkr"), ("LogsEndpoint", "logs")):
+    # logs go to the main region's log group, so a hub region's Logs endpoint would never be used
+    interfaces = [("EcrApiEndpoint", "ecr.api"), ("EcrDkrEndpoint", "ecr.dkr")] + ([("LogsEndpoint", "logs")]
+                                                                                  if main else [])
+    for logical, service in interfaces:
         out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
             "VpcId": vpc, "VpcEndpointType": "Interface", "PrivateDnsEnabled": True,
             "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"},
             "SubnetIds": subnets, "SecurityGroupIds": [{"Ref": "EndpointSecurityGroup"}]}}
-    if route_tables:  # gateway endpoints need the route tables, which only a VPC hyper made has known
+    if route_tables:  # gateway endpoints need route tables: a VPC hyper made, or an existing VPC's route-tables
         gateways = [("S3Endpoint", "s3")] + ([("DynamoDbEndpoint", "dynamodb")] if main else [])
         for logical, service in gateways:
             out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
@@ -432,6 +436,9 @@ def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[R
         raise HyperError(f"{what}: give vpc-cidr for a new VPC or vpc-id and subnets for an existing one",
                          "e.g. --vpc-cidr 10.20.0.0/16")
     check_cidrs(region, other_regions)
+    if region.route_tables and not region.vpc_id:
+        raise HyperError(f"{what}: route-tables are for an existing VPC (--vpc-id)",
+                         "a VPC hyper makes has its own route tables: drop --route-tables")
     main = region.main or region.name == host.main_region
     if region.vpc_id:
         if not _VPC_ID.match(region.vpc_id):
@@ -442,10 +449,13 @@ def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[R
         bad = [s for s in region.subnets if not _SUBNET_ID.match(s)]
         if bad:
             raise HyperError(f"{what}: {bad[0]!r} is not a subnet id", "e.g. subnet-0123456789abcdef0")
+        bad = [t for t in region.route_tables if not _ROUTE_TABLE_ID.match(t)]
+        if bad:
+            raise HyperError(f"{what}: {bad[0]!r} is not a route table id", "e.g. rtb-0123456789abcdef0")
         resources: dict[str, Any] = {}
         vpc: Any = region.vpc_id
         subnets: Any = list(region.subnets)
-        route_tables = None
+        route_tables = list(region.route_tables) or None
     else:
         resources = _new_vpc(host, region)
         vpc = {"Ref": "Vpc"}

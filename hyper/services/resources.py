@@ -163,6 +163,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("vpc-cidr", "vpc_cidr", _str, "CIDR of a new VPC, e.g. 10.20.0.0/16"),
         Field("vpc-id", "vpc_id", _str, "an existing VPC to use instead of a new one", prompt=False),
         Field("subnets", "subnets", _list, "subnets of the existing VPC (comma separated)", prompt=False),
+        Field("route-tables", "route_tables", _list, "the existing VPC's private route tables: with "
+              "--vpc-endpoints, S3 (image layers) and DynamoDB go through gateway endpoints, not NAT", prompt=False),
         Field("vpc-endpoints", "vpc_endpoints", _bool, "create VPC endpoints for ECR and logs"),
     ),
     "cluster": (
