@@ -275,3 +275,53 @@ def _record_built_image(prefix: str, name: str) -> None:
 
     ctx = open_context()
     ctx.store.put_resource(Image(name=name, path="/src/worker", status="ACTIVE"), replace=True)
+
+
+FAKE_DOCKER = '''#!{python}
+"""docker as hyper calls it (login, build -t URI DIR, push URI); push puts a new manifest into ECR (moto)."""
+import json, os, sys, uuid
+import boto3
+args = sys.argv[1:]
+if args[0] == "login":
+    sys.stdin.read()
+elif args[0] == "push":
+    registry, _, rest = args[1].partition("/")
+    repo, _, tag = rest.partition(":")
+    ecr = boto3.client("ecr", region_name=registry.split(".")[3], endpoint_url=os.environ["FAKE_DOCKER_ENDPOINT"])
+    layer = "sha256:" + uuid.uuid4().hex * 2  # every build is a new image
+    manifest = {{"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {{"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": layer}},
+                "layers": [{{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
+                            "digest": layer}}]}}
+    ecr.put_image(repositoryName=repo, imageManifest=json.dumps(manifest), imageTag=tag)
+'''
+
+
+def test_on_moto_a_rebuilt_image_is_pinned_again_by_its_new_digest(aws, tmp_path):
+    """Definitions pin a digest, so a new push of the image registers them again. Docker cannot run here: the
+    docker CLI hyper calls is a script whose push puts a new manifest into moto's ECR, as a push does."""
+    import sys
+
+    endpoint, prefix, ecr = aws
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+    docker.chmod(0o755)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
+    env = {"HYPER_DOCKER": str(docker), "FAKE_DOCKER_ENDPOINT": endpoint}
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    assert cli("hyper", "images", "add-image", "worker", "--path", str(tmp_path / "img"), env=env,
+               check=True).stdout == "added image worker (ACTIVE)\n"
+    cli("hyper", "definitions", "add-definition", "d", "--image", "worker", check=True)
+    batch = boto3.client("batch", region_name="us-east-1", endpoint_url=endpoint)
+
+    def pinned() -> str:
+        (jd,) = batch.describe_job_definitions(jobDefinitionName=f"{prefix}d", status="ACTIVE")["jobDefinitions"]
+        return jd["containerProperties"]["image"]
+
+    first = registry.image_digest(ecr, f"{prefix}worker")
+    assert pinned() == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{prefix}worker@{first}"
+    assert cli("hyper", "images", "update-image", "worker", "--path", str(tmp_path / "img"), env=env,
+               check=True).stdout == "updated image worker (ACTIVE)\n"
+    second = registry.image_digest(ecr, f"{prefix}worker")
+    assert second != first and pinned() == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{prefix}worker@{second}"

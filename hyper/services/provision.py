@@ -234,6 +234,12 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
         steps.append(Step("repository", host.main_region, repo, {"replicate_to": regions[1:],
                                                                   "build": resource.path},
                           lambda: _build_and_push(ctx, resource, repo, regions)))
+        # definitions pin a digest: a new push is picked up by registering them again (each region's replica)
+        definitions = view.all("definition") if view is not None else ctx.store.list_resources("definition")
+        for definition in sorted(definitions, key=lambda d: d.name):
+            if isinstance(definition, Definition) and definition.image == resource.name:
+                refs = ImageRefs(ctx, definition, view)
+                steps += [_register_step(host, definition, region, refs) for region in regions]
     return steps
 
 
