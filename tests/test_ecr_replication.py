@@ -251,6 +251,9 @@ def test_on_moto_a_new_region_gets_the_images_built_before_it(aws):
     assert tags == {"latest", registry.REPLICATE_TAG}  # pushed again: ECR replicates it to eu-west-1
     batch = boto3.client("batch", region_name="eu-west-1", endpoint_url=endpoint)
     assert batch.describe_job_definitions(jobDefinitionName=f"{prefix}d", status="ACTIVE")["jobDefinitions"] == []
+    # deleting the region takes it out of the host's rule again
+    assert f"would update-replication {prefix}* in us-east-1" in cli(
+        "hyper", "regions", "delete-region", "eu-west-1", "--force", "--dry-run", check=True).stdout
 
 
 def test_on_moto_an_adopted_uri_is_used_as_given_in_every_region(aws):

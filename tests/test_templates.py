@@ -199,6 +199,11 @@ def test_gpu_cluster_stack():
     assert "Parameters" not in t and "ImageId" not in compute
     assert "ImageId" not in t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
     assert ce["ServiceRole"] == {"Fn::Sub": templates.BATCH_SERVICE_LINKED_ROLE}  # never a custom role
+    # create-only: nothing a machine adopting the deployment names differently (its host name)
+    assert ce["Tags"] == {"hyper:prefix": "hyper-prod-", "hyper:cluster": "gpu"}
+    assert templates.render_cluster_stack(Host(**{**PROD.__dict__, "name": "other", "table_prefix": "hyper-prod-"}),
+                                          GPU, "us-east-1")[
+        "Resources"]["ComputeEnvironment"]["Properties"]["Tags"] == ce["Tags"]
     assert t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"][
         "VolumeSize"] == templates.GPU_ROOT_VOLUME_GIB
     assert compute["Subnets"] == {"Fn::Split": [",", {"Fn::ImportValue": "hyper-prod-network-SubnetIds"}]}

@@ -583,7 +583,10 @@ def render_cluster_stack(host: Host, cluster: Cluster, region_name: str) -> dict
         "ReplaceComputeEnvironment": False,
         "UpdatePolicy": {"TerminateJobsOnUpdate": False, "JobExecutionTimeoutMinutes": 30},
         "ComputeResources": compute,
-        "Tags": {**_identity(host), "hyper:cluster": cluster.name}}}
+        # Tags of an environment are create-only: a change would need a replacement CloudFormation cannot make
+        # under a fixed name, so they hold only what never changes (the prefix, not the host's local name,
+        # which another machine adopting the deployment may call differently)
+        "Tags": {PREFIX_TAG: names.prefix(host), "hyper:cluster": cluster.name}}}
     resources["JobQueue"] = {"Type": "AWS::Batch::JobQueue", "Properties": {
         "JobQueueName": queue_name, "State": "ENABLED", "Priority": 1,
         "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": {"Ref": environment}}],
