@@ -63,6 +63,7 @@ class ImageRefs:
         self.ctx, self.definition, self.view = ctx, definition, view
         self.wait = wait
         self._digest: str | None = None
+        self._account: str | None = None
 
     def image(self) -> Image:
         found = (self.view.get("image", self.definition.image) if self.view is not None
@@ -82,7 +83,7 @@ class ImageRefs:
 
         host = self.ctx.host
         repo = names.repository(host, image.name)
-        account = _account(self.ctx)
+        account = self._account = self._account or _account(self.ctx)
         with aws_errors(host, "ecr", f"find the image of {repo}"):
             main = client(host, "ecr")
             if self._digest is None:
