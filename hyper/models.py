@@ -52,6 +52,7 @@ class Region(Resource):
     vpc_id: str = ""
     subnets: list[str] = field(default_factory=list)
     vpc_endpoints: bool = False
+    route_tables: list[str] = field(default_factory=list)  # existing VPC: where S3/DynamoDB gateway endpoints go
 
 
 @dataclass
@@ -81,6 +82,10 @@ class Cluster(Resource):
     context: str = ""  # eks: kubeconfig context (default: the file's current context)
     template: str = ""  # eks: a Jinja2 Job template replacing the packaged one
     create_eks: bool = False  # eks: provisioning also creates the EKS cluster and a GPU node group
+    # batch: which compute environment the stacks hold. 0: made before hyper used Batch's service-linked role
+    # (a custom service role: no in-place infrastructure updates); 1: the first with the service-linked role;
+    # each replacement (hyper.aws.templates.environment_generation) takes the next number and a new name
+    environment_generation: int = 0
 
 
 @dataclass

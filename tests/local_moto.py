@@ -52,4 +52,21 @@ def start_moto():
     if wsgi is not None and hasattr(wsgi, "app"):
         wsgi.app = OneAtATime(wsgi.app)
     host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    _batch_service_linked_role(url)
+    return server, url
+
+
+def _batch_service_linked_role(url: str) -> None:
+    """The account's AWS Batch service-linked role, as AWS names it (AWSServiceRoleForBatch under
+    /aws-service-role/batch.amazonaws.com/): the compute environment templates name it. moto 5.2's
+    CreateServiceLinkedRole names it AWSServiceRoleForbatch, so the role a real account has is made here."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
+                       aws_access_key_id=FAKE_ENV["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=FAKE_ENV["AWS_SECRET_ACCESS_KEY"])
+    iam.create_role(RoleName="AWSServiceRoleForBatch", Path="/aws-service-role/batch.amazonaws.com/",
+                    AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+                                             '"Principal": {"Service": "batch.amazonaws.com"}, '
+                                             '"Action": "sts:AssumeRole"}]}')

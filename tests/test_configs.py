@@ -22,8 +22,10 @@ def _aws_host(endpoint: str, prefix: str) -> None:
 
 
 def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
-    """Everything deploys into moto (stacks in two regions, job definitions) except the image build, which
-    needs Docker and a registry: that one is recorded FAILED with the reason, and apply exits 1."""
+    """Everything deploys into moto (stacks in two regions) except the image build, which needs Docker and a
+    registry: that one is recorded FAILED with the reason, and so are the definitions that use it (each
+    region's definition names that region's replica by digest, and there is no image to pin); apply exits 1
+    and tries exactly those again next time."""
     import requests
 
     requests.post(f"{moto_endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
@@ -43,8 +45,10 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
     applied = cli("hyper", "apply", "-f", str(ROOT / "configs"))
     assert applied.returncode == 1, applied.stderr
     out = applied.stdout.splitlines()
-    assert out[-1] == "9 resources, 9 changed, 1 failed to deploy"
-    assert "cluster gpu-spot: created (ACTIVE)" in out and "definition train: created (ACTIVE)" in out
+    assert out[-1] == "9 resources, 9 changed, 3 failed to deploy"
+    assert "cluster gpu-spot: created (ACTIVE)" in out and "region eu-west-1: created (ACTIVE)" in out
+    assert any(line.startswith("definition train: created (FAILED") for line in out)
+    assert any(line.startswith("definition small: created (FAILED") for line in out)
     assert any(line.startswith("image worker: created (FAILED): repository cfg-apply-worker in us-east-1: image "
                                "'worker': building") and "needs the Docker CLI" in line for line in out)
     import boto3
@@ -55,7 +59,7 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
         assert {"cfg-apply-gpu-spot", "cfg-apply-cpu"} <= queues
         revisions = [d["revision"] for d in batch.describe_job_definitions(
             jobDefinitionName="cfg-apply-train", status="ACTIVE")["jobDefinitions"]]
-        assert revisions == [1]
+        assert revisions == []  # never a definition naming an image that is not there
     queues = yaml.safe_load(cli("hyper", "queues", "list-queues", "-o", "yaml", check=True).stdout)
     gpu = next(q for q in queues if q["name"] == "gpu")
     assert gpu["weights"] == {"us-east-1": 3, "eu-west-1": 1} and gpu["cluster"] == "gpu-spot"
@@ -68,17 +72,19 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
     assert images[0]["path"] == str(ROOT / "example-worker-image")  # relative to the YAML file
     definitions = yaml.safe_load(cli("hyper", "definitions", "list-definitions", "-o", "yaml", check=True).stdout)
     train = next(d for d in definitions if d["name"] == "train")
-    assert (train["memory"], train["timeout"], train["ratio"]) == ("16GiB", "12:00:00", 20)
+    assert (train["memory"], train["timeout"], train["ratio"]) == ("14GiB", "12:00:00", 20)  # fits g5.xlarge
+    assert train["message"].startswith("register-definition cfg-apply-train in us-east-1: ECR repository "
+                                       "cfg-apply-worker has no image tagged latest")
     # nothing changed: nothing is redeployed, except what failed, which is tried again
     again = cli("hyper", "apply", "-f", str(ROOT / "configs"))
     assert again.returncode == 1
-    assert again.stdout.splitlines()[-1] == "9 resources, 1 changed, 1 failed to deploy"
+    assert again.stdout.splitlines()[-1] == "9 resources, 3 changed, 3 failed to deploy"
     assert "cluster gpu-spot: unchanged" in again.stdout.splitlines()
     assert any(line.startswith("image worker: updated (FAILED)") for line in again.stdout.splitlines())
     exported = home.parent / "export.yaml"
     cli("hyper", "export", "--file", str(exported), check=True)
-    assert cli("hyper", "apply", "-f", str(exported)).stdout.splitlines()[-1] == "9 resources, 1 changed, " \
-        "1 failed to deploy"
+    assert cli("hyper", "apply", "-f", str(exported)).stdout.splitlines()[-1] == "9 resources, 3 changed, " \
+        "3 failed to deploy"
 
 
 def test_worker_image_entrypoint_runs_aws_jobs_once_each(home, moto_endpoint, tmp_path):

@@ -145,8 +145,110 @@ def test_deleting_a_built_image_removes_its_repository_but_never_an_adopted_one(
     cli("hyper", "images", "add-image", "adopted", "--uri", "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
         "someone-elses:1", check=True)
     assert cli("hyper", "images", "delete-image", "w", "--dry-run", check=True).stdout == (
-        f"would delete-repository {prefix}w in us-east-1\n")
+        f"would delete-repository {prefix}w in us-east-1\n"
+        f"would update-replication {prefix}* in us-east-1\n")  # the last built image: hyper's rule goes too
     assert cli("hyper", "images", "delete-image", "w", check=True).stdout == "deleted image w\n"
     assert cli("hyper", "images", "delete-image", "adopted", check=True).stdout == "deleted image adopted\n"
     left = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
     assert f"{prefix}w" not in left and "someone-elses" in left
+
+
+def _environments(endpoint: str, region: str, prefix: str) -> dict[str, dict]:
+    batch = boto3.client("batch", region_name=region, endpoint_url=endpoint)
+    return {e["computeEnvironmentName"]: e for e in batch.describe_compute_environments()["computeEnvironments"]
+            if e["computeEnvironmentName"].startswith(f"{prefix}cpu")}
+
+
+def _deployed_template(endpoint: str, region: str, stack: str) -> dict:
+    cfn = boto3.client("cloudformation", region_name=region, endpoint_url=endpoint)
+    body = cfn.get_template(StackName=stack)["TemplateBody"]
+    return body if isinstance(body, dict) else yaml.safe_load(body)
+
+
+def test_update_cluster_replaces_an_environment_batch_cannot_update_in_place(aws):
+    """Blue/green on moto: a BEST_FIT environment cannot take new instance types in place, so the update
+    deploys a second generation (a new name and logical id) that the job queue's order points at. moto's
+    CloudFormation has no update handler for Batch queues or deletion of environments, so the queue's switch
+    is checked in the stack's deployed template, and the new environment in Batch itself."""
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", "--allocation-strategy",
+        "BEST_FIT", check=True)
+    assert set(_environments(endpoint, "us-east-1", prefix)) == {f"{prefix}cpu"}
+    # vCPUs are never an infrastructure update: same environment
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "64",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    assert set(_environments(endpoint, "us-east-1", prefix)) == {f"{prefix}cpu"}
+    plan = cli("hyper", "clusters", "update-cluster", "cpu", "--instance-types", "m5.large", "--dry-run",
+               check=True).stdout
+    assert plan.startswith(f"--- # cluster cpu: would replace-compute-environment {prefix}cpu-2 in us-east-1\n"
+                           "reason: BEST_FIT environments cannot change instance types in place (us-east-1)\n"
+                           f"replaces: {prefix}cpu\n")
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--instance-types", "m5.large",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    envs = _environments(endpoint, "us-east-1", prefix)
+    assert envs[f"{prefix}cpu-2"]["computeResources"]["instanceTypes"] == ["m5.large"]
+    template = _deployed_template(endpoint, "us-east-1", f"{prefix}cluster-cpu")
+    assert "ComputeEnvironment" not in template["Resources"]
+    assert template["Resources"]["JobQueue"]["Properties"]["ComputeEnvironmentOrder"] == [
+        {"Order": 1, "ComputeEnvironment": {"Ref": "ComputeEnvironment2"}}]
+    # the record remembers the generation: the next plain change stays on it
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "32", "--dry-run",
+               check=True).stdout.count("replace-compute-environment") == 0
+
+
+def test_a_cluster_from_before_the_service_linked_role_moves_to_a_new_environment(aws):
+    """A compute environment made with the custom Batch service role (generation 0) cannot switch to the
+    service-linked role in place: its next update deploys generation 2, and the region's network stack keeps
+    the custom role's export only while such a cluster is left."""
+    from hyper.models import Cluster
+    from hyper.services.context import open_context
+
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "cpu", "--instance-types", "c5.large", check=True)
+    ctx = open_context()
+    legacy = ctx.store.get_resource("cluster", "cpu")
+    assert isinstance(legacy, Cluster) and legacy.environment_generation == 1
+    legacy.environment_generation = 0  # as a record written by an older hyper reads
+    ctx.store.put_resource(legacy, replace=True)
+    region_plan = cli("hyper", "regions", "update-region", "us-east-1", "--no-vpc-endpoints", "--dry-run",
+                      check=True).stdout
+    assert "BatchServiceRole:" in region_plan  # kept while the old environment imports it
+    assert cli("hyper", "clusters", "update-cluster", "cpu", "--max-vcpus", "64",
+               check=True).stdout == "updated cluster cpu (ACTIVE)\n"
+    assert ctx.store.get_resource("cluster", "cpu").environment_generation == 2
+    env = _environments(endpoint, "us-east-1", prefix)[f"{prefix}cpu-2"]
+    assert env["serviceRole"].endswith(":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch")
+    region_plan = cli("hyper", "regions", "update-region", "us-east-1", "--no-vpc-endpoints", "--dry-run",
+                      check=True).stdout
+    assert "BatchServiceRole:" not in region_plan
+
+
+def test_definitions_that_fit_no_instance_are_refused_at_add_update_and_apply(aws, tmp_path):
+    endpoint, prefix = aws
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    cli("hyper", "clusters", "add-cluster", "gpu", "--instance-types", "g5.xlarge", "--gpus-per-instance", "1",
+        check=True)
+    cli("hyper", "images", "add-image", "w", "--uri", "public.ecr.aws/acme/worker:1", check=True)
+    refused = cli("hyper", "definitions", "add-definition", "train", "--image", "w", "--vcpus", "4", "--memory",
+                  "16GiB", "--gpus", "1")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        "hyper definitions: definition train (4 vCPU, 16384 MiB, 1 GPU) fits no instance type of cluster gpu "
+        "(g5.xlarge); the largest, g5.xlarge, leaves 4 vCPU, 15144 MiB and 1 GPU after the ECS agent's reserve "
+        "(lower --vcpus, --memory or --gpus to a size that fits, or give a cluster bigger instance types "
+        "(`hyper clusters update-cluster NAME --instance-types ...`))\n")
+    assert "train" not in cli("hyper", "definitions", "list-definitions", check=True).stdout
+    f = tmp_path / "defs.yaml"
+    f.write_text("definitions:\n  - name: train\n    image: w\n    vcpus: 4\n    memory: 16GiB\n    gpus: 1\n")
+    applied = cli("hyper", "apply", "-f", str(f))
+    assert applied.returncode == 1 and "fits no instance type of cluster gpu" in applied.stderr
+    # on bigger instances it fits; then the cluster cannot shrink below it
+    cli("hyper", "clusters", "update-cluster", "gpu", "--instance-types", "g5.2xlarge", check=True)
+    cli("hyper", "definitions", "add-definition", "train", "--image", "w", "--vcpus", "4", "--memory", "20GiB",
+        "--gpus", "1", check=True)
+    shrink = cli("hyper", "clusters", "update-cluster", "gpu", "--instance-types", "g5.xlarge")
+    assert shrink.returncode == 1
+    assert shrink.stderr.startswith("hyper clusters: that change would strand definition 'train': definition "
+                                    "train (4 vCPU, 20480 MiB, 1 GPU) fits no instance type of cluster gpu")

@@ -76,6 +76,8 @@ def deployed(moto_server):  # noqa: F811
         host = make_host(moto_server, "stk")
         regions = {MAIN: Region(name=MAIN, main=True, vpc_cidr="10.20.0.0/16", vpc_endpoints=True),
                    OTHER: existing_vpc(host, OTHER, "10.40.0.0/16")}
+        stacks.ensure_batch_service_linked_role(host)
+        stacks.ensure_batch_service_linked_role(host)  # already there: fine
         results = {"main": stacks.deploy_stack(host, MAIN, names.stack(host, "main"),
                                                templates.render_main_stack(host))}
         for name, reg in regions.items():
@@ -107,7 +109,8 @@ def test_compute_environments_and_queues_in_both_regions(deployed):
             computeEnvironments=[names.compute_environment(host, c.name) for c in (GPU, CPU)])["computeEnvironments"]}
         assert sorted(envs) == sorted(names.compute_environment(host, c.name) for c in (GPU, CPU))
         gpu = envs[names.compute_environment(host, "gpu")]
-        assert gpu["type"] == "MANAGED" and gpu["serviceRole"] == outputs["BatchServiceRoleArn"]
+        assert gpu["type"] == "MANAGED" and gpu["serviceRole"].endswith(
+            ":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch")  # never a custom role
         resources = gpu["computeResources"]
         assert resources["type"] == "SPOT" and resources["allocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
         assert resources["maxvCpus"] == (256 if region == MAIN else 64)  # the per-region override

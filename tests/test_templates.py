@@ -51,6 +51,8 @@ VARIANTS = {
     "network-imported-vpc-endpoints": (lambda h: templates.render_region_stack(
         h, Region(**{**IMPORTED.to_dict(), "vpc_endpoints": True})), "us-west-2"),
     "network-imported-vpc": (lambda h: templates.render_region_stack(h, IMPORTED), "us-west-2"),
+    "network-imported-vpc-route-tables": (lambda h: templates.render_region_stack(
+        h, Region(**{**IMPORTED.to_dict(), "vpc_endpoints": True, "route_tables": ["rtb-0ccc3333"]})), "us-west-2"),
     "cluster-spot-gpu": (lambda h: templates.render_cluster_stack(h, GPU, "us-east-1"), "us-east-1"),
     "cluster-spot-gpu-override": (lambda h: templates.render_cluster_stack(h, GPU, "eu-west-1"), "eu-west-1"),
     "cluster-on-demand-cpu": (lambda h: templates.render_cluster_stack(h, CPU, "us-east-1"), "us-east-1"),
@@ -61,6 +63,11 @@ VARIANTS = {
         h, cluster(instance_types=[], overrides={"eu-west-1": {"min_vcpus": 0, "max_vcpus": 8}}), "eu-west-1"),
         "eu-west-1"),
     "main": (lambda h: templates.render_main_stack(h), "us-east-1"),
+    # a region whose older clusters still import the custom Batch service role, and their replacement
+    "network-legacy-batch-role": (lambda h: templates.render_region_stack(h, EU, legacy_batch_role=True),
+                                  "eu-west-1"),
+    "cluster-replaced-generation": (lambda h: templates.render_cluster_stack(
+        h, cluster(environment_generation=3, allocation_strategy="BEST_FIT"), "us-east-1"), "us-east-1"),
 }
 
 
@@ -113,8 +120,9 @@ def test_new_vpc_network_has_two_azs_nat_endpoints_and_exports():
     assert "SecurityGroupIngress" not in sg and sg["SecurityGroupEgress"][0]["CidrIp"] == "0.0.0.0/0"
     exports = {k: v["Export"]["Name"] for k, v in t["Outputs"].items()}
     assert exports["SubnetIds"] == "hyper-prod-network-SubnetIds"
-    assert set(exports) == {"VpcId", "SubnetIds", "SecurityGroupId", "BatchServiceRoleArn", "InstanceProfileArn",
-                            "ExecutionRoleArn", "JobRoleArn"}
+    assert set(exports) == {"VpcId", "SubnetIds", "SecurityGroupId", "InstanceProfileArn", "ExecutionRoleArn",
+                            "JobRoleArn"}
+    assert "BatchServiceRole" not in r  # compute environments use Batch's service-linked role
     eu = templates.render_region_stack(PROD, EU)["Resources"]
     assert not any(v["Type"] == "AWS::EC2::VPCEndpoint" for v in eu.values())
 
@@ -133,6 +141,24 @@ def test_imported_vpc_network_creates_no_vpc():
     assert t["Outputs"]["SubnetIds"]["Value"] == {"Fn::Join": [",", ["subnet-0aaa1111", "subnet-0bbb2222"]]}
     gateways = [v for v in t["Resources"].values() if v["Properties"].get("VpcEndpointType") == "Gateway"]
     assert gateways == []  # gateway endpoints need route tables hyper does not know in a VPC it did not make
+
+
+def test_an_imported_vpc_with_route_tables_gets_gateway_endpoints_and_hubs_no_logs_endpoint():
+    """Image layers come from S3: without a gateway endpoint they go through NAT ($0.045/GB). A hub region's
+    workers write logs to the main region, so an interface endpoint for Logs there would go unused."""
+    hub = templates.render_region_stack(PROD, Region(**{**IMPORTED.to_dict(), "vpc_endpoints": True,
+                                                        "route_tables": ["rtb-0ccc3333"]}))["Resources"]
+    endpoints = {k: v["Properties"] for k, v in hub.items() if v["Type"] == "AWS::EC2::VPCEndpoint"}
+    assert sorted(endpoints) == ["EcrApiEndpoint", "EcrDkrEndpoint", "S3Endpoint"]
+    assert endpoints["S3Endpoint"]["RouteTableIds"] == ["rtb-0ccc3333"]
+    assert endpoints["S3Endpoint"]["VpcId"] == "vpc-0123456789abcdef0"
+    main = templates.render_region_stack(PROD, Region(**{**IMPORTED.to_dict(), "name": "us-east-1", "main": True,
+                                                         "vpc_endpoints": True, "route_tables": ["rtb-0ccc3333"]}))
+    assert {"LogsEndpoint", "S3Endpoint", "DynamoDbEndpoint"} <= set(main["Resources"])
+    with pytest.raises(HyperError, match="'rtb-x' is not a route table id"):
+        templates.render_region_stack(PROD, Region(**{**IMPORTED.to_dict(), "route_tables": ["rtb-x"]}))
+    with pytest.raises(HyperError, match="route-tables are for an existing VPC"):
+        templates.render_region_stack(PROD, region(route_tables=["rtb-0ccc3333"]))
 
 
 def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():
@@ -167,8 +193,19 @@ def test_gpu_cluster_stack():
     assert compute["Type"] == "SPOT" and compute["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
     assert compute["InstanceTypes"] == ["g5.xlarge", "g6.2xlarge"] and compute["MaxvCpus"] == 256
     assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
-    assert compute["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "GpuLaunchTemplate"}
-    assert t["Parameters"]["GpuImageId"]["Default"] == templates.GPU_AMI_PARAMETER
+    assert compute["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "LaunchTemplate"}
+    assert compute["UpdateToLatestImageVersion"] is True
+    # the AMI is Batch's choice (the image type), never a value resolved on each stack update
+    assert "Parameters" not in t and "ImageId" not in compute
+    assert "ImageId" not in t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert ce["ServiceRole"] == {"Fn::Sub": templates.BATCH_SERVICE_LINKED_ROLE}  # never a custom role
+    # create-only: nothing a machine adopting the deployment names differently (its host name)
+    assert ce["Tags"] == {"hyper:prefix": "hyper-prod-", "hyper:cluster": "gpu"}
+    assert templates.render_cluster_stack(Host(**{**PROD.__dict__, "name": "other", "table_prefix": "hyper-prod-"}),
+                                          GPU, "us-east-1")[
+        "Resources"]["ComputeEnvironment"]["Properties"]["Tags"] == ce["Tags"]
+    assert t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"][
+        "VolumeSize"] == templates.GPU_ROOT_VOLUME_GIB
     assert compute["Subnets"] == {"Fn::Split": [",", {"Fn::ImportValue": "hyper-prod-network-SubnetIds"}]}
     queue = t["Resources"]["JobQueue"]["Properties"]
     assert queue["JobQueueName"] == names.job_queue(PROD, "gpu")
@@ -176,18 +213,86 @@ def test_gpu_cluster_stack():
     assert eu["ComputeResources"]["MaxvCpus"] == 64 and eu["ComputeResources"]["InstanceTypes"] == ["g5.xlarge"]
 
 
-def test_cpu_cluster_stack_is_on_demand_without_launch_template():
+def test_cpu_cluster_stack_is_on_demand_with_the_cpu_image_type():
     t = templates.render_cluster_stack(PROD, CPU, "eu-west-1")
     compute = t["Resources"]["ComputeEnvironment"]["Properties"]["ComputeResources"]
     assert compute["Type"] == "EC2" and compute["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
-    assert compute["MinvCpus"] == 2 and "LaunchTemplate" not in compute and "Parameters" not in t
-    assert "GpuLaunchTemplate" not in t["Resources"]
+    assert compute["MinvCpus"] == 2 and "Parameters" not in t
+    assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023"}]
+
+
+@pytest.mark.parametrize("variant", sorted(v for v in VARIANTS if v.startswith("cluster-")))
+def test_every_compute_environment_has_a_hardened_launch_template(variant):
+    """Issue 11: IMDSv2 required with one hop (job containers cannot reach the instance role), encrypted root."""
+    render, _ = VARIANTS[variant]
+    t = render(PROD)
+    (environment,) = [k for k, v in t["Resources"].items() if v["Type"] == "AWS::Batch::ComputeEnvironment"]
+    compute = t["Resources"][environment]["Properties"]["ComputeResources"]
+    assert compute["LaunchTemplate"] == {"LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                                         "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}}
+    data = t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"] == {"HttpEndpoint": "enabled", "HttpTokens": "required",
+                                       "HttpPutResponseHopLimit": 1}
+    (root,) = data["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/xvda" and root["Ebs"]["Encrypted"] is True
+    assert "ImageId" not in data
+    assert t["Resources"][environment]["Properties"]["ServiceRole"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::"
+                                                                        "AccountId}:role/aws-service-role/batch."
+                                                                        "amazonaws.com/AWSServiceRoleForBatch"}
+
+
+def test_job_queue_cancels_workers_that_can_never_be_placed():
+    queue = templates.render_cluster_stack(PROD, CPU, "us-east-1")["Resources"]["JobQueue"]["Properties"]
+    limits = {a["Reason"]: (a["Action"], a["State"], a["MaxTimeSeconds"]) for a in queue["JobStateTimeLimitActions"]}
+    assert limits == {"MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": ("CANCEL", "RUNNABLE", 600),
+                      "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": ("CANCEL", "RUNNABLE", 600),
+                      "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": ("CANCEL", "RUNNABLE", 14400)}
+
+
+def test_network_keeps_the_custom_batch_role_only_for_older_environments():
+    legacy = templates.render_region_stack(PROD, EU, legacy_batch_role=True)
+    assert legacy["Resources"]["BatchServiceRole"]["Properties"]["RoleName"] == "hyper-prod-eu-west-1-batch"
+    assert legacy["Outputs"]["BatchServiceRoleArn"]["Export"]["Name"] == "hyper-prod-network-BatchServiceRoleArn"
+    plain = templates.render_region_stack(PROD, EU)
+    assert "BatchServiceRole" not in plain["Resources"] and "BatchServiceRoleArn" not in plain["Outputs"]
+
+
+def test_a_compute_environment_is_replaced_only_when_batch_cannot_update_it():
+    def generation(previous, **changes):
+        return templates.environment_generation(previous, cluster(regions=["us-east-1"], **changes))
+
+    current = cluster(regions=["us-east-1"], environment_generation=1)
+    assert generation(None) == (1, "")  # a new cluster starts with the service-linked role
+    # in place with the service-linked role: vCPUs, instance types, spot/on-demand, strategy, GPUs
+    assert generation(current, max_vcpus=64) == (1, "")
+    assert generation(current, instance_types=["c7i.large"]) == (1, "")
+    assert generation(current, spot=True, allocation_strategy="SPOT_PRICE_CAPACITY_OPTIMIZED") == (1, "")
+    # an environment older hyper made with the custom service role moves to a new one, whatever changed
+    legacy = cluster(regions=["us-east-1"], environment_generation=0)
+    assert generation(legacy, max_vcpus=64, environment_generation=0) == (
+        2, "it was made with a custom Batch service role; the new one uses the service-linked role")
+    # BEST_FIT allows no infrastructure update, only vCPUs
+    best = cluster(regions=["us-east-1"], environment_generation=2, allocation_strategy="BEST_FIT")
+    assert generation(best, allocation_strategy="BEST_FIT", environment_generation=2, max_vcpus=64) == (2, "")
+    assert generation(best, allocation_strategy="BEST_FIT", environment_generation=2,
+                      instance_types=["c7i.large"]) == (3, "BEST_FIT environments cannot change instance types "
+                                                            "in place (us-east-1)")
+    replaced = templates.render_cluster_stack(PROD, cluster(environment_generation=3), "us-east-1")
+    assert "ComputeEnvironment" not in replaced["Resources"]
+    ce = replaced["Resources"]["ComputeEnvironment3"]["Properties"]
+    assert ce["ComputeEnvironmentName"] == "hyper-prod-cpu-3"
+    assert replaced["Resources"]["JobQueue"]["Properties"]["ComputeEnvironmentOrder"] == [
+        {"Order": 1, "ComputeEnvironment": {"Ref": "ComputeEnvironment3"}}]
+    assert replaced["Resources"]["JobQueue"]["Properties"]["JobQueueName"] == "hyper-prod-cpu"  # the queue stays
 
 
 def test_main_stack_log_group_retention():
     t = templates.render_main_stack(PROD)
     group = t["Resources"]["LogGroup"]["Properties"]
     assert group == {"LogGroupName": "/hyper/hyper-prod", "RetentionInDays": 30}
+    # explicit (cfn-lint I3011): a purged host's output goes with it, and a host made again can create the group
+    assert (t["Resources"]["LogGroup"]["DeletionPolicy"], t["Resources"]["LogGroup"]["UpdateReplacePolicy"]) == (
+        "Delete", "Delete")
     assert templates.render_main_stack(PROD, retention_days=45)["Resources"]["LogGroup"]["Properties"][
         "RetentionInDays"] == 60  # CloudWatch's next allowed value
     assert not any(v["Type"] == "AWS::DynamoDB::Table" for v in t["Resources"].values())
@@ -214,7 +319,7 @@ def physical_names(host: Host) -> set[str]:
     """Every name that is unique in an account (IAM) or an account and region (the rest)."""
     out = {names.stack(host, "network"), names.stack(host, "main")}
     for reg in (US, EU):
-        t = templates.render_region_stack(host, reg)
+        t = templates.render_region_stack(host, reg, legacy_batch_role=True)
         for res in t["Resources"].values():
             props = res["Properties"]
             out |= {props[k] for k in ("RoleName", "InstanceProfileName") if k in props}
@@ -302,6 +407,14 @@ BAD = [
     ("bad override type", lambda: templates.render_cluster_stack(
         PROD, cluster(overrides={"eu-west-1": {"instance_types": ["c5.huge"]}}), "eu-west-1"),
      "cluster 'cpu' in eu-west-1: 'c5.huge'"),
+    ("AMD GPU type", lambda: templates.render_cluster_stack(
+        PROD, Cluster(**{**GPU.to_dict(), "instance_types": ["g5.xlarge", "g4ad.xlarge"]}), "us-east-1"),
+     "g4ad.xlarge has AMD GPUs; GPU workers run on the x86 NVIDIA AMI"),
+    ("Graviton GPU type", lambda: templates.render_cluster_stack(
+        PROD, Cluster(**{**GPU.to_dict(), "instance_types": ["g5g.2xlarge"]}), "us-east-1"),
+     "g5g.2xlarge is a Graviton (arm64) type"),
+    ("Graviton GPU family", lambda: templates.render_cluster_stack(
+        PROD, Cluster(**{**GPU.to_dict(), "instance_types": ["g5g"]}), "us-east-1"), "g5g is a Graviton"),
     ("GPU cluster, CPU type", lambda: templates.render_cluster_stack(
         PROD, Cluster(**{**GPU.to_dict(), "instance_types": ["g5.xlarge", "c5.large"]}), "us-east-1"),
      "c5.large has no GPU"),
@@ -432,7 +545,8 @@ def test_policies_are_least_privilege_and_scoped_to_the_host():
     for statement in admin["Statement"]:
         resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
         for r in resources:
-            assert r == "*" or "hyper-prod" in r or ":job/*" in r or "parameter/aws/service/ecs" in r, r
+            assert r == "*" or "hyper-prod" in r or ":job/*" in r or r.endswith(
+                ":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"), r
         if "dynamodb:CreateTable" in statement["Action"]:
             assert {r.split("/")[1] for r in resources} == tables
     assert len(json.dumps(admin, separators=(",", ":"))) <= iam.MANAGED_POLICY_LIMIT

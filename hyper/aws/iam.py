@@ -200,7 +200,9 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
                                             "iam:GetInstanceProfile", "iam:AddRoleToInstanceProfile",
                                             "iam:RemoveRoleFromInstanceProfile", "iam:TagInstanceProfile"],
                    [profiles]),
-        _statement("PassHostRoles", ["iam:PassRole"], [roles],
+        # the host's roles, and Batch's service-linked role that every compute environment names (templates)
+        _statement("PassHostRoles", ["iam:PassRole"], [roles, f"arn:{partition}:iam::{account}:role/aws-service-role/"
+                                                             "batch.amazonaws.com/AWSServiceRoleForBatch"],
                    {"StringEquals": {"iam:PassedToService": ["batch.amazonaws.com", "ec2.amazonaws.com",
                                                              "ecs-tasks.amazonaws.com"]}}),
         _statement("BatchServiceLinkedRoles", ["iam:CreateServiceLinkedRole"], "*",
@@ -221,6 +223,8 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
         _statement("HostRepositories", ["ecr:CreateRepository", "ecr:DeleteRepository", "ecr:DescribeRepositories",
                                         "ecr:DescribeImages", "ecr:TagResource", "ecr:PutImage",
                                         "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
+                                        # replicas: wait for one; push an image again for a new region
+                                        "ecr:DescribeImageReplicationStatus", "ecr:BatchDeleteImage",
                                         *ECR_PULL], [repos]),
         # registry-wide settings and read-only describes that take no resource ARN
         _statement("NoResourceLevelPermissions", [
@@ -242,9 +246,7 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
             "ec2:DeleteVpcEndpoints", "ec2:ModifyVpcEndpoint", "ec2:CreateLaunchTemplate",
             "ec2:CreateLaunchTemplateVersion", "ec2:DeleteLaunchTemplate", "ec2:CreateTags", "ec2:DeleteTags",
             "route53:AssociateVPCWithHostedZone"], "*"),
-        # the GPU launch template's AMI comes from AWS's public ECS parameters, resolved by CloudFormation
-        _statement("EcsOptimizedAmiParameters", ["ssm:GetParameters", "ssm:GetParameter"],
-                   [f"arn:{partition}:ssm:*::parameter/aws/service/ecs/*"]),
+        # (no SSM: Batch's image type picks the AMI; the templates resolve no AMI parameter any more)
     ]
 
 

@@ -21,8 +21,11 @@ def job_queue(host: Host, cluster: str) -> str:
     return f"{prefix(host)}{cluster}"
 
 
-def compute_environment(host: Host, cluster: str) -> str:
-    return f"{prefix(host)}{cluster}"
+def compute_environment(host: Host, cluster: str, generation: int = 0) -> str:
+    """A cluster's Batch compute environment in each region. Generations 0 and 1 keep the plain name; a
+    compute environment that cannot be updated in place is replaced by the next generation (``-2``, ``-3``...),
+    a new name CloudFormation creates beside the old one before it deletes it."""
+    return f"{prefix(host)}{cluster}" + (f"-{generation}" if generation > 1 else "")
 
 
 def job_definition(host: Host, definition: str) -> str:

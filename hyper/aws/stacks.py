@@ -383,6 +383,22 @@ def check_cluster_region(host: Host, cluster: Cluster, region: str) -> None:
                          "{instance-types: [...]}}) or pick other types")
 
 
+def ensure_batch_service_linked_role(host: Host) -> None:
+    """Batch's service-linked role (AWSServiceRoleForBatch), which every compute environment names, exists.
+
+    It is one role per account, made by AWS the first time anyone creates an environment without a role; the
+    templates name it, so it has to exist first. Already there is the usual case (IAM answers InvalidInput
+    "has been taken"; moto EntityAlreadyExists), and fine.
+    """
+    with aws_errors(host, "iam", "create the AWS Batch service-linked role"):
+        iam = regional_client(host, "iam")
+        try:
+            iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")
+        except iam.exceptions.ClientError as exc:
+            if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):
+                raise
+
+
 # job definitions -------------------------------------------------------------------------------------------------
 def network_roles(host: Host, region: str) -> tuple[str, str]:
     """(job role ARN, execution role ARN) from the region's network stack."""

@@ -6,12 +6,18 @@ tests lint every variant with cfn-lint. Three stacks per host (names from ``hype
 * ``<prefix>network`` in every region (``render_region_stack``): a new VPC from the region's CIDR (public and
   private subnets in two AZs, internet gateway, one NAT gateway, route tables) or the region's existing VPC and
   subnets; a worker security group (egress only); optional VPC endpoints; the IAM roles Batch and the workers
-  use (named ``<prefix><region>-<role>``: IAM is global, so the region is in the name). Its outputs are
+  use (named ``<prefix><region>-<role>``: IAM is global, so the region is in the name; Batch itself acts
+  through its service-linked role, AWSServiceRoleForBatch, which AWS creates once per account). Its outputs are
   exported as ``<prefix>network-<Output>``; the cluster stacks import them, so CloudFormation itself refuses
   to delete a region's network while a cluster still uses it.
 * ``<prefix>cluster-<name>`` per cluster and region (``render_cluster_stack``): one managed Batch compute
-  environment (EC2 or SPOT, per-region overrides applied) and the job queue the scheduler submits to; GPU
-  clusters get a launch template with the ECS GPU-optimised AMI (from AWS's public SSM parameter).
+  environment (EC2 or SPOT, per-region overrides applied) and the job queue the scheduler submits to. Every
+  environment has a launch template (IMDSv2 only, hop limit 1, encrypted root volume) and no AMI of its own:
+  Batch picks the ECS-optimised AL2023 AMI of the image type (NVIDIA for GPU clusters) and, with
+  UpdateToLatestImageVersion, moves to a newer one on the next infrastructure update, so an AMI release never
+  turns a vCPU change into a failing update. The environment uses Batch's service-linked role, which is what
+  lets Batch update instance types, spot/on-demand, strategy and the launch template in place; a change Batch
+  cannot make in place gets a new environment (``environment_generation``) that the queue switches to.
 * ``<prefix>main`` in the main region (``render_main_stack``): the host's log group and data bucket. The tables are made by
   ``hyper hosts create-host`` (``hyper.aws.tables``), not here.
 
@@ -36,8 +42,6 @@ from hyper.models import Cluster, Definition, Region
 
 TEMPLATE_FORMAT = "2010-09-09"
 MAX_TEMPLATE_BODY = 51_200  # bytes CloudFormation takes inline (TemplateBody)
-# the ECS-optimised Amazon Linux 2023 AMI with NVIDIA drivers, the AMI Batch's ECS_AL2023_NVIDIA type means
-GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 CPU_IMAGE_TYPE = "ECS_AL2023"
 GPU_IMAGE_TYPE = "ECS_AL2023_NVIDIA"
 GPU_ROOT_VOLUME_GIB = 100  # CUDA images are large; the default 30 GiB root fills up on the first pull
@@ -53,9 +57,18 @@ ROLE_KINDS = ("batch", "instance", "execution", "job")
 _SIZES = r"(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal(-[0-9]+xl)?)"
 _SIZE = re.compile(f"^{_SIZES}$")
 _INSTANCE_TYPE = re.compile(f"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*(\\.{_SIZES})?$")
-_GPU_FAMILY = re.compile(r"^(p|g|gr)[0-9]")  # NVIDIA / AMD GPU families: p3, p4d, p5, g4dn, g5, g6e, gr6...
+_GPU_FAMILY = re.compile(r"^(p|g|gr)[0-9]+([a-z-]*)$")  # GPU families: p3, p4d, p5, g4dn, g5, g6e, gr6...
+BATCH_SERVICE_LINKED_ROLE = ("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+                             "batch.amazonaws.com/AWSServiceRoleForBatch")
+CPU_ROOT_VOLUME_GIB = 30  # the ECS AMI's own default, now encrypted
+JOB_QUEUE_TIME_LIMITS = (  # Batch cancels a worker stuck RUNNABLE for one of these reasons (seconds)
+    ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", 600),  # no instance type of the environment can hold it
+    ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE", 600),  # larger than the environment's max vCPUs
+    ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", 4 * 3600),  # EC2 has none: the scheduler submits again later
+)
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{1,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{1,17}$")
+_ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{1,17}$")
 
 
 # names -----------------------------------------------------------------------------------------------------
@@ -166,7 +179,23 @@ def check_instance_types(types: Iterable[str], what: str) -> list[str]:
 
 
 def is_gpu_type(instance_type: str) -> bool:
-    return bool(_GPU_FAMILY.match(instance_type))
+    return bool(_GPU_FAMILY.match(instance_type.split(".")[0]))
+
+
+def gpu_type_problem(instance_type: str) -> str | None:
+    """Why a GPU instance type cannot run the x86 NVIDIA AMI (ECS_AL2023_NVIDIA), or None when it can.
+
+    g4ad has AMD Radeon GPUs; a ``g`` in the family's attributes (g5g) means Graviton (arm64) with NVIDIA GPUs,
+    for which the x86 AMI and x86 worker images do not work."""
+    match = _GPU_FAMILY.match(instance_type.split(".")[0])
+    if not match:
+        return None
+    attributes = match.group(2)
+    if attributes.startswith("a"):
+        return f"{instance_type} has AMD GPUs"
+    if "g" in attributes:
+        return f"{instance_type} is a Graviton (arm64) type"
+    return None
 
 
 def _subnet_cidrs(cidr: str, region: str) -> tuple[list[str], list[str]]:
@@ -231,6 +260,11 @@ def cluster_settings(cluster: Cluster, region: str) -> dict[str, Any]:
         if plain:
             raise HyperError(f"{what}: gpus-per-instance is {gpus} but {', '.join(plain)} has no GPU",
                              "use GPU families (p4d, p5, g5, g6, g6e...) or set --gpus-per-instance 0")
+        for t in types:
+            problem = gpu_type_problem(t)
+            if problem:
+                raise HyperError(f"{what}: {problem}; GPU workers run on the x86 NVIDIA AMI (ECS_AL2023_NVIDIA)",
+                                 "use x86 NVIDIA families (g4dn, g5, g6, g6e, p4d, p5...)")
     strategy = (cluster.allocation_strategy or "").upper()
     if cluster.spot:
         strategy = strategy or "SPOT_PRICE_CAPACITY_OPTIMIZED"
@@ -265,7 +299,7 @@ def check_definition_fits(definition: Definition, cluster: Cluster) -> None:
 
 
 # region network stack ----------------------------------------------------------------------------------------
-def _iam_resources(host: Host, region: str) -> dict:
+def _iam_resources(host: Host, region: str, legacy_batch_role: bool = False) -> dict:
     partition, account = "${AWS::Partition}", "${AWS::AccountId}"
     prefix = names.prefix(host)
     main = iam.main_region(host)
@@ -277,12 +311,14 @@ def _iam_resources(host: Host, region: str) -> dict:
         {"Sid": "PullHostImages", "Effect": "Allow", "Action": iam.ECR_PULL, "Resource": repos},
         {"Sid": "WorkerLogs", "Effect": "Allow", "Action": iam.LOG_WRITE, "Resource": log_groups},
     ]
+    legacy = {"BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
+        "RoleName": role_name(host, region, "batch"),
+        "Description": f"kept for host {host.name}'s compute environments in {region} made before hyper used "
+                       "Batch's service-linked role; goes once they are replaced",
+        "AssumeRolePolicyDocument": _assume("batch.amazonaws.com"),
+        "ManagedPolicyArns": [_managed("service-role/AWSBatchServiceRole")]}}} if legacy_batch_role else {}
     return {
-        "BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": role_name(host, region, "batch"),
-            "Description": f"AWS Batch manages host {host.name}'s compute environments in {region}",
-            "AssumeRolePolicyDocument": _assume("batch.amazonaws.com"),
-            "ManagedPolicyArns": [_managed("service-role/AWSBatchServiceRole")]}},
+        **legacy,
         "InstanceRole": {"Type": "AWS::IAM::Role", "Properties": {
             "RoleName": role_name(host, region, "instance"),
             "Description": f"ECS container instances of host {host.name} in {region} (the ECS agent's rights)",
@@ -318,12 +354,15 @@ def _endpoints(region: Region, main: bool, subnets: Any, route_tables: list | No
             "SecurityGroupEgress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "127.0.0.1/32",
                                      "Description": "no egress (endpoints only answer)"}]}},
     }
-    for logical, service in (("EcrApiEndpoint", "ecr.api"), ("EcrDkrEndpoint", "ecr.dkr"), ("LogsEndpoint", "logs")):
+    # logs go to the main region's log group, so a hub region's Logs endpoint would never be used
+    interfaces = [("EcrApiEndpoint", "ecr.api"), ("EcrDkrEndpoint", "ecr.dkr")] + ([("LogsEndpoint", "logs")]
+                                                                                  if main else [])
+    for logical, service in interfaces:
         out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
             "VpcId": vpc, "VpcEndpointType": "Interface", "PrivateDnsEnabled": True,
             "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"},
             "SubnetIds": subnets, "SecurityGroupIds": [{"Ref": "EndpointSecurityGroup"}]}}
-    if route_tables:  # gateway endpoints need the route tables, which only a VPC hyper made has known
+    if route_tables:  # gateway endpoints need route tables: a VPC hyper made, or an existing VPC's route-tables
         gateways = [("S3Endpoint", "s3")] + ([("DynamoDbEndpoint", "dynamodb")] if main else [])
         for logical, service in gateways:
             out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
@@ -378,10 +417,14 @@ def _new_vpc(host: Host, region: Region) -> dict:
     return resources
 
 
-def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[Region] = ()) -> dict:
+def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[Region] = (),
+                        legacy_batch_role: bool = False) -> dict:
     """The network stack of one region: VPC (new or imported), worker security group, endpoints, IAM roles.
 
-    ``other_regions`` are the host's other regions, for the CIDR overlap check.
+    ``other_regions`` are the host's other regions, for the CIDR overlap check. ``legacy_batch_role`` keeps the
+    custom Batch service role (and its export) that compute environments made by older hyper versions still
+    import; CloudFormation refuses to drop an export in use, so it goes on the region's first update after
+    those clusters were replaced (``environment_generation``).
     """
     if host.type != "aws":
         raise HyperError(f"host {host.name!r} is a {host.type} host: regions are for aws hosts",
@@ -393,6 +436,9 @@ def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[R
         raise HyperError(f"{what}: give vpc-cidr for a new VPC or vpc-id and subnets for an existing one",
                          "e.g. --vpc-cidr 10.20.0.0/16")
     check_cidrs(region, other_regions)
+    if region.route_tables and not region.vpc_id:
+        raise HyperError(f"{what}: route-tables are for an existing VPC (--vpc-id)",
+                         "a VPC hyper makes has its own route tables: drop --route-tables")
     main = region.main or region.name == host.main_region
     if region.vpc_id:
         if not _VPC_ID.match(region.vpc_id):
@@ -403,10 +449,13 @@ def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[R
         bad = [s for s in region.subnets if not _SUBNET_ID.match(s)]
         if bad:
             raise HyperError(f"{what}: {bad[0]!r} is not a subnet id", "e.g. subnet-0123456789abcdef0")
+        bad = [t for t in region.route_tables if not _ROUTE_TABLE_ID.match(t)]
+        if bad:
+            raise HyperError(f"{what}: {bad[0]!r} is not a route table id", "e.g. rtb-0123456789abcdef0")
         resources: dict[str, Any] = {}
         vpc: Any = region.vpc_id
         subnets: Any = list(region.subnets)
-        route_tables = None
+        route_tables = list(region.route_tables) or None
     else:
         resources = _new_vpc(host, region)
         vpc = {"Ref": "Vpc"}
@@ -420,27 +469,75 @@ def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[R
         "Tags": _tags(f"{names.prefix(host)}workers")}}
     if region.vpc_endpoints:
         resources.update(_endpoints(region, main, subnets, route_tables))
-    resources.update(_iam_resources(host, region.name))
+    resources.update(_iam_resources(host, region.name, legacy_batch_role))
     outputs = {
         "VpcId": _output(host, "VpcId", vpc, "the VPC workers run in"),
         "SubnetIds": _output(host, "SubnetIds", {"Fn::Join": [",", subnets]}, "subnets of the compute environments"),
         "SecurityGroupId": _output(host, "SecurityGroupId", {"Fn::GetAtt": ["WorkerSecurityGroup", "GroupId"]},
                                    "the workers' security group"),
-        "BatchServiceRoleArn": _output(host, "BatchServiceRoleArn", {"Fn::GetAtt": ["BatchServiceRole", "Arn"]},
-                                       "AWS Batch's service role"),
         "InstanceProfileArn": _output(host, "InstanceProfileArn", {"Fn::GetAtt": ["InstanceProfile", "Arn"]},
                                       "the container instances' profile"),
         "ExecutionRoleArn": _output(host, "ExecutionRoleArn", {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
                                     "pulls images, writes worker logs"),
         "JobRoleArn": _output(host, "JobRoleArn", {"Fn::GetAtt": ["JobRole", "Arn"]}, "the workers' own rights"),
     }
+    if legacy_batch_role:
+        outputs["BatchServiceRoleArn"] = _output(host, "BatchServiceRoleArn", {"Fn::GetAtt": ["BatchServiceRole",
+                                                                                            "Arn"]},
+                                                 "the custom Batch service role of older compute environments")
     kind = f"existing VPC {region.vpc_id}" if region.vpc_id else f"new VPC {region.vpc_cidr}"
     return _template(f"hyper host {host.name}: network and IAM roles in {region.name} ({kind})", resources, outputs)
 
 
 # cluster stack ----------------------------------------------------------------------------------------------
+def environment_generation(previous: Cluster | None, cluster: Cluster) -> tuple[int, str]:
+    """The compute environment generation ``cluster`` deploys as, and why it is a new one ("" if not).
+
+    With Batch's service-linked role, Batch updates instance types, EC2/SPOT, allocation strategy, subnets and
+    the launch template in place (CloudFormation: ComputeResources/Type is not a create-only property). It
+    cannot: switch an environment made with a custom service role (generation 0, older hyper) to the
+    service-linked role, or make any infrastructure update to an environment whose strategy is BEST_FIT. Those
+    need a new environment: a new name (``names.compute_environment``) and logical id, so CloudFormation
+    creates it, points the job queue's ComputeEnvironmentOrder at it, and deletes the old one in its cleanup
+    phase. min/max vCPUs are never infrastructure updates.
+    """
+    if previous is None or previous.type != "batch":
+        return max(1, cluster.environment_generation), ""
+    current = max(previous.environment_generation, cluster.environment_generation)
+    if current == 0:
+        return 2, "it was made with a custom Batch service role; the new one uses the service-linked role"
+    infrastructure = ("instance_types", "spot", "allocation_strategy", "gpus")
+    for region in cluster.regions:
+        if region not in previous.regions:
+            continue
+        try:
+            old, new = cluster_settings(previous, region), cluster_settings(cluster, region)
+        except HyperError:
+            continue  # the new settings' own check reports it; a broken old record changes nothing
+        changed = [k for k in infrastructure if old[k] != new[k]]
+        if changed and "BEST_FIT" in (old["allocation_strategy"], new["allocation_strategy"]):
+            return current + 1, (f"BEST_FIT environments cannot change {changed[0].replace('_', ' ')} in place "
+                                 f"({region})")
+    return current, ""
+
+
+def _launch_template(gpu: bool) -> dict:
+    """Every instance: IMDSv2 only and one hop (a job's container cannot reach the instance role's
+    credentials; workers never use IMDS), an encrypted gp3 root volume. No ImageId: Batch's image type picks
+    the AMI, so an AMI release does not change this template."""
+    return {"Type": "AWS::EC2::LaunchTemplate", "Properties": {"LaunchTemplateData": {
+        "MetadataOptions": {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1},
+        "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {
+            "VolumeSize": GPU_ROOT_VOLUME_GIB if gpu else CPU_ROOT_VOLUME_GIB, "VolumeType": "gp3",
+            "Encrypted": True, "DeleteOnTermination": True}}]}}}
+
+
 def render_cluster_stack(host: Host, cluster: Cluster, region_name: str) -> dict:
-    """One region's share of a Batch cluster: a managed compute environment and the cluster's job queue."""
+    """One region's share of a Batch cluster: a managed compute environment and the cluster's job queue.
+
+    The environment's name and logical id follow ``cluster.environment_generation`` (0 and 1 alike: the plain
+    name); a new generation is a new environment the queue moves to (``environment_generation``).
+    """
     if cluster.type != "batch":
         raise HyperError(f"cluster {cluster.name!r} is of type {cluster.type}: only batch clusters are "
                          "CloudFormation stacks", "eks clusters render Kubernetes Jobs; local clusters need nothing")
@@ -448,7 +545,8 @@ def render_cluster_stack(host: Host, cluster: Cluster, region_name: str) -> dict
         raise HyperError(f"cluster {cluster.name!r} does not span region {region_name}",
                          f"its regions: {', '.join(cluster.regions)}")
     settings = cluster_settings(cluster, region_name)
-    env_name = names.compute_environment(host, cluster.name)
+    generation = cluster.environment_generation
+    env_name = names.compute_environment(host, cluster.name, generation)
     queue_name = names.job_queue(host, cluster.name)
     for kind, name in (("compute environment", env_name), ("job queue", queue_name)):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,126}[A-Za-z0-9]", name):
@@ -459,8 +557,8 @@ def render_cluster_stack(host: Host, cluster: Cluster, region_name: str) -> dict
         return {"Fn::ImportValue": export_name(host, key)}
 
     gpu = settings["gpus"] > 0
-    resources: dict[str, Any] = {}
-    parameters = None
+    environment = "ComputeEnvironment" + (str(generation) if generation > 1 else "")
+    resources: dict[str, Any] = {"LaunchTemplate": _launch_template(gpu)}
     compute: dict[str, Any] = {
         "Type": "SPOT" if settings["spot"] else "EC2",
         "AllocationStrategy": settings["allocation_strategy"],
@@ -471,38 +569,38 @@ def render_cluster_stack(host: Host, cluster: Cluster, region_name: str) -> dict
         "SecurityGroupIds": [imported("SecurityGroupId")],
         "InstanceRole": imported("InstanceProfileArn"),
         "Ec2Configuration": [{"ImageType": GPU_IMAGE_TYPE if gpu else CPU_IMAGE_TYPE}],
+        "LaunchTemplate": {"LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                           "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]}},
+        "UpdateToLatestImageVersion": True,
         "Tags": {"Name": f"{env_name}-worker", **_identity(host), "hyper:cluster": cluster.name},
     }
-    if gpu:
-        parameters = {"GpuImageId": {
-            "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": GPU_AMI_PARAMETER,
-            "Description": "ECS GPU-optimised AMI (AWS's public parameter: always the recommended one)"}}
-        resources["GpuLaunchTemplate"] = {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
-            "LaunchTemplateData": {
-                "ImageId": {"Ref": "GpuImageId"},
-                "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2},
-                "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {
-                    "VolumeSize": GPU_ROOT_VOLUME_GIB, "VolumeType": "gp3", "Encrypted": True}}]}}}
-        compute["LaunchTemplate"] = {"LaunchTemplateId": {"Ref": "GpuLaunchTemplate"},
-                                     "Version": {"Fn::GetAtt": ["GpuLaunchTemplate", "LatestVersionNumber"]}}
-    resources["ComputeEnvironment"] = {"Type": "AWS::Batch::ComputeEnvironment", "Properties": {
+    resources[environment] = {"Type": "AWS::Batch::ComputeEnvironment", "Properties": {
         "ComputeEnvironmentName": env_name, "Type": "MANAGED", "State": "ENABLED",
-        "ServiceRole": imported("BatchServiceRoleArn"),
-        # update instance types, vCPUs and strategy in place (a named environment cannot be replaced)
+        # Batch's service-linked role, the only one that allows in-place infrastructure updates (named here
+        # rather than left to Batch's default: the same role, and moto requires the property); a named
+        # environment is never replaced by CloudFormation itself (a new generation is a new name)
+        "ServiceRole": {"Fn::Sub": BATCH_SERVICE_LINKED_ROLE},
         "ReplaceComputeEnvironment": False,
         "UpdatePolicy": {"TerminateJobsOnUpdate": False, "JobExecutionTimeoutMinutes": 30},
         "ComputeResources": compute,
-        "Tags": {**_identity(host), "hyper:cluster": cluster.name}}}
+        # Tags of an environment are create-only: a change would need a replacement CloudFormation cannot make
+        # under a fixed name, so they hold only what never changes (the prefix, not the host's local name,
+        # which another machine adopting the deployment may call differently)
+        "Tags": {PREFIX_TAG: names.prefix(host), "hyper:cluster": cluster.name}}}
     resources["JobQueue"] = {"Type": "AWS::Batch::JobQueue", "Properties": {
         "JobQueueName": queue_name, "State": "ENABLED", "Priority": 1,
-        "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": {"Ref": "ComputeEnvironment"}}],
+        "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": {"Ref": environment}}],
+        # a worker that can never be placed (or waits hours for capacity) is cancelled, not counted for ever;
+        # the scheduler submits again while jobs are queued
+        "JobStateTimeLimitActions": [{"Action": "CANCEL", "State": "RUNNABLE", "Reason": reason,
+                                      "MaxTimeSeconds": seconds} for reason, seconds in JOB_QUEUE_TIME_LIMITS],
         "Tags": {**_identity(host), "hyper:cluster": cluster.name}}}
-    outputs = {"ComputeEnvironmentArn": {"Value": {"Ref": "ComputeEnvironment"}},
+    outputs = {"ComputeEnvironmentArn": {"Value": {"Ref": environment}},
                "JobQueueArn": {"Value": {"Ref": "JobQueue"}}}
     capacity = (f"{'spot' if settings['spot'] else 'on-demand'} {','.join(settings['instance_types'])}, "
                 f"{settings['min_vcpus']}-{settings['max_vcpus']} vCPUs")
     return _template(f"hyper host {host.name}: cluster {cluster.name} in {region_name} ({capacity})",
-                     resources, outputs, parameters)
+                     resources, outputs)
 
 
 # main stack -------------------------------------------------------------------------------------------------
@@ -524,8 +622,11 @@ def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
     days = retention_days if retention_days is not None else settings(host)["retention_days"]
     if days < 1:
         raise HyperError(f"log retention {days} days must be 1 or more", "e.g. 30")
-    resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {
-        "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
+    # deleted with the stack on purpose: a purged host takes its job output with it, and a host made again
+    # under the same name could not create a retained group of the same name
+    resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
+                              "UpdateReplacePolicy": "Delete", "Properties": {
+                                  "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
     outputs = {"LogGroupName": {"Value": {"Ref": "LogGroup"}}}
     resources["Bucket"], outputs["BucketName"] = data_bucket(host, days), {"Value": {"Ref": "Bucket"}}
     return _template(f"hyper host {host.name}: log group and data bucket (main region {host.main_region})",

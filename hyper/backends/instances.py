@@ -38,7 +38,8 @@ SIZES: dict[str, Size] = {
     "m5.4xlarge": _s(16, 64, 0, 0.768), "m6i.large": _s(2, 8, 0, 0.096), "m6i.xlarge": _s(4, 16, 0, 0.192),
     "m6i.2xlarge": _s(8, 32, 0, 0.384), "m7i.large": _s(2, 8, 0, 0.1008), "m7i.xlarge": _s(4, 16, 0, 0.2016),
     "c5.large": _s(2, 4, 0, 0.085), "c5.xlarge": _s(4, 8, 0, 0.17), "c5.2xlarge": _s(8, 16, 0, 0.34),
-    "c5.4xlarge": _s(16, 32, 0, 0.68), "c6i.xlarge": _s(4, 8, 0, 0.17), "c6i.2xlarge": _s(8, 16, 0, 0.34),
+    "c5.4xlarge": _s(16, 32, 0, 0.68), "c7i.large": _s(2, 4, 0, 0.08925), "c7i.xlarge": _s(4, 8, 0, 0.1785),
+    "c7i.2xlarge": _s(8, 16, 0, 0.357), "c6i.xlarge": _s(4, 8, 0, 0.17), "c6i.2xlarge": _s(8, 16, 0, 0.34),
     "r5.large": _s(2, 16, 0, 0.126), "r5.xlarge": _s(4, 32, 0, 0.252), "r5.2xlarge": _s(8, 64, 0, 0.504),
     "g4dn.xlarge": _s(4, 16, 1, 0.526), "g4dn.2xlarge": _s(8, 32, 1, 0.752), "g4dn.4xlarge": _s(16, 64, 1, 1.204),
     "g4dn.12xlarge": _s(48, 192, 4, 3.912),
@@ -78,6 +79,27 @@ def fits(definition: Definition, size: Size, reserve: Reserve) -> bool:
     return definition.vcpus <= cpu and definition.memory_mib <= mem and definition.gpus <= size.gpus
 
 
+def reserve_for(cluster: Cluster) -> Reserve:
+    """The node agent of the cluster's type: ECS (Batch) or the kubelet (EKS)."""
+    return KUBE_RESERVE if cluster.type == "eks" else ECS_RESERVE
+
+
+def needs(definition: Definition) -> str:
+    return f"{definition.vcpus} vCPU, {definition.memory_mib} MiB" + (f", {definition.gpus} GPU"
+                                                                      if definition.gpus else "")
+
+
+def largest_fit(cluster: Cluster, region: str | None = None, *, reserve: Reserve = ECS_RESERVE) -> str:
+    """The largest worker the cluster's instances can hold in ``region`` (most memory after the reserve):
+    "4 vCPU, 15145 MiB, 1 GPU on g5.xlarge"; "" when the types are not all in the table."""
+    sizes = {t: SIZES.get(t) for t in cluster_types(cluster, region)}
+    if not sizes or any(s is None for s in sizes.values()):
+        return ""
+    name, size = max(((t, s) for t, s in sizes.items() if s), key=lambda kv: reserve.allocatable(kv[1])[::-1])
+    cpu, mem = reserve.allocatable(size)
+    return f"{cpu:g} vCPU, {mem} MiB" + (f", {size.gpus} GPU" if size.gpus else "") + f" on {name}"
+
+
 def fit_problem(definition: Definition, cluster: Cluster, region: str | None = None, *,
                 reserve: Reserve = ECS_RESERVE) -> str | None:
     """Why no instance type of the cluster can hold one worker of the definition; None when one can or the
@@ -90,11 +112,40 @@ def fit_problem(definition: Definition, cluster: Cluster, region: str | None = N
         return None
     best = max(sizes.items(), key=lambda kv: reserve.allocatable(kv[1])[1])
     cpu, mem = reserve.allocatable(best[1])
-    need = f"{definition.vcpus} vCPU, {definition.memory_mib} MiB" + (f", {definition.gpus} GPU"
-                                                                      if definition.gpus else "")
-    return (f"definition {definition.name} ({need}) fits no instance type of cluster {cluster.name} "
+    return (f"definition {definition.name} ({needs(definition)}) fits no instance type of cluster {cluster.name} "
             f"({', '.join(types)}); the largest, {best[0]}, leaves {cpu:g} vCPU, {mem} MiB and {best[1].gpus} GPU "
             f"after {reserve.name}'s reserve")
+
+
+def fits_cluster(definition: Definition, cluster: Cluster) -> bool | None:
+    """Whether a worker of the definition fits the cluster's instances in every region it spans: None when that
+    cannot be told (a type missing from the table, a family, ``optimal``, or a local cluster)."""
+    if cluster.type not in ("batch", "eks"):
+        return None
+    if definition.gpus > (cluster.gpus_per_instance or 0):  # whatever its types: no instance has that many
+        return False
+    reserve = reserve_for(cluster)
+    known = True
+    for region in cluster.regions or [None]:
+        types = cluster_types(cluster, region)
+        if not types or any(t not in SIZES for t in types):
+            known = False
+            continue
+        if not any(fits(definition, SIZES[t], reserve) for t in types):
+            return False
+    return True if known else None
+
+
+def cluster_fit_problem(definition: Definition, cluster: Cluster) -> str | None:
+    """The fit problem of the first region of the cluster (its own overrides applied) that cannot hold the
+    definition's worker; None when every region can (or cannot be told)."""
+    if cluster.type not in ("batch", "eks"):
+        return None
+    for region in cluster.regions or [None]:
+        why = fit_problem(definition, cluster, region, reserve=reserve_for(cluster))
+        if why:
+            return why
+    return None
 
 
 def worker_share(definition: Definition, size: Size, reserve: Reserve) -> float:

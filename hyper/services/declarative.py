@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hyper.errors import HyperError, UsageError
-from hyper.models import Queue, Region, Resource
+from hyper.models import Cluster, Queue, Region, Resource
 from hyper.services import resources as res
 
 
@@ -164,6 +164,8 @@ def plan(ctx, items: list[Item]) -> list[Change]:
         if isinstance(resource, Region):
             resource.main = bool(item.main) or ctx.host.main_region == item.name or \
                 bool(current is not None and current.main and item.main is None)
+        if isinstance(current, Cluster) and isinstance(resource, Cluster):  # provisioning's, not declared
+            resource.environment_generation = current.environment_generation
         if isinstance(current, Queue):  # computed, not declared: refresh-weights owns them
             resource.auto_weights, resource.auto_weights_at = current.auto_weights, current.auto_weights_at
             resource.auto_weights_note = current.auto_weights_note

@@ -64,6 +64,14 @@ def _queue_and_definition(ctx: Context, d: Directives) -> tuple[Queue, Definitio
         raise HyperError(f"definition {dname!r} wants {definition.gpus} GPU(s) per worker but queue {qname!r} "
                          f"runs on cluster {cluster.name!r} with {cluster.gpus_per_instance} per instance",
                          "submit to a GPU queue (-q), or pick a definition with fewer GPUs (-d)")
+    if cluster.type in ("batch", "eks"):  # nor one too big for every instance type after the agent's reserve
+        from hyper.backends.instances import cluster_fit_problem
+
+        why = cluster_fit_problem(definition, cluster)
+        if why:
+            raise HyperError(f"queue {qname!r} cannot start it: {why}",
+                             "submit to a queue whose cluster has bigger instances (-q), or pick a smaller "
+                             "definition (-d)")
     return queue, definition
 
 

@@ -5,18 +5,22 @@ or request it would send, so ``--dry-run`` prints precisely what ``deploy`` woul
 steps and returns the status and message the resource should show (ACTIVE, or FAILED with CloudFormation's
 reasons and the way out). Local hosts have nothing to deploy: their resources are live once recorded.
 
-  region R            network stack `<prefix>network` in R (+ `<prefix>main` log group stack if R is main)
-  cluster C (batch)   stack `<prefix>cluster-C` in every region C spans (after its instance types are checked)
+  region R            network stack `<prefix>network` in R (+ `<prefix>main` log group stack if R is main); a
+                      hub region also gets the images built before it (ECR rule + push again) and every
+                      definition registered there
+  cluster C (batch)   stack `<prefix>cluster-C` in every region C spans (after its instance types are checked;
+                      a change Batch cannot make in place deploys a new compute environment generation)
   cluster C (eks)     stack `<prefix>eks-C` (worker role, Pod Identity; --create-eks: EKS + node group) and the
                       namespace + service account, in every region C spans (hyper/provisioning/eks.py)
   queue Q             nothing of its own: it runs on its cluster's Batch job queue
-  image I             an ECR repository replicated to every region (built and pushed with docker), or its URI
-  definition D        a Batch job definition in every region, registered by content hash
+  image I             an ECR repository (built and pushed with docker) under the host's one replication rule,
+                      merged into the account's registry configuration (hyper/aws/ecr.py); or its URI
+  definition D        a Batch job definition in every region, registered by content hash, naming the region's
+                      own replica pinned by digest (a hub region waits for it: ImageRefs)
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -28,7 +32,8 @@ from hyper.models import Cluster, Definition, Image, Region, Resource
 
 @dataclass
 class Step:
-    action: str  # deploy-stack | delete-stack | register-definition | deregister-definition | repository
+    action: str  # deploy-stack | delete-stack | register-definition | deregister-definition | repository |
+    #             update-replication | replicate-images | replace-compute-environment (shown, nothing to run)
     region: str
     target: str  # stack, job definition or repository name
     body: dict[str, Any] = field(default_factory=dict)  # the template or request, for --dry-run
@@ -44,17 +49,91 @@ def _regions(ctx, view=None) -> list[Region]:
     return sorted(found, key=lambda r: (not r.main, r.name))
 
 
-def _image_uri(ctx, definition: Definition) -> str:
-    image = ctx.store.get_resource("image", definition.image)
-    if not isinstance(image, Image):
-        raise HyperError(f"definition {definition.name!r}: image {definition.image!r} does not exist",
-                         "add it with `hyper images add-image`")
-    if image.uri:
-        return image.uri
-    from hyper.aws import names
+class ImageRefs:
+    """The image a definition's workers pull in each region (looked up when a step runs, once per plan).
 
-    account = _account(ctx)
-    return f"{account}.dkr.ecr.{ctx.host.main_region}.amazonaws.com/{names.repository(ctx.host, image.name)}:latest"
+    An adopted image (``--uri``) is that URI everywhere, as given: hyper cannot replicate a registry it does
+    not own, so its owner makes it pullable from every region (a public or cross-region-readable registry,
+    or one URI per region through separate definitions). An image hyper built is its replica in the region's
+    own registry, pinned by the digest of ``:latest`` in the main region; a hub region waits (bounded) until
+    ECR says that replica is COMPLETE.
+    """
+
+    def __init__(self, ctx, definition: Definition, view=None, *, wait: float | None = None):
+        self.ctx, self.definition, self.view = ctx, definition, view
+        self.wait = wait
+        self._digest: str | None = None
+        self._account: str | None = None
+
+    def image(self) -> Image:
+        found = (self.view.get("image", self.definition.image) if self.view is not None
+                 else self.ctx.store.get_resource("image", self.definition.image))
+        if not isinstance(found, Image):
+            raise HyperError(f"definition {self.definition.name!r}: image {self.definition.image!r} does not exist",
+                             "add it with `hyper images add-image`")
+        return found
+
+    def uri(self, region: str) -> str:
+        image = self.image()
+        if image.uri:
+            return image.uri
+        from hyper.aws import ecr as registry
+        from hyper.aws import names
+        from hyper.aws.session import aws_errors, client
+
+        host = self.ctx.host
+        repo = names.repository(host, image.name)
+        account = self._account = self._account or _account(self.ctx)
+        with aws_errors(host, "ecr", f"find the image of {repo}"):
+            main = client(host, "ecr")
+            if self._digest is None:
+                self._digest = registry.image_digest(main, repo)
+            if region != host.main_region:
+                wait = self.wait if self.wait is not None else _replication_wait()
+                registry.wait_for_replica(main, repo, self._digest, region, account, timeout=wait)
+        return registry.replica_uri(account, region, repo, self._digest)
+
+
+def _replication_wait() -> float:
+    """Seconds a hub registration waits for its replica (HYPER_REPLICATION_WAIT; ECR's usual is minutes)."""
+    import os
+
+    from hyper.aws.ecr import REPLICATION_WAIT
+
+    try:
+        return max(0.0, float(os.environ.get("HYPER_REPLICATION_WAIT", REPLICATION_WAIT)))
+    except ValueError:
+        return REPLICATION_WAIT
+
+
+def _built_images(ctx, view=None) -> list[Image]:
+    found = view.all("image") if view is not None else ctx.store.list_resources("image")
+    return [i for i in found if isinstance(i, Image) and i.path]
+
+
+def _sync_replication(ctx, regions: list[str]) -> None:
+    """The host's ECR replication rule names exactly ``regions`` (none: the rule goes), others' rules kept."""
+    from hyper.aws import ecr as registry
+    from hyper.aws import names
+    from hyper.aws.session import aws_errors, client
+
+    host = ctx.host
+    with aws_errors(host, "ecr", "update the registry's replication rules"):
+        registry.sync_replication(client(host, "ecr"), names.prefix(host), _account(ctx),
+                                  [r for r in regions if r != host.main_region])
+
+
+def _replicate_images(ctx, images: list[Image], regions: list[str]) -> None:
+    """Images built before a region existed: the rule gains it, and each is pushed again so ECR copies it."""
+    from hyper.aws import ecr as registry
+    from hyper.aws import names
+    from hyper.aws.session import aws_errors, client
+
+    _sync_replication(ctx, regions)
+    with aws_errors(ctx.host, "ecr", "push existing images again for replication"):
+        ecr = client(ctx.host, "ecr")
+        for image in images:
+            registry.replicate_existing(ecr, names.repository(ctx.host, image.name))
 
 
 def _account(ctx) -> str:
@@ -78,12 +157,19 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
     steps: list[Step] = []
     if isinstance(resource, Region):
         network = names.stack(host, "network")
+        built = _built_images(ctx, view)
         if delete:
             steps.append(Step("delete-stack", resource.name, network,
                               run=lambda: stacks.delete_stack(host, resource.name, network)))
+            if built:  # hyper's replication rule stops naming the region (others' rules untouched)
+                rest = [r.name for r in _regions(ctx, view) if r.name != resource.name]
+                steps.append(Step("update-replication", host.main_region, names.prefix(host).lower() + "*",
+                                  {"replicate_to": [r for r in rest if r != host.main_region]},
+                                  lambda: _sync_replication(ctx, rest)))
             return steps
         others = [r for r in _regions(ctx, view) if r.name != resource.name]
-        template = templates.render_region_stack(host, resource, other_regions=others)
+        template = templates.render_region_stack(host, resource, other_regions=others,
+                                                 legacy_batch_role=_legacy_environments(ctx, resource.name, view))
         steps.append(Step("deploy-stack", resource.name, network, template,
                           lambda: stacks.deploy_stack(host, resource.name, network, template)))
         if resource.main or resource.name == host.main_region:
@@ -91,6 +177,8 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
             main_template = templates.render_main_stack(host)
             steps.append(Step("deploy-stack", resource.name, main, main_template,
                               lambda: stacks.deploy_stack(host, resource.name, main, main_template)))
+        else:
+            steps += _new_region_images(ctx, resource, built, view)
     elif isinstance(resource, Cluster):
         from hyper.provisioning import provisioner_for
 
@@ -100,6 +188,14 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
         if resource.type != "batch":
             return []
         name = names.stack(host, "cluster", resource.name)
+        if not delete:  # a change Batch cannot make in place deploys a new compute environment (blue/green)
+            resource.environment_generation, why = templates.environment_generation(
+                previous if isinstance(previous, Cluster) else None, resource)
+            if why:
+                steps.append(Step("replace-compute-environment", ",".join(resource.regions),
+                                  names.compute_environment(host, resource.name, resource.environment_generation),
+                                  {"reason": why, "replaces": names.compute_environment(
+                                      host, resource.name, previous.environment_generation)}, done=True))
         if isinstance(previous, Cluster) and previous.type == "batch" and not delete:
             for region in sorted(set(previous.regions) - set(resource.regions)):  # dropped: remove its share
                 steps.append(Step("delete-stack", region, name,
@@ -113,33 +209,77 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
 
             def run(region=region, template=template):
                 stacks.check_cluster_region(host, resource, region)
+                stacks.ensure_batch_service_linked_role(host)
                 return stacks.deploy_stack(host, region, name, template)
 
             steps.append(Step("deploy-stack", region, name, template, run))
     elif isinstance(resource, Definition):
         target = names.job_definition(host, resource.name)
-        image_uri = functools.cache(lambda: _image_uri(ctx, resource))  # one lookup for every region's step
+        refs = ImageRefs(ctx, resource, view)  # one digest lookup for every region's step
         for region in (r.name for r in _regions(ctx, view)):
             if delete:
                 steps.append(Step("deregister-definition", region, target,
                                   run=lambda region=region: stacks.deregister_job_definitions(host, region,
                                                                                               resource.name)))
                 continue
-            steps.append(Step("register-definition", region, target,
-                              {"image": resource.image, "vcpus": resource.vcpus, "memory_mib": resource.memory_mib,
-                               "gpus": resource.gpus},
-                              lambda region=region: stacks.register_job_definition(host, region, resource,
-                                                                                   image_uri())))
+            steps.append(_register_step(host, resource, region, refs))
     elif isinstance(resource, Image) and resource.path and delete:
         repo = names.repository(host, resource.name)  # ours: built here; an adopted --uri is never touched
         steps.append(Step("delete-repository", host.main_region, repo, run=lambda: _delete_repository(ctx, repo)))
+        if not [i for i in _built_images(ctx, view) if i.name != resource.name]:  # the last one: rule goes
+            steps.append(Step("update-replication", host.main_region, names.prefix(host).lower() + "*",
+                              {"replicate_to": []}, lambda: _sync_replication(ctx, [])))
     elif isinstance(resource, Image) and resource.path and not delete:
         repo = names.repository(host, resource.name)
         regions = [r.name for r in _regions(ctx, view)]
         steps.append(Step("repository", host.main_region, repo, {"replicate_to": regions[1:],
                                                                   "build": resource.path},
                           lambda: _build_and_push(ctx, resource, repo, regions)))
+        # definitions pin a digest: a new push is picked up by registering them again (each region's replica)
+        definitions = view.all("definition") if view is not None else ctx.store.list_resources("definition")
+        for definition in sorted(definitions, key=lambda d: d.name):
+            if isinstance(definition, Definition) and definition.image == resource.name:
+                refs = ImageRefs(ctx, definition, view)
+                steps += [_register_step(host, definition, region, refs) for region in regions]
     return steps
+
+
+def _register_step(host, definition: Definition, region: str, refs: ImageRefs) -> Step:
+    from hyper.aws import names, stacks
+
+    return Step("register-definition", region, names.job_definition(host, definition.name),
+                {"image": definition.image, "vcpus": definition.vcpus, "memory_mib": definition.memory_mib,
+                 "gpus": definition.gpus},
+                lambda: stacks.register_job_definition(host, region, definition, refs.uri(region)))
+
+
+def _new_region_images(ctx, region: Region, built: list[Image], view=None) -> list[Step]:
+    """A hub region gets the images built before it (replicated) and every definition (registered there with
+    its own replica), so the scheduler can start workers in it at once."""
+    from hyper.aws import names
+
+    host = ctx.host
+    steps: list[Step] = []
+    regions = sorted({r.name for r in _regions(ctx, view)} | {region.name})
+    if built:
+        steps.append(Step("replicate-images", host.main_region, names.prefix(host).lower() + "*",
+                          {"replicate_to": [r for r in regions if r != host.main_region],
+                           "images": [i.name for i in built]},
+                          lambda: _replicate_images(ctx, built, regions)))
+    # definitions already recorded whose image is there (built or adopted); ones `apply` is about to create
+    # register themselves after their image, and one whose image failed to build can run nowhere yet
+    usable = {i.name for i in ctx.store.list_resources("image") if isinstance(i, Image) and i.status == "ACTIVE"}
+    for definition in sorted(ctx.store.list_resources("definition"), key=lambda d: d.name):
+        if isinstance(definition, Definition) and definition.image in usable:
+            steps.append(_register_step(host, definition, region.name, ImageRefs(ctx, definition)))
+    return steps
+
+
+def _legacy_environments(ctx, region: str, view=None) -> bool:
+    """Whether a batch cluster in ``region`` still has a compute environment made with the custom Batch
+    service role (generation 0): the region's network stack must keep exporting that role until it is replaced."""
+    clusters = view.all("cluster") if view is not None else ctx.store.list_resources("cluster")
+    return any(c.type == "batch" and c.environment_generation == 0 and region in c.regions for c in clusters)
 
 
 def _delete_repository(ctx, repo: str) -> None:
@@ -172,13 +312,9 @@ def _build_and_push(ctx, image: Image, repo: str, regions: list[str]) -> None:
                                   tags=[{"Key": "hyper:host", "Value": host.name}])
         except ecr.exceptions.RepositoryAlreadyExistsException:
             pass
-        if len(regions) > 1:
-            account = _account(ctx)
-            ecr.put_replication_configuration(replicationConfiguration={"rules": [{
-                "destinations": [{"region": r, "registryId": account} for r in regions[1:]],
-                "repositoryFilters": [{"filter": repo, "filterType": "PREFIX_MATCH"}]}]})
         token = ecr.get_authorization_token()["authorizationData"][0]
-    uri = _image_uri(ctx, Definition(name="-", image=image.name))
+    _sync_replication(ctx, regions)  # before the push: ECR replicates only what is pushed after its rule
+    uri = f"{_account(ctx)}.dkr.ecr.{host.main_region}.amazonaws.com/{repo}:latest"
     registry = token["proxyEndpoint"].removeprefix("https://")
     import base64
 

@@ -163,6 +163,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("vpc-cidr", "vpc_cidr", _str, "CIDR of a new VPC, e.g. 10.20.0.0/16"),
         Field("vpc-id", "vpc_id", _str, "an existing VPC to use instead of a new one", prompt=False),
         Field("subnets", "subnets", _list, "subnets of the existing VPC (comma separated)", prompt=False),
+        Field("route-tables", "route_tables", _list, "the existing VPC's private route tables: with "
+              "--vpc-endpoints, S3 (image layers) and DynamoDB go through gateway endpoints, not NAT", prompt=False),
         Field("vpc-endpoints", "vpc_endpoints", _bool, "create VPC endpoints for ECR and logs"),
     ),
     "cluster": (
@@ -347,6 +349,7 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
                 raise HyperError(f"image {resource.name!r}: {resource.path} holds no Dockerfile",
                                  "point --path at a directory with a Dockerfile")
     elif isinstance(resource, Definition):
+        check_definition_fits(resource, view.all("cluster"))
         if resource.image != "local" and view.get("image", resource.image) is None:
             raise HyperError(f"definition {resource.name!r} names image {resource.image!r}, which does not exist",
                              f"images: {', '.join(view.names('image')) or 'none'}; add one with "
@@ -371,6 +374,49 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
                         net.overlaps(ipaddress.ip_network(other.vpc_cidr)):
                     raise HyperError(f"region {resource.name!r}: vpc-cidr {resource.vpc_cidr} overlaps "
                                      f"{other.vpc_cidr} of region {other.name!r}", "pick a CIDR that does not overlap")
+
+
+FIT_HINT = ("lower --vcpus, --memory or --gpus to a size that fits, or give a cluster bigger instance types "
+            "(`hyper clusters update-cluster NAME --instance-types ...`)")
+
+
+def check_definition_fits(definition: Definition, clusters: list[Resource]) -> None:
+    """A definition's worker must fit some cluster's instances after the node agent's reserve (ECS keeps
+    memory for itself: a 16 GiB worker never starts on a 16 GiB instance, it waits RUNNABLE for ever).
+    Clusters whose instance types are not all in hyper's table (families, `optimal`) cannot be judged and
+    count as fitting."""
+    from hyper.backends import instances
+
+    judged = [(c, instances.fits_cluster(definition, c)) for c in clusters if isinstance(c, Cluster)]
+    if not judged or any(fit is not False for _, fit in judged):
+        return
+    if len(judged) == 1:
+        cluster = judged[0][0]
+        raise HyperError(instances.cluster_fit_problem(definition, cluster) or
+                         f"definition {definition.name} wants {definition.gpus} GPU(s); cluster {cluster.name}'s "
+                         f"instances have {cluster.gpus_per_instance or 0}", FIT_HINT)
+    largest = "; ".join(f"{c.name}: " + (instances.largest_fit(c, (c.regions or [None])[0], reserve=reserve)
+                                         or f"{c.gpus_per_instance or 0} GPU per instance")
+                        for c, reserve in ((c, instances.reserve_for(c)) for c, _ in judged))
+    raise HyperError(f"definition {definition.name} ({instances.needs(definition)}) fits no cluster's instance "
+                     f"types; the largest worker each holds after the node agent's reserve: {largest}", FIT_HINT)
+
+
+def check_cluster_keeps_definitions(cluster: Cluster, previous: Resource | None,
+                                    definitions: list[Resource]) -> None:
+    """A cluster change must not leave a definition that fitted its instances with none that fits."""
+    from hyper.backends import instances
+
+    if not isinstance(previous, Cluster):
+        return
+    for definition in definitions:
+        if not isinstance(definition, Definition) or instances.fits_cluster(definition, previous) is not True:
+            continue
+        if instances.fits_cluster(definition, cluster) is False:
+            raise HyperError(f"that change would strand definition {definition.name!r}: "
+                             f"{instances.cluster_fit_problem(definition, cluster)}",
+                             "keep an instance type it fits, or shrink the definition first "
+                             f"(`hyper definitions update-definition {definition.name} ...`)")
 
 
 class ResourceView:
@@ -451,6 +497,8 @@ def validate_dependents(resource: Resource, view: "ResourceView", host_type: str
     """A changed cluster or region must not break the queues and clusters that refer to it."""
     dependents: list[Resource] = []
     if isinstance(resource, Cluster):
+        check_cluster_keeps_definitions(resource, view.store.get_resource("cluster", resource.name),
+                                        view.all("definition"))
         dependents = [q for q in view.all("queue") if q.cluster == resource.name]
     elif isinstance(resource, Region):
         dependents = [c for c in view.all("cluster") if resource.name in c.regions]
