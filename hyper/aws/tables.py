@@ -32,11 +32,13 @@ DEFAULT_SETTINGS = {
     "retention_days": 30,  # finished jobs expire (TTL) this long after they end
 }
 
-# attributes the listing indexes carry, so `qstat` never reads the base table (no lease / pid: heartbeats
-# would rewrite two index entries every few seconds for nothing)
+# attributes the listing indexes carry: what `qstat`'s table needs and nothing more. No lease / pid
+# (heartbeats would rewrite two index entries for nothing) and no spec: a spec holds the whole script and
+# environment (up to 2 KB inline), which would be copied into both indexes on every transition and double
+# their write units. `qstat -f` / `--output json` read specs from the base table (one BatchGetItem per 100).
 LIST_ATTRIBUTES = [
     "name", "user", "queue", "definition", "state", "reason", "priority", "submitted", "started", "ended",
-    "exit_code", "attempts", "retries", "worker", "spec", "array", "a_total", "a_cursor", "a_skip",
+    "exit_code", "attempts", "retries", "worker", "array", "a_total", "a_cursor", "a_skip",
     "a_running", "a_done", "a_failed", "depends",
 ]
 

@@ -849,15 +849,29 @@ class DynamoStore(DynamoNotices):
                            for q in queues for st in states for sh in shards]
             merged = self._merged(queries, sort_key=lambda it: it["ord"]) if queries else iter(())
             count = 0
-            for it in merged:
-                job = self._job(it)
-                yield job
-                count += 1
-                if flt.elements and job.is_array:
-                    for el in self._elements(job.id, active_only=not flt.include_finished):
-                        yield self._job(el)
-                if flt.limit and count >= flt.limit:
+            while True:
+                want = GET_BATCH if not flt.limit else min(GET_BATCH, flt.limit - count)
+                chunk = list(itertools.islice(merged, want))
+                if not chunk:
                     return
+                specs = self._listing_specs(chunk) if flt.with_spec else {}
+                for it in chunk:
+                    job = self._job(it, specs.get(it["id"]))
+                    yield job
+                    count += 1
+                    if flt.elements and job.is_array:
+                        for el in self._elements(job.id, active_only=not flt.include_finished):
+                            yield self._job(el)
+                    if flt.limit and count >= flt.limit:
+                        return
+
+    def _listing_specs(self, chunk: list[dict]) -> dict[int, JobSpec]:
+        """Specs of listed jobs, read from the base table: the listing indexes do not carry them (their
+        script would double every index write). Tables made before that still project ``spec``: used as is."""
+        wanted = [(it["id"], PARENT) for it in chunk if "spec" not in it]
+        full = self._batch_get(wanted) if wanted else {}
+        return {job_id: JobSpec.from_dict(json.loads(it["spec"]))
+                for (job_id, _), it in full.items() if it.get("spec")}
 
     def _elements(self, job_id: int, active_only: bool) -> Iterator[dict]:
         """An array's started (or deleted-before-start) elements, by index: one partition, read strongly."""
