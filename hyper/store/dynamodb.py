@@ -32,6 +32,7 @@ import json
 import random
 import threading
 import time
+import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -235,10 +236,28 @@ def _update(table: str, key: dict, e: _Expr, *, set_: dict | None = None, add: d
     return e.apply(op)
 
 
+def _mine(op: dict) -> dict:
+    """Ask for the item a claim's condition failed on: it may be this very claim, committed by a first
+    attempt whose response was lost (see ``_committed``)."""
+    op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return op
+
+
+def _committed(result: "TxResult", position: int, token: str) -> bool:
+    """Did the claim tagged ``token`` already commit? A claim item carries its claim token (``ct``): when the
+    SDK resent a claim whose response was lost and DynamoDB did not recognise the ClientRequestToken (more than
+    10 minutes later, or an endpoint that ignores tokens), the resend fails its condition on our own write.
+    Without this the worker would be told "someone else has it" and the job would stay RUNNING, run by nobody,
+    until its lease ran out."""
+    old = result.old.get(position)
+    return old is not None and old.get("ct") == token
+
+
 @dataclass
 class TxResult:
     ok: bool
     failed: set[int] = field(default_factory=set)  # positions of the operations whose condition failed
+    old: dict[int, dict] = field(default_factory=dict)  # the items as they were, where the op asked for them
 
     def __bool__(self) -> bool:
         return self.ok
@@ -466,12 +485,17 @@ class DynamoStore(DynamoNotices):
             ops.append(_update(self.meta, key, e, set_={"q": queue, "d": definition}, add=states))
         return ops
 
-    def _transact(self, ops: list[tuple[str, dict]], delta: dict | None = None) -> TxResult:
+    def _transact(self, ops: list[tuple[str, dict]], delta: dict | None = None, *,
+                  token: str | None = None) -> TxResult:
         """Job writes and their count deltas, all or nothing; TxResult(False) when a condition failed.
 
         Conflicts with concurrent transactions on the same item (TransactionConflict) and throttling are
-        retried with backoff, each time with freshly chosen counter shards.
+        retried with backoff, each time with freshly chosen counter shards. Every TransactWriteItems carries a
+        ClientRequestToken (``token`` plus the attempt number: a new attempt is a different request, with
+        other counter shards), so the SDK's resend of a request whose response was lost is applied once.
+        An op that sets ``ReturnValuesOnConditionCheckFailure`` gets the item it failed on in ``old``.
         """
+        token = token or uuid.uuid4().hex
         for attempt in range(TX_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
@@ -483,17 +507,20 @@ class DynamoStore(DynamoNotices):
                      "Delete": self.db.delete_item}[kind](**op)
                 else:
                     items = [{kind: op} for kind, op in ops] + [{"Update": c} for c in counters]
-                    self.db.transact_write_items(TransactItems=items)
+                    self.db.transact_write_items(TransactItems=items, ClientRequestToken=f"{token[:32]}-{attempt}")
                 return TxResult(True)
             except bx.ClientError as exc:
                 code = aws.error_code(exc)
                 if code == "ConditionalCheckFailedException":
-                    return TxResult(False, {0})
+                    old = exc.response.get("Item")
+                    return TxResult(False, {0}, {0: _unitem(old)} if old else {})
                 if code == "TransactionCanceledException":
-                    reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
+                    raw = exc.response.get("CancellationReasons", [])
+                    reasons = [str(r.get("Code") or "None") for r in raw]
                     failed = {i for i, r in enumerate(reasons) if r == "ConditionalCheckFailed"}
                     if failed:
-                        return TxResult(False, failed)
+                        return TxResult(False, failed, {i: _unitem(r["Item"]) for i, r in enumerate(raw)
+                                                        if i in failed and r.get("Item")})
                     if any(r in ("TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError")
                            for r in reasons):
                         continue
@@ -1147,12 +1174,15 @@ class DynamoStore(DynamoNotices):
             ops.append(("Update", _update(self.jobs, _jkey(job_id, PARENT), e, add={"a_running": 1}, cond=cond)))
         e = _Expr()
         attempts = it.get("attempts", 0)
+        token = uuid.uuid4().hex
         sets = {"attempts": attempts + 1, "worker": worker, "lease": lease_until, "started": now, "ended": None,
-                "pid": None, "exit_code": None}
+                "pid": None, "exit_code": None, "ct": token}
         sets.update(self._state_attrs(it, RUNNING, ready=False, now=now, worker=worker))
         cond = e.eq(state=QUEUED, attempts=attempts) + f" AND attribute_exists({e.n('rq')})"
-        ops.insert(0, ("Update", _update(self.jobs, _jkey(job_id, idx), e, set_=sets, cond=cond)))
-        if not self._transact(ops, {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}):
+        ops.insert(0, ("Update", _mine(_update(self.jobs, _jkey(job_id, idx), e, set_=sets, cond=cond))))
+        result = self._transact(ops, {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1},
+                                token=token)
+        if not result and not _committed(result, 0, token):
             return None
         if idx >= 0:
             self._settle_array(job_id, now)
@@ -1183,10 +1213,11 @@ class DynamoStore(DynamoNotices):
                     left -= 1  # deleted before it started: step over it
                     continue
                 break
+            token = uuid.uuid4().hex
             element = {"id": job_id, "idx": index, "ord": _ord(job_id, index), "name": p["name"], "user": p["user"],
                        "queue": queue, "definition": definition, "reason": "", "priority": p.get("priority", 0),
                        "submitted": p.get("submitted"), "started": now, "attempts": 1,
-                       "retries": p.get("retries", 0), "worker": worker, "lease": lease_until}
+                       "retries": p.get("retries", 0), "worker": worker, "lease": lease_until, "ct": token}
             element.update(self._state_attrs(element, RUNNING, ready=False, now=now, worker=worker))
             e = _Expr()
             cond = (e.eq(state=QUEUED, a_cursor=cursor, a_skip=skip)
@@ -1195,9 +1226,11 @@ class DynamoStore(DynamoNotices):
                                 set_={"a_cursor": position, "a_skip": left,
                                       "started": _Raw(f"if_not_exists({e.n('started')}, {e.v(now)})")},
                                 add={"a_running": 1}, cond=cond)
-            put = {"TableName": self.jobs, "Item": _item(element), "ConditionExpression": "attribute_not_exists(id)"}
-            if self._transact([("Update", parent_op), ("Put", put)],
-                              {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}):
+            put = _mine({"TableName": self.jobs, "Item": _item(element),
+                         "ConditionExpression": "attribute_not_exists(id)"})
+            result = self._transact([("Update", parent_op), ("Put", put)],
+                                    {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}, token=token)
+            if result or _committed(result, 1, token):
                 self._settle_array(job_id, now)
                 return self._job(element, self._spec_of(p))
         return None
