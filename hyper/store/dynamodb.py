@@ -69,6 +69,8 @@ MAX_CANDIDATES = 64  # a claim gives up (returns None) after trying this many ca
 CANDIDATE_TTL = 2.0  # seconds a worker reuses the ready candidates it read (other processes' submissions
 #                      and priorities are seen at most this late; this process's own at once)
 FENCE = "lost:"
+LEASE_MARGIN = 5.0  # the sweep waits this long past a worker's lease (clock skew, the kill landing); the worker has
+#                    stopped its job by its lease's end (hyper/worker/fence.py)
 SPEC_TTL = 400 * 86400  # a large spec outlives any queued job; set to ended + retention when the job ends
 ACTIVE_STATES = ("HELD", "QUEUED", "RUNNING")
 QUEUED, RUNNING, HELD, DELETED = "QUEUED", "RUNNING", "HELD", "DELETED"
@@ -319,6 +321,8 @@ class DynamoStore(DynamoNotices):
     """Store protocol on an aws host's DynamoDB tables; thread-safe, any number of processes."""
 
     IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
+    STATE_POLL = 60.0  # longest wait between a running worker's qdel checks (each an eventually consistent
+    #                    GetItem; hyper/worker/fence.py checks every elapsed/10 s, 1 s at first)
 
     def __init__(self, host: Host):
         self.host = host
@@ -341,6 +345,9 @@ class DynamoStore(DynamoNotices):
         self.count_shards = int(config["count_shards"])
         self.id_shards = int(config["id_shards"])
         self.retention = int(config["retention_days"]) * 86400
+        # seconds past a worker's lease before the sweep takes its job (the worker stops it by then itself)
+        self.lease_margin = float((host.extra or {}).get("lease_margin", LEASE_MARGIN))
+        self.STATE_POLL = float((host.extra or {}).get("state_poll", self.STATE_POLL))
 
     def _send_batch(self, body: dict) -> dict:
         """One BatchWriteItem call (a seam: tests put a throttling DynamoDB in front of it)."""
@@ -1287,7 +1294,21 @@ class DynamoStore(DynamoNotices):
 
     @_public
     def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None:
-        """Extend the lease; returns the job's state, or None if this worker no longer owns the job."""
+        """Extend the lease; returns the job's state, or None if this worker no longer owns the job.
+
+        A registered worker renews its own registry item (1 write unit, in no index): its lease covers the
+        job it runs, and the sweep reads it before it calls a job lost. The job item, and with it the
+        ``leases`` index, is not written at all, so a beat never rewrites an index key (3 write units before,
+        and the index's 16 keys throttled the table at ~8,000 running jobs). A claimer that never registered
+        (tools, tests) renews the job's own lease, as before.
+        """
+        e = _Expr()
+        try:
+            self.db.update_item(**_update(self.meta, self._worker_key(worker), e, set_={"lease": lease_until},
+                                          cond=f"attribute_exists(pk) AND {e.n('state')} <> {e.v('EXITED')}"))
+            return self.peek(job, worker)
+        except self.db.exceptions.ConditionalCheckFailedException:
+            pass
         e = _Expr()
         try:
             self.db.update_item(**_update(self.jobs, _jkey(job.id, _idx(job)), e, set_={"lease": lease_until},
@@ -1298,6 +1319,17 @@ class DynamoStore(DynamoNotices):
             if it is None or it.get("worker") != worker:
                 return None
             return JobState(it["state"])
+
+    @_public
+    def peek(self, job: Job, worker: str) -> JobState | None:
+        """The job's state without renewing anything: one eventually consistent GetItem (half a read unit), the
+        worker's qdel check between lease renewals. A fence or qdel shows within about a second."""
+        found = self.db.get_item(TableName=self.jobs, Key=_jkey(job.id, _idx(job)),
+                                 ProjectionExpression="#s, #w",
+                                 ExpressionAttributeNames={"#s": "state", "#w": "worker"}).get("Item")
+        if found is None or found.get("worker", {}).get("S") != worker:
+            return None
+        return JobState(found["state"]["S"])
 
     @_public
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
@@ -1352,11 +1384,27 @@ class DynamoStore(DynamoNotices):
     def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """Return jobs whose lease ran out to the queue (or fail them when their retries are spent)."""
         self._forget_candidates()
-        keys = []
+        candidates = []
         for shard in range(self.index_shards):
-            keys.extend((it["id"], it["idx"]) for it in self._query_all(index="leases", key="ls", value=str(shard),
-                                                                          sort="lease", op="<", sort_value=now))
-        return self._lose(sorted(set(keys)), "worker lost (lease expired)", now, on_lost, expired_before=now)
+            candidates.extend(self._query_all(index="leases", key="ls", value=str(shard), sort="lease", op="<",
+                                              sort_value=now))
+        if not candidates:
+            return []
+        # a registered worker's lease is on its own item: its jobs are lost only once that lease is past too,
+        # by lease_margin (the worker stops its own job before its lease ends: no two attempts overlap)
+        leases = self._worker_leases()
+        keys = sorted({(it["id"], it["idx"]) for it in candidates
+                       if "rw" not in it or leases.get(it["rw"], float("-inf")) < now - self.lease_margin})
+        return self._lose(keys, "worker lost (lease expired)", now, on_lost, expired_before=now,
+                          worker_leases=leases)
+
+    def _worker_leases(self) -> dict[str, float]:
+        """Each registered worker's lease (workers that never renewed one: -inf), read from the registry."""
+        def shard(k: int) -> list[dict]:
+            return list(self._query_all(table=self.meta, key="pk", value=f"wrk#{k}"))
+
+        return {it["sk"]: float(it.get("lease", float("-inf"))) for items in
+                self._parallel(shard, list(range(self.count_shards))) for it in items}
 
     @_public
     def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]:
@@ -1375,7 +1423,8 @@ class DynamoStore(DynamoNotices):
         return lost
 
     def _lose(self, keys, reason: str, now: float, on_lost: LostHandler | None, *,
-              expired_before: float | None = None, worker: str | None = None) -> list[Job]:
+              expired_before: float | None = None, worker: str | None = None,
+              worker_leases: dict[str, float] | None = None) -> list[Job]:
         lost = []
         for job_id, idx in keys:
             it = self._get(job_id, idx)
@@ -1387,13 +1436,22 @@ class DynamoStore(DynamoNotices):
                 continue
             if expired_before is not None and not (it.get("lease") is not None and it["lease"] < expired_before):
                 continue
+            if worker_leases is not None and worker_leases.get(plain, float("-inf")) >= now - self.lease_margin:
+                continue  # its worker renews its lease (tables from before rw was in the index land here)
             fence = FENCE + plain
             if owner != fence:
                 # fence first: the late worker's heartbeat then fails, and the lease must not have moved
                 e = _Expr()
                 cond = e.eq(state=RUNNING, worker=owner, lease=it["lease"])
-                if not self._transact([("Update", _update(self.jobs, _jkey(job_id, idx), e, set_={"worker": fence},
-                                                          cond=cond))]):
+                ops = [("Update", _update(self.jobs, _jkey(job_id, idx), e, set_={"worker": fence}, cond=cond))]
+                if worker_leases is not None and plain in worker_leases:
+                    # ...and its worker did not renew since the sweep read the registry
+                    w = _Expr()
+                    ops.append(("ConditionCheck", w.apply({
+                        "TableName": self.meta, "Key": self._worker_key(plain),
+                        "ConditionExpression": f"attribute_not_exists({w.n('lease')}) OR {w.n('lease')} < "
+                                               f"{w.v(now - self.lease_margin)}"})))
+                if not self._transact(ops):
                     continue  # it heartbeated or ended meanwhile: not lost
             job = self._job(it, self._spec_of(it if idx < 0 else self._get(job_id, PARENT)))
             if on_lost is not None:

@@ -10,7 +10,10 @@ before the attempt's end is recorded, so whoever sees the job finished finds all
 SIGTERM (spot interruption, ``docker stop``): the running job's process group gets SIGTERM, SIGKILL after
 the grace period, and the attempt ends as LOST: the store's retry rule (hyper/retry.py, the same on
 every host) requeues it for another attempt while it has retries left. The worker then exits.
-``qdel``: the heartbeat (every min(1 s, lease/4)) sees DELETED and stops the job the same way.
+``qdel``: the state check between renewals (every second locally; on DynamoDB, where it is a read, every
+elapsed/10 s between 1 s and ``STATE_POLL``) sees DELETED and stops the job the same way. The lease is renewed at most every lease/3, and a worker
+that cannot renew in time stops its own job before the lease ends (hyper/worker/fence.py), so the sweep,
+which waits lease + margin, never starts a second attempt while the first still runs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
+from hyper.worker.fence import LeaseKeeper, Watchdog
 from hyper.worker.runner import Outcome, output_paths, run_attempt
 
 
@@ -117,10 +121,19 @@ class Worker:
         return logs.LogShipper(self.host, job.id, job.index, job.attempts, {"stdout": out, "stderr": err})
 
     def _run_job(self, job: Job, definition: Definition) -> None:
-        check_every = min(1.0, self.lease / 4)
+        renew_every = self.lease / 3
+        check_every = min(1.0, renew_every)
+        stop_before = min(self.kill_grace, self.lease / 3)
+        watchdog: Watchdog | None = None
 
-        def check():
-            return self.store.heartbeat(job, self.id, time.time() + self.lease)
+        def extended(until: float) -> None:
+            if watchdog is not None:
+                watchdog.extend(until)
+
+        check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
+                            lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
+                            on_renew=extended, until=job.lease,
+                            peek_ceiling=min(getattr(self.store, "STATE_POLL", 1.0), renew_every))
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
@@ -140,6 +153,9 @@ class Worker:
         shipper = self._shipper(job)
 
         def on_start(pid: int) -> None:
+            nonlocal watchdog
+            if self.aws:  # the job stops at its lease's end even if this worker freezes
+                watchdog = Watchdog(pid, check.until, stop_before, self.workdir / ".hyper")
             if shipper is not None:
                 shipper.start()  # the files are open (truncated) and the job runs: tail them from here
             self.store.set_pid(job, self.id, pid)
@@ -150,12 +166,16 @@ class Worker:
                 kill_grace=self.kill_grace, stop_requested=lambda: self._stop, on_start=on_start,
                 gpu_ids=self.gpu_ids, extra_env=extra_env)
         finally:
+            if watchdog is not None:
+                watchdog.close()
             if shipper is not None:
                 # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
                 # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
                 for warning in shipper.close(5.0 if self._stop else None):
                     self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
         if outcome.kind in ("deleted", "disowned"):
+            if check.fenced:
+                self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
         kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
