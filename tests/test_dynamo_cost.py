@@ -9,6 +9,7 @@ import time
 import pytest
 
 from hyper.models import Job, JobSpec
+from hyper.states import JobState
 from hyper.store.base import JobFilter, Submission
 from tests.test_store_contract import D, Q, make_dynamodb
 
@@ -25,8 +26,8 @@ def ddb(request, tmp_path):
     s.close()
 
 
-def _submit(store, n=1, script=SCRIPT):
-    jobs = [Job(name=f"j{i}", user="alice", queue=Q, definition=D, spec=JobSpec(script=script))
+def _submit(store, n=1, script=SCRIPT, retries=0):
+    jobs = [Job(name=f"j{i}", user="alice", queue=Q, definition=D, retries=retries, spec=JobSpec(script=script))
             for i in range(n)]
     return store.submit([Submission(j) for j in jobs], time.time())
 
@@ -79,3 +80,35 @@ def _ref(job):
     from hyper.parsing.jobids import JobRef
 
     return JobRef(job.id, None if job.index is None else parse_array(str(job.index)), False)
+
+
+def test_heartbeat_of_a_registered_worker_rewrites_no_index_key(ddb):
+    """A beat renews the worker's registry item only: the job item, and so the leases index, stay as claimed.
+    The sweep still finds the job once the worker's lease (plus the margin) is past, and not before."""
+    from hyper.store.base import WorkerInfo
+
+    _submit(ddb, 1, retries=1)
+    now = time.time()
+    ddb.register_worker(WorkerInfo("w1", Q, D, "", 1, now, now, "BUSY"))
+    job = ddb.claim(Q, D, "w1", now + 5, now)
+    before = ddb._get(1, -1)
+    index = ddb.db.query(TableName=ddb.jobs, IndexName="leases", KeyConditionExpression="ls = :s",
+                         ExpressionAttributeValues={":s": {"S": before["ls"]}})["Items"]
+    assert ddb.heartbeat(job, "w1", now + 60) is JobState.RUNNING
+    assert ddb._get(1, -1) == before  # not one attribute of the job item changed
+    assert ddb.db.query(TableName=ddb.jobs, IndexName="leases", KeyConditionExpression="ls = :s",
+                        ExpressionAttributeValues={":s": {"S": before["ls"]}})["Items"] == index
+    assert ddb.requeue_expired(now + 30) == []  # the claim's lease is past, the worker's is not
+    assert ddb.requeue_expired(now + 60 + ddb.lease_margin - 1) == []  # the margin: the worker stops it first
+    lost = ddb.requeue_expired(now + 60 + ddb.lease_margin + 1)
+    assert [(j.job_id, j.state) for j in lost] == [("1", JobState.QUEUED)]
+    assert ddb.heartbeat(job, "w1", now + 120) is None  # the late worker is fenced
+
+
+def test_peek_reads_state_and_ownership_without_writing(ddb):
+    _submit(ddb, 1)
+    now = time.time()
+    job = ddb.claim(Q, D, "w1", now + 60, now)
+    before = ddb._get(1, -1)
+    assert ddb.peek(job, "w1") is JobState.RUNNING and ddb.peek(job, "w2") is None
+    assert ddb._get(1, -1) == before

@@ -155,6 +155,7 @@ class Worker:
         def on_start(pid: int) -> None:
             nonlocal watchdog
             if self.aws:  # the job stops at its lease's end even if this worker freezes
+                check.renew_if_due()
                 watchdog = Watchdog(pid, check.until, stop_before, self.workdir / ".hyper")
             if shipper is not None:
                 shipper.start()  # the files are open (truncated) and the job runs: tail them from here
