@@ -321,6 +321,7 @@ class DynamoStore(DynamoNotices):
     """Store protocol on an aws host's DynamoDB tables; thread-safe, any number of processes."""
 
     IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
+    TOUCH_EVERY = 20.0  # a worker's IDLE/BUSY registry write at most this often (1 write unit each)
     STATE_POLL = 60.0  # longest wait between a running worker's qdel checks (each an eventually consistent
     #                    GetItem; hyper/worker/fence.py checks every elapsed/10 s, 1 s at first)
 
@@ -865,7 +866,8 @@ class DynamoStore(DynamoNotices):
         """Queues that may hold jobs: every queue resource, and every queue the counters have seen."""
         wanted = set(states)
         names = {r.name for r in self.list_resources("queue")}
-        names.update(q for (q, _, s), n in self._count_rows().items() if n and s in wanted)
+        # eventually consistent (half the read units): the listing indexes it feeds are eventually consistent too
+        names.update(q for (q, _, s), n in self._count_rows(consistent=False).items() if n and s in wanted)
         return sorted(names)
 
     def list_jobs(self, flt: JobFilter) -> Iterator[Job]:
@@ -912,9 +914,9 @@ class DynamoStore(DynamoNotices):
         return self._query_all(key="id", value=job_id, sort="idx", op=">=", sort_value=0, consistent=True,
                                states=ACTIVE_STATES if active_only else None)
 
-    def _count_rows(self) -> dict[tuple[str, str, str], int]:
+    def _count_rows(self, consistent: bool = True) -> dict[tuple[str, str, str], int]:
         def shard(k: int) -> list[dict]:
-            return list(self._query_all(table=self.meta, key="pk", value=f"cnt#{k}", consistent=True))
+            return list(self._query_all(table=self.meta, key="pk", value=f"cnt#{k}", consistent=consistent))
 
         totals: dict[tuple[str, str, str], int] = {}
         for items in self._parallel(shard, list(range(self.count_shards))):
@@ -1281,7 +1283,9 @@ class DynamoStore(DynamoNotices):
             delta = {} if new_state == state else {(q, d, state): -remaining, (q, d, new_state): remaining}
             if self._transact([("Update", op)], delta):
                 return
-        raise self._contended(job_id)
+        # every failed round means the counters moved: whoever moved them settles after its own write and sees
+        # later counters than ours, so giving up here loses nothing. Raising would be worse: the caller's claim
+        # or finish has committed, and a worker that died of it would leave its element RUNNING with nobody.
 
     @_public
     def set_pid(self, job: Job, worker: str, pid: int) -> None:

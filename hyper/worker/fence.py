@@ -9,11 +9,12 @@ Two parts:
   knows until when the last successful renewal holds; once a renewal can no longer land in time it tells the
   runner to stop the job (SIGTERM, SIGKILL by the lease's end), so the sweep, which waits lease + margin, never
   hands the job to a second worker while the first attempt still runs.
-- A worker that is frozen (SIGSTOP, a stalled VM, a long GC pause) cannot stop anything. So on an aws host each
-  job also gets a watchdog process (``python -m hyper.worker.fence``), in its own session, that holds the lease's
-  end in a small file the keeper rewrites on every renewal. If the end passes without a renewal, the watchdog
-  sends the job's process group SIGTERM ``grace`` seconds before it and SIGKILL at it. It exits when the group
-  is gone. The file holds one number (epoch seconds) and is replaced atomically.
+- A worker that is frozen (SIGSTOP, a stalled VM, a long GC pause) cannot stop anything. So on an aws host the
+  worker also runs a watchdog process (``python -m hyper.worker.fence``, one per worker, started with its first
+  job, in its own session) that holds the running job's process group and lease end in a small file the worker
+  rewrites at each start and renewal ("<pgid> <epoch seconds>", replaced atomically). If the end passes without
+  a renewal, the watchdog sends the group SIGTERM ``grace`` seconds before it and SIGKILL at it. It exits once
+  the worker is gone and so is its job.
 """
 
 from __future__ import annotations
@@ -101,25 +102,31 @@ class LeaseKeeper:
 
 
 class Watchdog:
-    """The job's out-of-process fence (see the module docstring); ``extend()`` after each renewal."""
+    """The worker's out-of-process fence (see the module docstring): one process per worker, started with its
+    first job; ``arm(pgid, until)`` for each job and after each renewal, ``disarm()`` when the job ended."""
 
-    def __init__(self, pgid: int, until: float, grace: float, directory: Path):
+    def __init__(self, directory: Path, grace: float):
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"fence-{pgid}"
-        self.extend(until)
-        self.proc = subprocess.Popen([sys.executable, "-m", "hyper.worker.fence", str(pgid), str(self.path),
+        self.path = directory / f"fence-{os.getpid()}-{id(self):x}"
+        self.disarm()
+        self.proc = subprocess.Popen([sys.executable, "-m", "hyper.worker.fence", str(os.getpid()), str(self.path),
                                       str(grace)], stdin=subprocess.DEVNULL, start_new_session=True,
                                      close_fds=True)
 
-    def extend(self, until: float) -> None:
+    def arm(self, pgid: int, until: float) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(repr(until))
+        tmp.write_text(f"{pgid} {until!r}")
         os.replace(tmp, self.path)
 
+    def disarm(self) -> None:
+        self.arm(0, 0.0)
+
     def close(self) -> None:
-        """The job ended: the watchdog sees its group gone and exits; reap it and remove the file."""
+        """The worker exits: stop the watchdog and remove its file."""
+        self.disarm()
+        self.proc.terminate()
         try:
-            self.proc.wait(timeout=2 * TICK + 1)
+            self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -129,39 +136,45 @@ class Watchdog:
             pass
 
 
-def _alive(pgid: int) -> bool:
+def _alive(pid: int, group: bool = False) -> bool:
     try:
-        os.killpg(pgid, 0)
+        (os.killpg if group else os.kill)(pid, 0)
         return True
     except (ProcessLookupError, PermissionError):
         return False
 
 
-def watch(pgid: int, path: Path, grace: float) -> int:
-    """The watchdog's loop: stop ``pgid`` when the lease in ``path`` runs out; return once the group is gone."""
-    termed = False
-    until = float("inf")
-    while _alive(pgid):
+def watch(worker: int, path: Path, grace: float) -> int:
+    """The watchdog's loop: stop the armed process group when its lease runs out. Returns when the worker is
+    gone and so is the job it ran (a killed worker's job still stops at its lease's end)."""
+    pgid, until, termed = 0, 0.0, False
+    while True:
         try:
-            until = float(path.read_text())
-        except (OSError, ValueError):
-            pass  # being replaced, or removed: keep the last value
+            text = path.read_text().split()
+            armed = (int(text[0]), float(text[1]))
+        except (OSError, ValueError, IndexError):
+            armed = (pgid, until)  # being replaced, or removed: keep the last value
+        if armed != (pgid, until):
+            if armed[0] != pgid or armed[1] - grace > time.time():
+                termed = False  # another job, or renewed after all
+            pgid, until = armed
+        job_alive = pgid > 0 and _alive(pgid, group=True)
+        if not job_alive and not _alive(worker):
+            return 0
         t = time.time()
-        if t >= until:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        elif t >= until - grace and not termed:
-            try:
-                os.killpg(pgid, signal.SIGTERM)
-                termed = True
-            except (ProcessLookupError, PermissionError):
-                pass
-        elif t < until - grace:
-            termed = False  # renewed after all
+        if job_alive and t >= until:
+            _signal(pgid, signal.SIGKILL)
+        elif job_alive and t >= until - grace and not termed:
+            termed = _signal(pgid, signal.SIGTERM)
         time.sleep(TICK)
-    return 0
+
+
+def _signal(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 if __name__ == "__main__":

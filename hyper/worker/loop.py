@@ -50,6 +50,8 @@ class Worker:
         # longest wait between empty polls: the store says what a poll costs (SQLite: nothing; DynamoDB: a
         # query per ready shard, so an idle worker must not ask five times a second)
         self.poll_ceiling = getattr(store, "IDLE_POLL_CEILING", 0.2)
+        # how often the registry item says IDLE/BUSY (a write on DynamoDB; liveness is the lease renewal)
+        self.touch_every = getattr(store, "TOUCH_EVERY", 1.0)
         self.lease = lease
         self.kill_grace = kill_grace
         self.gpu_ids = gpu_ids
@@ -58,6 +60,7 @@ class Worker:
         self._stop = False
         self.extra_env = identity.job_env(worker_id, self.aws)
         self.log_warnings: list[str] = []
+        self._watchdog: Watchdog | None = None  # aws: stops a job past its lease even if this worker freezes
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop = True  # the running job is stopped and requeued by run_attempt
@@ -80,12 +83,20 @@ class Worker:
         try:
             while not self._stop:
                 now = time.time()
-                job = self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+                try:
+                    job = self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+                except HyperError as exc:  # throttled, or many workers racing for one array: not idle, retry
+                    self._warn(f"claim failed, retrying: {exc.message}")
+                    time.sleep(min(self.poll_ceiling, 1.0))
+                    idle_since = time.monotonic()
+                    continue
                 if job is None:
                     mono = time.monotonic()
                     if mono - idle_since >= self.idle:
-                        break
-                    if mono - last_touch >= 1.0:
+                        if not self._work_left():
+                            break
+                        idle_since = mono  # claims lost races (or an array waits at its %limit): stay
+                    if mono - last_touch >= self.touch_every:
                         self.store.touch_worker(self.id, now, "IDLE", self.jobs_run)
                         last_touch = mono
                     time.sleep(backoff)
@@ -98,14 +109,25 @@ class Worker:
                 self._run_job(job, definition)
                 self.jobs_run += 1
                 idle_since = time.monotonic()
-                if time.monotonic() - last_touch >= 1.0:
+                if time.monotonic() - last_touch >= self.touch_every:
                     self.store.touch_worker(self.id, time.time(), "BUSY", self.jobs_run)
                     last_touch = time.monotonic()
                 if self.max_jobs and self.jobs_run >= self.max_jobs:
                     break
         finally:
+            if self._watchdog is not None:
+                self._watchdog.close()
             self.store.touch_worker(self.id, time.time(), "EXITED", self.jobs_run)
         return 0
+
+    def _work_left(self) -> bool:
+        """Is anything of this worker's (queue, definition) still queued? A worker never idles out while
+        there is: its claims may have lost races for one array's record, and the scheduler counts it as
+        capacity, so leaving would strand the work until the next tick starts another worker (minutes)."""
+        try:
+            return self.store.backlog().get((self.queue, self.definition_name), 0) > 0
+        except HyperError:
+            return False
 
     def _warn(self, message: str) -> None:
         self.log_warnings.append(message)
@@ -124,11 +146,11 @@ class Worker:
         renew_every = self.lease / 3
         check_every = min(1.0, renew_every)
         stop_before = min(self.kill_grace, self.lease / 3)
-        watchdog: Watchdog | None = None
+        pgid = 0
 
         def extended(until: float) -> None:
-            if watchdog is not None:
-                watchdog.extend(until)
+            if self._watchdog is not None and pgid:
+                self._watchdog.arm(pgid, until)
 
         check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
@@ -153,10 +175,13 @@ class Worker:
         shipper = self._shipper(job)
 
         def on_start(pid: int) -> None:
-            nonlocal watchdog
+            nonlocal pgid
             if self.aws:  # the job stops at its lease's end even if this worker freezes
                 check.renew_if_due()
-                watchdog = Watchdog(pid, check.until, stop_before, self.workdir / ".hyper")
+                if self._watchdog is None:
+                    self._watchdog = Watchdog(self.workdir / ".hyper", stop_before)
+                pgid = pid
+                self._watchdog.arm(pid, check.until)
             if shipper is not None:
                 shipper.start()  # the files are open (truncated) and the job runs: tail them from here
             self.store.set_pid(job, self.id, pid)
@@ -167,8 +192,8 @@ class Worker:
                 kill_grace=self.kill_grace, stop_requested=lambda: self._stop, on_start=on_start,
                 gpu_ids=self.gpu_ids, extra_env=extra_env)
         finally:
-            if watchdog is not None:
-                watchdog.close()
+            if self._watchdog is not None:
+                self._watchdog.disarm()
             if shipper is not None:
                 # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
                 # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
