@@ -71,3 +71,33 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
     assert [b for _, b in exits] == [0] * WORKERS  # no worker left while work was queued
     assert {c.state.value: c.tasks for c in store.counts()} == {"SUCCEEDED": ARRAY + SINGLES}  # nothing R or Q
     print(f"\n{ARRAY + SINGLES} jobs by {WORKERS} workers in {spent:.1f} s = {(ARRAY + SINGLES) / spent:.0f}/s")
+
+
+def test_worker_whose_claims_are_throttled_keeps_going_until_the_queue_is_empty(request, tmp_path):
+    """DynamoDB throttles every transaction for a while (answers shaped as the API documents them, from a proxy
+    on 127.0.0.1: moto never throttles). The claim gives up and raises; the worker must not die of it with work
+    queued (before: the exception ended the worker and the array waited for the next scheduler tick)."""
+    import dataclasses
+
+    from hyper.services.context import bootstrap_local
+    from hyper.store.dynamodb import DynamoStore
+    from tests.lossy_proxy import LossyProxy
+
+    store = make_dynamodb(request, tmp_path)
+    bootstrap_local(store)
+    mark = tmp_path / "ran"
+    spec = JobSpec(command=["sh", "-c", 'echo "$HYPER_JOB_ID" >> "$MARK"'], env={"MARK": str(mark)})
+    store.submit([Submission(Job(name="a", user="u", queue=Q, definition=D, array="0-5", spec=spec))], time.time())
+    # more than the SDK's attempts x hyper's 12 per transaction: the first claim fails whole; later ones get through
+    proxy = LossyProxy(store.host.endpoint_url, throttle={"TransactWriteItems": 45})
+    try:
+        own = DynamoStore(dataclasses.replace(store.host, endpoint_url=proxy.url))
+        worker = Worker(own, "w0", Q, D, tmp_path / "work", tmp_path / "logs", idle=1.0, lease=60, kill_grace=1,
+                        host=Host(name="workers", type="local"))
+        assert worker.run() == 0
+    finally:
+        proxy.stop()
+    assert proxy.seen.count("TransactWriteItems~") == 45
+    assert sorted(mark.read_text().split()) == [f"1[{i}]" for i in range(6)]
+    assert any("claim failed, retrying" in w for w in worker.log_warnings), (" ".join(proxy.seen), worker.log_warnings)
+    assert {c.state.value: c.tasks for c in store.counts()} == {"SUCCEEDED": 6}
