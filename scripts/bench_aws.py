@@ -202,8 +202,9 @@ def cost(leases: list[float]) -> list[str]:
             row += f"{total:>10.2f}"
         row += f"   ({renewals}, {peeks})"
         lines.append(row)
-    lines.append(f"  (a cold claim adds ${per['claim, cold (reads every ready shard)'] - per['claim, warm (candidates cached)']:.2f}"
-                 " per million when every claim reads all ready shards; target: under $25 per million 1 h jobs)")
+    cold = per["claim, cold (reads every ready shard)"] - per["claim, warm (candidates cached)"]
+    lines.append(f"  (a cold claim adds ${cold:.2f} per million when every claim reads all ready shards; "
+                 "target: under $25 per million 1 h jobs)")
     return lines
 
 

@@ -11,9 +11,10 @@ SIGTERM (spot interruption, ``docker stop``): the running job's process group ge
 the grace period, and the attempt ends as LOST: the store's retry rule (hyper/retry.py, the same on
 every host) requeues it for another attempt while it has retries left. The worker then exits.
 ``qdel``: the state check between renewals (every second locally; on DynamoDB, where it is a read, every
-elapsed/10 s between 1 s and ``STATE_POLL``) sees DELETED and stops the job the same way. The lease is renewed at most every lease/3, and a worker
-that cannot renew in time stops its own job before the lease ends (hyper/worker/fence.py), so the sweep,
-which waits lease + margin, never starts a second attempt while the first still runs.
+elapsed/10 s between 1 s and ``STATE_POLL``) sees DELETED and stops the job the same way. The lease is
+renewed at most every lease/3, and a worker that cannot renew in time stops its own job before the lease
+ends (hyper/worker/fence.py), so the sweep, which waits lease + margin, never starts a second attempt while
+the first still runs.
 """
 
 from __future__ import annotations
