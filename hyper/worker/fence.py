@@ -110,8 +110,9 @@ class Watchdog:
         self.path = directory / f"fence-{os.getpid()}-{id(self):x}"
         self.disarm()
         self.proc = subprocess.Popen([sys.executable, "-m", "hyper.worker.fence", str(os.getpid()), str(self.path),
-                                      str(grace)], stdin=subprocess.DEVNULL, start_new_session=True,
-                                     close_fds=True)
+                                      str(grace)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        # (no pipe of the worker's: whoever waits for a killed worker's output must not wait for the watchdog)
 
     def arm(self, pgid: int, until: float) -> None:
         tmp = self.path.with_suffix(".tmp")
