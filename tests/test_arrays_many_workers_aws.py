@@ -27,7 +27,7 @@ SINGLES = int(os.environ.get("HYPER_TEST_SINGLES", 50))
 WORKERS = 8
 
 
-def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request, tmp_path):
+def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request, tmp_path, moto_endpoint):
     from hyper.services.context import bootstrap_local
     from hyper.store.dynamodb import DynamoStore
 
@@ -73,7 +73,8 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
     print(f"\n{ARRAY + SINGLES} jobs by {WORKERS} workers in {spent:.1f} s = {(ARRAY + SINGLES) / spent:.0f}/s")
 
 
-def test_worker_whose_claims_are_throttled_keeps_going_until_the_queue_is_empty(request, tmp_path):
+def test_worker_whose_claims_are_throttled_keeps_going_until_the_queue_is_empty(request, tmp_path,
+                                                                               moto_endpoint):
     """DynamoDB throttles every transaction for a while (answers shaped as the API documents them, from a proxy
     on 127.0.0.1: moto never throttles). The claim gives up and raises; the worker must not die of it with work
     queued (before: the exception ended the worker and the array waited for the next scheduler tick)."""

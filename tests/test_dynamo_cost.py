@@ -17,7 +17,7 @@ SCRIPT = "#!/bin/sh\n" + "echo a line of a long script\n" * 40  # ~1.2 KB: inlin
 
 
 @pytest.fixture
-def ddb(request, tmp_path):
+def ddb(request, tmp_path, moto_endpoint):  # moto_endpoint named: main marks such tests e2e
     from hyper.services.context import bootstrap_local
 
     s = make_dynamodb(request, tmp_path)
