@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """The aws-host figures in one run, against a moto server on 127.0.0.1 (a benchmark: it prints, it does not judge).
 
-    python scripts/bench_aws.py [--singles 200] [--separate 1000] [--array 10000]
+    python scripts/bench_aws.py [--singles 200] [--separate 1000] [--array 10000] [--only cost|claims|all]
 
 1. Submission into DynamoDB through the qsub path (services.jobs.submit): single jobs one call each, a
    10,000-element array (one record), and 1,000 separate jobs from one process in one call (BatchWriteItem,
    25 items per request, threads).
 2. Scheduler planning for 100 queues x 10 regions (scripts/bench_scheduler.py, pure: no AWS calls).
 3. Worker per-job overhead, claim + logs + complete (scripts/bench_worker_aws.py).
+4. DynamoDB cost of one job's life (submit, claim, lease renewals and qdel peeks while it runs, finish, the
+   worker's registry touch, one qstat): read and write units per table and index, counted by
+   scripts/ddb_meter.py from before/after images (moto reports no per-index capacity), and $ per million jobs
+   at 0 s, 60 s and 1 h of run time with the on-demand prices in PRICES.
+5. Claim throughput from one array with 1, 4 and 8 workers (threads, each its own store and client).
 Figures against moto are moto's speed and hyper's request counts, not AWS latency.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import subprocess
 import sys
@@ -69,14 +75,205 @@ def submissions(singles: int, separate: int, array: int) -> list[str]:
         server.stop()
 
 
+# DynamoDB on-demand, us-east-1, standard table class (per million request units; checked 2026-11)
+PRICES = {"W": 0.625, "R": 0.125}
+RUN_TIMES = (("0 s", 0), ("60 s", 60), ("1 h", 3600))
+
+
+def _aws_env() -> str:
+    from tests.local_moto import FAKE_ENV, UNSET
+
+    os.environ.update(FAKE_ENV)
+    for key in UNSET:
+        os.environ.pop(key, None)
+    home = tempfile.mkdtemp(prefix="hyper-bench-aws-")
+    os.environ.update({"HYPER_HOME": home, "AWS_CONFIG_FILE": f"{home}/none", "AWS_SHARED_CREDENTIALS_FILE":
+                       f"{home}/none"})
+    return home
+
+
+def _store(url: str, prefix: str, **extra):
+    from hyper.aws.tables import ensure_tables
+    from hyper.config import Host
+    from hyper.models import Definition, Queue
+    from hyper.store.dynamodb import DynamoStore
+
+    host = Host(name="bench", type="aws", main_region="us-east-1", endpoint_url=url, table_prefix=prefix,
+                extra=extra)
+    ensure_tables(host)
+    store = DynamoStore(host)
+    for resource in (Queue(name="default", cluster="c"), Definition(name="default", image="local")):
+        store.put_resource(resource, replace=True)
+    return store
+
+
+def _keeper_counts(run_time: float, lease: float, state_poll: float) -> tuple[int, int]:
+    """(renewals, peeks) the worker makes over ``run_time`` seconds (hyper/worker/fence.py, called each second)."""
+    from hyper.states import JobState
+    from hyper.worker.fence import LeaseKeeper
+
+    clock = [0.0]
+    keeper = LeaseKeeper(lambda until: JobState.RUNNING, lambda: JobState.RUNNING, lease, lease / 3,
+                         min(10.0, lease / 3), now=lambda: clock[0], until=lease,
+                         peek_ceiling=min(state_poll, lease / 3))
+    for _ in range(int(run_time)):
+        clock[0] += 1
+        keeper()
+    return keeper.renewals, keeper.peeks
+
+
+def cost(leases: list[float]) -> list[str]:
+    """Units per table/index for one job's life, and $ per million jobs (see the module docstring)."""
+    import boto3
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from ddb_meter import Meter
+
+    from hyper.models import Job, JobSpec
+    from hyper.store.base import JobFilter, Submission, WorkerInfo
+
+    _aws_env()
+    from tests.local_moto import start_moto
+
+    server, url = start_moto()
+    try:
+        store = _store(url, "cost-")  # production shard counts: 16 index shards, 32 counter shards
+        reader = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+        meters = [Meter(store.db, reader), Meter(store.fast, reader)]
+        script = "#!/bin/bash\n#PBS -N sweep\ncd $PBS_O_WORKDIR\npython train.py --lr 0.01 --seed $PBS_ARRAY_INDEX\n"
+        phases: dict[str, dict] = {}
+
+        def measure(name, fn):
+            for m in meters:
+                m.reset()
+            out = fn()
+            total: dict = collections.defaultdict(float)
+            for m in meters:
+                for k, v in m.units.items():
+                    total[k] += v
+            phases[name] = dict(total)
+            return out
+
+        now = time.time()
+        store.register_worker(WorkerInfo("w1", "default", "default", "", 1, now, now, "IDLE"))
+        # a queue with work in it: the claim's candidate read is shared by the claims of the next 2 s (cached)
+        warm = [Submission(Job(name="warm", user="u", queue="default", definition="default",
+                               spec=JobSpec(script=script))) for _ in range(20)]
+        store.submit(warm, now)
+        store.claim("default", "default", "w0", now + 60, now)
+        (job,) = measure("submit (qsub, one job)", lambda: store.submit(
+            [Submission(Job(name="one", user="u", queue="default", definition="default",
+                            spec=JobSpec(script=script)))], time.time()))
+        store._forget_candidates()
+        measure("claim, cold (reads every ready shard)", lambda: store.claim("default", "default", "w2",
+                                                                           time.time() + 60, time.time()))
+        claimed = measure("claim, warm (candidates cached)", lambda: store.claim("default", "default", "w1",
+                                                                               time.time() + 60, time.time()))
+        measure("lease renewal (worker item)", lambda: store.heartbeat(claimed, "w1", time.time() + 60))
+        measure("qdel peek (eventually consistent)", lambda: store.peek(claimed, "w1"))
+        measure("finish", lambda: store.finish(claimed, "w1", "exited", 0, "", time.time()))
+        measure("worker registry touch", lambda: store.touch_worker("w1", time.time(), "BUSY", 1))
+        measure("qstat (all queues, active jobs)", lambda: list(store.list_jobs(JobFilter(with_spec=False))))
+        del job
+    finally:
+        server.stop()
+
+    lines = ["per operation (units; tables without the prefix, index after ':'):"]
+    for name, units in phases.items():
+        shown = ", ".join(f"{k[0].split('-', 1)[1]} {k[1]}={v:g}" for k, v in sorted(units.items()))
+        lines.append(f"  {name:42s} {shown}")
+    base = ["submit (qsub, one job)", "claim, warm (candidates cached)", "finish", "worker registry touch",
+            "qstat (all queues, active jobs)"]
+
+    def dollars(units: dict) -> float:
+        return sum(v * PRICES[k[1]] for k, v in units.items())
+
+    per = {name: dollars(u) for name, u in phases.items()}
+    lines.append("$ per million jobs (on-demand: $%.3f per million write units, $%.3f per million read units):"
+                 % (PRICES["W"], PRICES["R"]))
+    header = "  lease   " + "".join(f"{label:>10s}" for label, _ in RUN_TIMES) + "   (beats, peeks at 1 h)"
+    lines.append(header)
+    for lease in leases:
+        row = f"  {lease:5.0f} s "
+        for label, seconds in RUN_TIMES:
+            renewals, peeks = _keeper_counts(seconds, lease, 60.0)
+            total = sum(per[b] for b in base) + renewals * per["lease renewal (worker item)"] \
+                + peeks * per["qdel peek (eventually consistent)"]
+            row += f"{total:>10.2f}"
+        row += f"   ({renewals}, {peeks})"
+        lines.append(row)
+    cold = per["claim, cold (reads every ready shard)"] - per["claim, warm (candidates cached)"]
+    lines.append(f"  (a cold claim adds ${cold:.2f} per million when every claim reads all ready shards; "
+                 "target: under $25 per million 1 h jobs)")
+    return lines
+
+
+def claim_throughput(size: int, workers: list[int], seconds: float) -> list[str]:
+    """Elements claimed (and finished at once) per second from one array, by N threads with their own stores."""
+    import threading
+
+    from hyper.models import Job, JobSpec
+    from hyper.store.base import Submission
+
+    _aws_env()
+    from tests.local_moto import start_moto
+
+    lines = []
+    server, url = start_moto()
+    try:
+        for n in workers:
+            first = _store(url, f"claims{n}-", index_shards=2, count_shards=8)
+            first.submit([Submission(Job(name="a", user="u", queue="default", definition="default",
+                                         array=f"0-{size - 1}", spec=JobSpec(command=["true"])))], time.time())
+            counts = [0] * n
+            stop = time.monotonic() + seconds
+
+            def run(i: int) -> None:
+                from hyper.store.dynamodb import DynamoStore
+
+                store = DynamoStore(first.host)
+                while time.monotonic() < stop:
+                    now = time.time()
+                    job = store.claim("default", "default", f"w{i}", now + 60, now)
+                    if job is None:
+                        return
+                    store.finish(job, f"w{i}", "exited", 0, "", time.time())
+                    counts[i] += 1
+
+            t = time.perf_counter()
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            spent = time.perf_counter() - t
+            lines.append(f"  {n} worker(s) on one {size:,}-element array: {sum(counts) / spent:,.0f} elements "
+                         f"claimed+finished/s ({sum(counts)} in {spent:.1f} s)")
+    finally:
+        server.stop()
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--singles", type=int, default=200)
     ap.add_argument("--separate", type=int, default=1000)
     ap.add_argument("--array", type=int, default=10000)
     ap.add_argument("--worker-jobs", type=int, default=200)
+    ap.add_argument("--only", choices=("all", "cost", "claims"), default="all")
+    ap.add_argument("--claim-seconds", type=float, default=20.0)
     opts = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; DynamoDB is moto on 127.0.0.1")
+    if opts.only in ("all", "cost"):
+        print("== DynamoDB cost of one job's life ==", flush=True)
+        for line in cost([60.0, 300.0, 900.0]):
+            print(line, flush=True)
+    if opts.only in ("all", "claims"):
+        print("== claim throughput per array (moto serves one request at a time) ==", flush=True)
+        for line in claim_throughput(2000, [1, 4, 8], opts.claim_seconds):
+            print(line, flush=True)
+    if opts.only != "all":
+        return
     print("== submission ==")
     for line in submissions(opts.singles, opts.separate, opts.array):
         print(line)

@@ -10,7 +10,8 @@ array element, ``idx = -2`` a large job spec (zlib, Binary). GSIs, all sharded (
   ready      rq = queue#definition#shard, rk = priority#id#idx   sparse: only claimable jobs
   by_queue   qs = queue#state#shard,      ord = id<<32 | idx+1   jobs and arrays, never elements
   by_user    us = user#state#shard,       ord                    jobs and arrays, never elements
-  leases     ls = shard,                  lease                  sparse: only RUNNING (expired-lease sweep)
+  leases     ls = shard,                  lease (+ rw)           sparse: only RUNNING (expired-lease sweep); the
+             lease is the claim's: heartbeats renew the *worker's* item, so no beat rewrites an index key
   by_worker  rw = worker,                 ord                    sparse: only RUNNING (dead-worker requeue)
 meta (hash ``pk`` S, range ``sk`` S): config, id counters, count shards, resources, workers, dependency edges.
 """
@@ -32,11 +33,13 @@ DEFAULT_SETTINGS = {
     "retention_days": 30,  # finished jobs expire (TTL) this long after they end
 }
 
-# attributes the listing indexes carry, so `qstat` never reads the base table (no lease / pid: heartbeats
-# would rewrite two index entries every few seconds for nothing)
+# attributes the listing indexes carry: what `qstat`'s table needs and nothing more. No lease / pid
+# (heartbeats would rewrite two index entries for nothing) and no spec: a spec holds the whole script and
+# environment (up to 2 KB inline), which would be copied into both indexes on every transition and double
+# their write units. `qstat -f` / `--output json` read specs from the base table (one BatchGetItem per 100).
 LIST_ATTRIBUTES = [
     "name", "user", "queue", "definition", "state", "reason", "priority", "submitted", "started", "ended",
-    "exit_code", "attempts", "retries", "worker", "spec", "array", "a_total", "a_cursor", "a_skip",
+    "exit_code", "attempts", "retries", "worker", "array", "a_total", "a_cursor", "a_skip",
     "a_running", "a_done", "a_failed", "depends",
 ]
 
@@ -98,7 +101,9 @@ def table_definitions(host: Host) -> list[dict]:
             _gsi("ready", "rq", "rk", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["array"]}),
             _gsi("by_queue", "qs", "ord", listing),
             _gsi("by_user", "us", "ord", listing),
-            _gsi("leases", "ls", "lease", {"ProjectionType": "KEYS_ONLY"}),
+            # keyed by the claim's lease, which a registered worker's heartbeat never moves (it renews its own
+            # worker item, 1 write unit, no index): the sweep checks a candidate's worker (rw) before its job
+            _gsi("leases", "ls", "lease", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["rw"]}),
             _gsi("by_worker", "rw", "ord", {"ProjectionType": "KEYS_ONLY"}),
         ],
         "Tags": [{"Key": "hyper:host", "Value": host.name}],

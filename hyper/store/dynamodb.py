@@ -32,6 +32,7 @@ import json
 import random
 import threading
 import time
+import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ MAX_CANDIDATES = 64  # a claim gives up (returns None) after trying this many ca
 CANDIDATE_TTL = 2.0  # seconds a worker reuses the ready candidates it read (other processes' submissions
 #                      and priorities are seen at most this late; this process's own at once)
 FENCE = "lost:"
+LEASE_MARGIN = 5.0  # the sweep waits this long past a worker's lease (clock skew, the kill landing); the worker has
+#                    stopped its job by its lease's end (hyper/worker/fence.py)
 SPEC_TTL = 400 * 86400  # a large spec outlives any queued job; set to ended + retention when the job ends
 ACTIVE_STATES = ("HELD", "QUEUED", "RUNNING")
 QUEUED, RUNNING, HELD, DELETED = "QUEUED", "RUNNING", "HELD", "DELETED"
@@ -235,10 +238,28 @@ def _update(table: str, key: dict, e: _Expr, *, set_: dict | None = None, add: d
     return e.apply(op)
 
 
+def _mine(op: dict) -> dict:
+    """Ask for the item a claim's condition failed on: it may be this very claim, committed by a first
+    attempt whose response was lost (see ``_committed``)."""
+    op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return op
+
+
+def _committed(result: "TxResult", position: int, token: str) -> bool:
+    """Did the claim tagged ``token`` already commit? A claim item carries its claim token (``ct``): when the
+    SDK resent a claim whose response was lost and DynamoDB did not recognise the ClientRequestToken (more than
+    10 minutes later, or an endpoint that ignores tokens), the resend fails its condition on our own write.
+    Without this the worker would be told "someone else has it" and the job would stay RUNNING, run by nobody,
+    until its lease ran out."""
+    old = result.old.get(position)
+    return old is not None and old.get("ct") == token
+
+
 @dataclass
 class TxResult:
     ok: bool
     failed: set[int] = field(default_factory=set)  # positions of the operations whose condition failed
+    old: dict[int, dict] = field(default_factory=dict)  # the items as they were, where the op asked for them
 
     def __bool__(self) -> bool:
         return self.ok
@@ -300,6 +321,9 @@ class DynamoStore(DynamoNotices):
     """Store protocol on an aws host's DynamoDB tables; thread-safe, any number of processes."""
 
     IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
+    TOUCH_EVERY = 20.0  # a worker's IDLE/BUSY registry write at most this often (1 write unit each)
+    STATE_POLL = 60.0  # longest wait between a running worker's qdel checks (each an eventually consistent
+    #                    GetItem; hyper/worker/fence.py checks every elapsed/10 s, 1 s at first)
 
     def __init__(self, host: Host):
         self.host = host
@@ -322,6 +346,9 @@ class DynamoStore(DynamoNotices):
         self.count_shards = int(config["count_shards"])
         self.id_shards = int(config["id_shards"])
         self.retention = int(config["retention_days"]) * 86400
+        # seconds past a worker's lease before the sweep takes its job (the worker stops it by then itself)
+        self.lease_margin = float((host.extra or {}).get("lease_margin", LEASE_MARGIN))
+        self.STATE_POLL = float((host.extra or {}).get("state_poll", self.STATE_POLL))
 
     def _send_batch(self, body: dict) -> dict:
         """One BatchWriteItem call (a seam: tests put a throttling DynamoDB in front of it)."""
@@ -466,12 +493,17 @@ class DynamoStore(DynamoNotices):
             ops.append(_update(self.meta, key, e, set_={"q": queue, "d": definition}, add=states))
         return ops
 
-    def _transact(self, ops: list[tuple[str, dict]], delta: dict | None = None) -> TxResult:
+    def _transact(self, ops: list[tuple[str, dict]], delta: dict | None = None, *,
+                  token: str | None = None) -> TxResult:
         """Job writes and their count deltas, all or nothing; TxResult(False) when a condition failed.
 
         Conflicts with concurrent transactions on the same item (TransactionConflict) and throttling are
-        retried with backoff, each time with freshly chosen counter shards.
+        retried with backoff, each time with freshly chosen counter shards. Every TransactWriteItems carries a
+        ClientRequestToken (``token`` plus the attempt number: a new attempt is a different request, with
+        other counter shards), so the SDK's resend of a request whose response was lost is applied once.
+        An op that sets ``ReturnValuesOnConditionCheckFailure`` gets the item it failed on in ``old``.
         """
+        token = token or uuid.uuid4().hex
         for attempt in range(TX_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
@@ -483,17 +515,20 @@ class DynamoStore(DynamoNotices):
                      "Delete": self.db.delete_item}[kind](**op)
                 else:
                     items = [{kind: op} for kind, op in ops] + [{"Update": c} for c in counters]
-                    self.db.transact_write_items(TransactItems=items)
+                    self.db.transact_write_items(TransactItems=items, ClientRequestToken=f"{token[:32]}-{attempt}")
                 return TxResult(True)
             except bx.ClientError as exc:
                 code = aws.error_code(exc)
                 if code == "ConditionalCheckFailedException":
-                    return TxResult(False, {0})
+                    old = exc.response.get("Item")
+                    return TxResult(False, {0}, {0: _unitem(old)} if old else {})
                 if code == "TransactionCanceledException":
-                    reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
+                    raw = exc.response.get("CancellationReasons", [])
+                    reasons = [str(r.get("Code") or "None") for r in raw]
                     failed = {i for i, r in enumerate(reasons) if r == "ConditionalCheckFailed"}
                     if failed:
-                        return TxResult(False, failed)
+                        return TxResult(False, failed, {i: _unitem(r["Item"]) for i, r in enumerate(raw)
+                                                        if i in failed and r.get("Item")})
                     if any(r in ("TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError")
                            for r in reasons):
                         continue
@@ -831,7 +866,8 @@ class DynamoStore(DynamoNotices):
         """Queues that may hold jobs: every queue resource, and every queue the counters have seen."""
         wanted = set(states)
         names = {r.name for r in self.list_resources("queue")}
-        names.update(q for (q, _, s), n in self._count_rows().items() if n and s in wanted)
+        # eventually consistent (half the read units): the listing indexes it feeds are eventually consistent too
+        names.update(q for (q, _, s), n in self._count_rows(consistent=False).items() if n and s in wanted)
         return sorted(names)
 
     def list_jobs(self, flt: JobFilter) -> Iterator[Job]:
@@ -849,24 +885,38 @@ class DynamoStore(DynamoNotices):
                            for q in queues for st in states for sh in shards]
             merged = self._merged(queries, sort_key=lambda it: it["ord"]) if queries else iter(())
             count = 0
-            for it in merged:
-                job = self._job(it)
-                yield job
-                count += 1
-                if flt.elements and job.is_array:
-                    for el in self._elements(job.id, active_only=not flt.include_finished):
-                        yield self._job(el)
-                if flt.limit and count >= flt.limit:
+            while True:
+                want = GET_BATCH if not flt.limit else min(GET_BATCH, flt.limit - count)
+                chunk = list(itertools.islice(merged, want))
+                if not chunk:
                     return
+                specs = self._listing_specs(chunk) if flt.with_spec else {}
+                for it in chunk:
+                    job = self._job(it, specs.get(it["id"]))
+                    yield job
+                    count += 1
+                    if flt.elements and job.is_array:
+                        for el in self._elements(job.id, active_only=not flt.include_finished):
+                            yield self._job(el)
+                    if flt.limit and count >= flt.limit:
+                        return
+
+    def _listing_specs(self, chunk: list[dict]) -> dict[int, JobSpec]:
+        """Specs of listed jobs, read from the base table: the listing indexes do not carry them (their
+        script would double every index write). Tables made before that still project ``spec``: used as is."""
+        wanted = [(it["id"], PARENT) for it in chunk if "spec" not in it]
+        full = self._batch_get(wanted) if wanted else {}
+        return {job_id: JobSpec.from_dict(json.loads(it["spec"]))
+                for (job_id, _), it in full.items() if it.get("spec")}
 
     def _elements(self, job_id: int, active_only: bool) -> Iterator[dict]:
         """An array's started (or deleted-before-start) elements, by index: one partition, read strongly."""
         return self._query_all(key="id", value=job_id, sort="idx", op=">=", sort_value=0, consistent=True,
                                states=ACTIVE_STATES if active_only else None)
 
-    def _count_rows(self) -> dict[tuple[str, str, str], int]:
+    def _count_rows(self, consistent: bool = True) -> dict[tuple[str, str, str], int]:
         def shard(k: int) -> list[dict]:
-            return list(self._query_all(table=self.meta, key="pk", value=f"cnt#{k}", consistent=True))
+            return list(self._query_all(table=self.meta, key="pk", value=f"cnt#{k}", consistent=consistent))
 
         totals: dict[tuple[str, str, str], int] = {}
         for items in self._parallel(shard, list(range(self.count_shards))):
@@ -1133,12 +1183,15 @@ class DynamoStore(DynamoNotices):
             ops.append(("Update", _update(self.jobs, _jkey(job_id, PARENT), e, add={"a_running": 1}, cond=cond)))
         e = _Expr()
         attempts = it.get("attempts", 0)
+        token = uuid.uuid4().hex
         sets = {"attempts": attempts + 1, "worker": worker, "lease": lease_until, "started": now, "ended": None,
-                "pid": None, "exit_code": None}
+                "pid": None, "exit_code": None, "ct": token}
         sets.update(self._state_attrs(it, RUNNING, ready=False, now=now, worker=worker))
         cond = e.eq(state=QUEUED, attempts=attempts) + f" AND attribute_exists({e.n('rq')})"
-        ops.insert(0, ("Update", _update(self.jobs, _jkey(job_id, idx), e, set_=sets, cond=cond)))
-        if not self._transact(ops, {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}):
+        ops.insert(0, ("Update", _mine(_update(self.jobs, _jkey(job_id, idx), e, set_=sets, cond=cond))))
+        result = self._transact(ops, {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1},
+                                token=token)
+        if not result and not _committed(result, 0, token):
             return None
         if idx >= 0:
             self._settle_array(job_id, now)
@@ -1169,10 +1222,11 @@ class DynamoStore(DynamoNotices):
                     left -= 1  # deleted before it started: step over it
                     continue
                 break
+            token = uuid.uuid4().hex
             element = {"id": job_id, "idx": index, "ord": _ord(job_id, index), "name": p["name"], "user": p["user"],
                        "queue": queue, "definition": definition, "reason": "", "priority": p.get("priority", 0),
                        "submitted": p.get("submitted"), "started": now, "attempts": 1,
-                       "retries": p.get("retries", 0), "worker": worker, "lease": lease_until}
+                       "retries": p.get("retries", 0), "worker": worker, "lease": lease_until, "ct": token}
             element.update(self._state_attrs(element, RUNNING, ready=False, now=now, worker=worker))
             e = _Expr()
             cond = (e.eq(state=QUEUED, a_cursor=cursor, a_skip=skip)
@@ -1181,9 +1235,11 @@ class DynamoStore(DynamoNotices):
                                 set_={"a_cursor": position, "a_skip": left,
                                       "started": _Raw(f"if_not_exists({e.n('started')}, {e.v(now)})")},
                                 add={"a_running": 1}, cond=cond)
-            put = {"TableName": self.jobs, "Item": _item(element), "ConditionExpression": "attribute_not_exists(id)"}
-            if self._transact([("Update", parent_op), ("Put", put)],
-                              {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}):
+            put = _mine({"TableName": self.jobs, "Item": _item(element),
+                         "ConditionExpression": "attribute_not_exists(id)"})
+            result = self._transact([("Update", parent_op), ("Put", put)],
+                                    {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}, token=token)
+            if result or _committed(result, 1, token):
                 self._settle_array(job_id, now)
                 return self._job(element, self._spec_of(p))
         return None
@@ -1227,7 +1283,9 @@ class DynamoStore(DynamoNotices):
             delta = {} if new_state == state else {(q, d, state): -remaining, (q, d, new_state): remaining}
             if self._transact([("Update", op)], delta):
                 return
-        raise self._contended(job_id)
+        # every failed round means the counters moved: whoever moved them settles after its own write and sees
+        # later counters than ours, so giving up here loses nothing. Raising would be worse: the caller's claim
+        # or finish has committed, and a worker that died of it would leave its element RUNNING with nobody.
 
     @_public
     def set_pid(self, job: Job, worker: str, pid: int) -> None:
@@ -1240,7 +1298,21 @@ class DynamoStore(DynamoNotices):
 
     @_public
     def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None:
-        """Extend the lease; returns the job's state, or None if this worker no longer owns the job."""
+        """Extend the lease; returns the job's state, or None if this worker no longer owns the job.
+
+        A registered worker renews its own registry item (1 write unit, in no index): its lease covers the
+        job it runs, and the sweep reads it before it calls a job lost. The job item, and with it the
+        ``leases`` index, is not written at all, so a beat never rewrites an index key (3 write units before,
+        and the index's 16 keys throttled the table at ~8,000 running jobs). A claimer that never registered
+        (tools, tests) renews the job's own lease, as before.
+        """
+        e = _Expr()
+        try:
+            self.db.update_item(**_update(self.meta, self._worker_key(worker), e, set_={"lease": lease_until},
+                                          cond=f"attribute_exists(pk) AND {e.n('state')} <> {e.v('EXITED')}"))
+            return self.peek(job, worker)
+        except self.db.exceptions.ConditionalCheckFailedException:
+            pass
         e = _Expr()
         try:
             self.db.update_item(**_update(self.jobs, _jkey(job.id, _idx(job)), e, set_={"lease": lease_until},
@@ -1251,6 +1323,17 @@ class DynamoStore(DynamoNotices):
             if it is None or it.get("worker") != worker:
                 return None
             return JobState(it["state"])
+
+    @_public
+    def peek(self, job: Job, worker: str) -> JobState | None:
+        """The job's state without renewing anything: one eventually consistent GetItem (half a read unit), the
+        worker's qdel check between lease renewals. A fence or qdel shows within about a second."""
+        found = self.db.get_item(TableName=self.jobs, Key=_jkey(job.id, _idx(job)),
+                                 ProjectionExpression="#s, #w",
+                                 ExpressionAttributeNames={"#s": "state", "#w": "worker"}).get("Item")
+        if found is None or found.get("worker", {}).get("S") != worker:
+            return None
+        return JobState(found["state"]["S"])
 
     @_public
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
@@ -1305,11 +1388,27 @@ class DynamoStore(DynamoNotices):
     def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """Return jobs whose lease ran out to the queue (or fail them when their retries are spent)."""
         self._forget_candidates()
-        keys = []
+        candidates = []
         for shard in range(self.index_shards):
-            keys.extend((it["id"], it["idx"]) for it in self._query_all(index="leases", key="ls", value=str(shard),
-                                                                          sort="lease", op="<", sort_value=now))
-        return self._lose(sorted(set(keys)), "worker lost (lease expired)", now, on_lost, expired_before=now)
+            candidates.extend(self._query_all(index="leases", key="ls", value=str(shard), sort="lease", op="<",
+                                              sort_value=now))
+        if not candidates:
+            return []
+        # a registered worker's lease is on its own item: its jobs are lost only once that lease is past too,
+        # by lease_margin (the worker stops its own job before its lease ends: no two attempts overlap)
+        leases = self._worker_leases()
+        keys = sorted({(it["id"], it["idx"]) for it in candidates
+                       if "rw" not in it or leases.get(it["rw"], float("-inf")) < now - self.lease_margin})
+        return self._lose(keys, "worker lost (lease expired)", now, on_lost, expired_before=now,
+                          worker_leases=leases)
+
+    def _worker_leases(self) -> dict[str, float]:
+        """Each registered worker's lease (workers that never renewed one: -inf), read from the registry."""
+        def shard(k: int) -> list[dict]:
+            return list(self._query_all(table=self.meta, key="pk", value=f"wrk#{k}"))
+
+        return {it["sk"]: float(it.get("lease", float("-inf"))) for items in
+                self._parallel(shard, list(range(self.count_shards))) for it in items}
 
     @_public
     def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]:
@@ -1328,7 +1427,8 @@ class DynamoStore(DynamoNotices):
         return lost
 
     def _lose(self, keys, reason: str, now: float, on_lost: LostHandler | None, *,
-              expired_before: float | None = None, worker: str | None = None) -> list[Job]:
+              expired_before: float | None = None, worker: str | None = None,
+              worker_leases: dict[str, float] | None = None) -> list[Job]:
         lost = []
         for job_id, idx in keys:
             it = self._get(job_id, idx)
@@ -1340,13 +1440,22 @@ class DynamoStore(DynamoNotices):
                 continue
             if expired_before is not None and not (it.get("lease") is not None and it["lease"] < expired_before):
                 continue
+            if worker_leases is not None and worker_leases.get(plain, float("-inf")) >= now - self.lease_margin:
+                continue  # its worker renews its lease (tables from before rw was in the index land here)
             fence = FENCE + plain
             if owner != fence:
                 # fence first: the late worker's heartbeat then fails, and the lease must not have moved
                 e = _Expr()
                 cond = e.eq(state=RUNNING, worker=owner, lease=it["lease"])
-                if not self._transact([("Update", _update(self.jobs, _jkey(job_id, idx), e, set_={"worker": fence},
-                                                          cond=cond))]):
+                ops = [("Update", _update(self.jobs, _jkey(job_id, idx), e, set_={"worker": fence}, cond=cond))]
+                if worker_leases is not None and plain in worker_leases:
+                    # ...and its worker did not renew since the sweep read the registry
+                    w = _Expr()
+                    ops.append(("ConditionCheck", w.apply({
+                        "TableName": self.meta, "Key": self._worker_key(plain),
+                        "ConditionExpression": f"attribute_not_exists({w.n('lease')}) OR {w.n('lease')} < "
+                                               f"{w.v(now - self.lease_margin)}"})))
+                if not self._transact(ops):
                     continue  # it heartbeated or ended meanwhile: not lost
             job = self._job(it, self._spec_of(it if idx < 0 else self._get(job_id, PARENT)))
             if on_lost is not None:

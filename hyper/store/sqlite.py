@@ -699,6 +699,13 @@ class SQLiteStore(SQLiteNotices):
                 con.execute("UPDATE jobs SET lease = ? WHERE id = ? AND idx = ?", (lease_until, job.id, _idx(job)))
             return JobState(row[0])
 
+    def peek(self, job: Job, worker: str) -> JobState | None:
+        """The job's state without renewing its lease; None if this worker no longer owns the job."""
+        with self._errors():
+            row = self.con.execute("SELECT state, worker FROM jobs WHERE id = ? AND idx = ?",
+                                   (job.id, _idx(job))).fetchone()
+        return None if row is None or row[1] != worker else JobState(row[0])
+
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
                now: float) -> JobState | None:
         """Record a run's end if this worker still owns it; applies the retry policy."""

@@ -10,7 +10,11 @@ before the attempt's end is recorded, so whoever sees the job finished finds all
 SIGTERM (spot interruption, ``docker stop``): the running job's process group gets SIGTERM, SIGKILL after
 the grace period, and the attempt ends as LOST: the store's retry rule (hyper/retry.py, the same on
 every host) requeues it for another attempt while it has retries left. The worker then exits.
-``qdel``: the heartbeat (every min(1 s, lease/4)) sees DELETED and stops the job the same way.
+``qdel``: the state check between renewals (every second locally; on DynamoDB, where it is a read, every
+elapsed/10 s between 1 s and ``STATE_POLL``) sees DELETED and stops the job the same way. The lease is
+renewed at most every lease/3, and a worker that cannot renew in time stops its own job before the lease
+ends (hyper/worker/fence.py), so the sweep, which waits lease + margin, never starts a second attempt while
+the first still runs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
+from hyper.worker.fence import LeaseKeeper, Watchdog
 from hyper.worker.runner import Outcome, output_paths, run_attempt
 
 
@@ -46,6 +51,8 @@ class Worker:
         # longest wait between empty polls: the store says what a poll costs (SQLite: nothing; DynamoDB: a
         # query per ready shard, so an idle worker must not ask five times a second)
         self.poll_ceiling = getattr(store, "IDLE_POLL_CEILING", 0.2)
+        # how often the registry item says IDLE/BUSY (a write on DynamoDB; liveness is the lease renewal)
+        self.touch_every = getattr(store, "TOUCH_EVERY", 1.0)
         self.lease = lease
         self.kill_grace = kill_grace
         self.gpu_ids = gpu_ids
@@ -54,6 +61,7 @@ class Worker:
         self._stop = False
         self.extra_env = identity.job_env(worker_id, self.aws)
         self.log_warnings: list[str] = []
+        self._watchdog: Watchdog | None = None  # aws: stops a job past its lease even if this worker freezes
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop = True  # the running job is stopped and requeued by run_attempt
@@ -76,12 +84,20 @@ class Worker:
         try:
             while not self._stop:
                 now = time.time()
-                job = self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+                try:
+                    job = self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+                except HyperError as exc:  # throttled, or many workers racing for one array: not idle, retry
+                    self._warn(f"claim failed, retrying: {exc.message}")
+                    time.sleep(min(self.poll_ceiling, 1.0))
+                    idle_since = time.monotonic()
+                    continue
                 if job is None:
                     mono = time.monotonic()
                     if mono - idle_since >= self.idle:
-                        break
-                    if mono - last_touch >= 1.0:
+                        if not self._work_left():
+                            break
+                        idle_since = mono  # claims lost races (or an array waits at its %limit): stay
+                    if mono - last_touch >= self.touch_every:
                         self.store.touch_worker(self.id, now, "IDLE", self.jobs_run)
                         last_touch = mono
                     time.sleep(backoff)
@@ -94,14 +110,25 @@ class Worker:
                 self._run_job(job, definition)
                 self.jobs_run += 1
                 idle_since = time.monotonic()
-                if time.monotonic() - last_touch >= 1.0:
+                if time.monotonic() - last_touch >= self.touch_every:
                     self.store.touch_worker(self.id, time.time(), "BUSY", self.jobs_run)
                     last_touch = time.monotonic()
                 if self.max_jobs and self.jobs_run >= self.max_jobs:
                     break
         finally:
+            if self._watchdog is not None:
+                self._watchdog.close()
             self.store.touch_worker(self.id, time.time(), "EXITED", self.jobs_run)
         return 0
+
+    def _work_left(self) -> bool:
+        """Is anything of this worker's (queue, definition) still queued? A worker never idles out while
+        there is: its claims may have lost races for one array's record, and the scheduler counts it as
+        capacity, so leaving would strand the work until the next tick starts another worker (minutes)."""
+        try:
+            return self.store.backlog().get((self.queue, self.definition_name), 0) > 0
+        except HyperError:
+            return False
 
     def _warn(self, message: str) -> None:
         self.log_warnings.append(message)
@@ -117,10 +144,19 @@ class Worker:
         return logs.LogShipper(self.host, job.id, job.index, job.attempts, {"stdout": out, "stderr": err})
 
     def _run_job(self, job: Job, definition: Definition) -> None:
-        check_every = min(1.0, self.lease / 4)
+        renew_every = self.lease / 3
+        check_every = min(1.0, renew_every)
+        stop_before = min(self.kill_grace, self.lease / 3)
+        pgid = 0
 
-        def check():
-            return self.store.heartbeat(job, self.id, time.time() + self.lease)
+        def extended(until: float) -> None:
+            if self._watchdog is not None and pgid:
+                self._watchdog.arm(pgid, until)
+
+        check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
+                            lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
+                            on_renew=extended, until=job.lease,
+                            peek_ceiling=min(getattr(self.store, "STATE_POLL", 1.0), renew_every))
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
@@ -140,6 +176,13 @@ class Worker:
         shipper = self._shipper(job)
 
         def on_start(pid: int) -> None:
+            nonlocal pgid
+            if self.aws:  # the job stops at its lease's end even if this worker freezes
+                check.renew_if_due()
+                if self._watchdog is None:
+                    self._watchdog = Watchdog(self.workdir / ".hyper", stop_before)
+                pgid = pid
+                self._watchdog.arm(pid, check.until)
             if shipper is not None:
                 shipper.start()  # the files are open (truncated) and the job runs: tail them from here
             self.store.set_pid(job, self.id, pid)
@@ -150,12 +193,16 @@ class Worker:
                 kill_grace=self.kill_grace, stop_requested=lambda: self._stop, on_start=on_start,
                 gpu_ids=self.gpu_ids, extra_env=extra_env)
         finally:
+            if self._watchdog is not None:
+                self._watchdog.disarm()
             if shipper is not None:
                 # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
                 # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
                 for warning in shipper.close(5.0 if self._stop else None):
                     self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
         if outcome.kind in ("deleted", "disowned"):
+            if check.fenced:
+                self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
         kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them

@@ -1,0 +1,94 @@
+"""A job never runs twice at once (issue 10 §4): a worker frozen past its lease has its job stopped before the
+sweep hands the job to another worker. Real worker processes against moto's server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from tests.conftest import cli, wait_until
+from tests.test_worker_aws import _gone, _running, aws_host  # noqa: F401 (the fixture)
+
+# attempt 1 ticks into the marker file until it is stopped; attempt 2 writes one line and ends
+TICKER = ('if [ "$HYPER_ATTEMPT" = 1 ]; then while :; do echo "1 $(date +%s.%N)" >> "$MARK"; sleep 0.1; done; fi; '
+          'echo "2 $(date +%s.%N)" >> "$MARK"')
+
+
+def test_frozen_worker_stops_its_job_before_the_sweep_requeues_it(aws_host, monkeypatch, tmp_path):
+    mark = tmp_path / "marks"
+    monkeypatch.setenv("HYPER_LEASE", "3")  # renewed every second; the sweep waits lease + 5 s
+    job_id = cli("qsub", "-q", "q", "-d", "d", "--retries", "1", "-v", f"MARK={mark}", "--", "sh", "-c", TICKER,
+                 check=True).stdout.strip()
+    frozen = aws_host.worker("w-frozen", idle=5)
+    running = _running(aws_host, int(job_id))
+    wait_until(lambda: mark.exists() and mark.read_text().count("\n") >= 3, timeout=15)
+    frozen.send_signal(signal.SIGSTOP)  # a stalled VM, a GC pause: the worker can neither renew nor kill
+    try:
+        stopped_at = time.monotonic()
+        requeued = wait_until(lambda: aws_host.store.requeue_expired(time.time()), timeout=40, step=0.5)
+        waited = time.monotonic() - stopped_at
+        assert [j.job_id for j in requeued] == ["1"]
+        assert waited >= 3, waited  # not before the lease (plus its margin) ran out
+        assert _gone(running.pid)  # the first attempt was stopped before the sweep took the job
+        second = aws_host.worker("w-second", idle=1)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    job = aws_host.job(1)
+    assert (job.state.value, job.attempts, job.worker) == ("SUCCEEDED", 2, "w-second")
+    ticks = [line.split() for line in mark.read_text().splitlines()]
+    first = [float(t) for a, t in ticks if a == "1"]
+    (second_start,) = [float(t) for a, t in ticks if a == "2"]
+    assert first and max(first) < second_start  # no overlap: attempt 1 had stopped before attempt 2 began
+    frozen.communicate(timeout=60)  # it wakes, finds the job is no longer its own, and idles out
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_worker_that_cannot_renew_stops_its_job_before_the_lease_ends():
+    """DynamoDB unreachable while the job runs: the keeper says stop (None) once the lease is within the kill
+    grace of its end, not later; a renewal that lands in time keeps the job."""
+    from hyper.states import JobState
+    from hyper.worker.fence import LeaseKeeper
+
+    clock, failing = _Clock(), [False]
+
+    def renew(until):
+        if failing[0]:
+            raise ConnectionError("endpoint unreachable")
+        return JobState.RUNNING
+
+    keeper = LeaseKeeper(renew, lambda: JobState.RUNNING, lease=30, renew_every=10, stop_before=5, now=clock,
+                         until=clock.t + 30)
+    for _ in range(12):  # renewals land: the lease keeps moving
+        clock.t += 1
+        assert keeper() is JobState.RUNNING
+    assert keeper.until == clock.t - 2 + 30  # renewed at t+10 (lease/3)
+    failing[0] = True
+    while keeper() is JobState.RUNNING:
+        clock.t += 1
+    assert keeper.until - 5 <= clock.t < keeper.until  # stopped kill-grace before the end, never after it
+    assert "could not be renewed" in keeper.fenced and "endpoint unreachable" in keeper.fenced
+
+
+def test_an_hour_long_job_renews_every_lease_third_and_peeks_rarely():
+    """What one running hour costs the store: renewals at lease/3, qdel peeks every elapsed/10 s (1 s at first,
+    at most peek_ceiling)."""
+    from hyper.states import JobState
+    from hyper.worker.fence import LeaseKeeper
+
+    clock = _Clock()
+    keeper = LeaseKeeper(lambda until: JobState.RUNNING, lambda: JobState.RUNNING, lease=60, renew_every=20,
+                         stop_before=10, now=clock, until=clock.t + 60, peek_ceiling=60)
+    for _ in range(3600):  # the runner calls it every second
+        clock.t += 1
+        assert keeper() is JobState.RUNNING
+    assert keeper.renewals == 180
+    assert 30 <= keeper.peeks <= 120, keeper.peeks
