@@ -113,6 +113,11 @@ def _assume(service: str) -> dict:
             "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
 
 
+def boundary(host: Host, which: str = "boundary") -> dict:
+    """The permissions boundary every role hyper creates carries (hyper/aws/iam.py ``boundary_arn``)."""
+    return {"Fn::Sub": iam.boundary_arn(host, "${AWS::Partition}", "${AWS::AccountId}", which)}
+
+
 def _managed(policy: str) -> dict:
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/{policy}"}
 
@@ -279,11 +284,13 @@ def _iam_resources(host: Host, region: str) -> dict:
     ]
     return {
         "BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "batch"),
             "Description": f"AWS Batch manages host {host.name}'s compute environments in {region}",
             "AssumeRolePolicyDocument": _assume("batch.amazonaws.com"),
             "ManagedPolicyArns": [_managed("service-role/AWSBatchServiceRole")]}},
         "InstanceRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "instance"),
             "Description": f"ECS container instances of host {host.name} in {region} (the ECS agent's rights)",
             "AssumeRolePolicyDocument": _assume("ec2.amazonaws.com"),
@@ -292,12 +299,14 @@ def _iam_resources(host: Host, region: str) -> dict:
             "InstanceProfileName": role_name(host, region, "instance"),
             "Roles": [{"Ref": "InstanceRole"}]}},
         "ExecutionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "execution"),
             "Description": f"Pulls host {host.name}'s worker images and writes worker logs ({region})",
             "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
             "Policies": [{"PolicyName": "pull-and-log", "PolicyDocument": _sub(
                 {"Version": "2012-10-17", "Statement": execution})}]}},
         "JobRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "job"),
             "Description": f"Workers of host {host.name}: its tables and log group in {main}, nothing else",
             "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
