@@ -19,12 +19,10 @@ from hyper.models import Definition, Job, JobSpec, Queue
 from hyper.parsing.directives import Directives
 from hyper.parsing.durations import format_duration
 from hyper.parsing.jobids import JobRef
+from hyper.services import environment, owners
 from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context
 from hyper.store.base import DeleteResult, JobFilter, Submission
 from hyper.worker.runner import output_paths
-
-# captured from the submitter whatever -V says: what a job needs to find programs and its home
-SUBMIT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ")
 
 
 def merge_directives(script: Directives, cli: Directives) -> Directives:
@@ -38,6 +36,8 @@ def merge_directives(script: Directives, cli: Directives) -> Directives:
             merged.ignored = [*script.ignored, *cli.ignored]
         elif f.name == "depend":
             merged.depend = cli.depend or script.depend
+        elif f.name == "export_default":  # Slurm's implicit export holds only while nobody says otherwise
+            merged.export_default = script.export_default and cli.export_all is None
         elif f.name in ("stagein", "stageout"):
             setattr(merged, f.name, value or getattr(script, f.name))
         elif value is not None:
@@ -78,19 +78,6 @@ def _check_resources(d: Directives, definition: Definition) -> None:
     if d.walltime is not None and definition.timeout and d.walltime > definition.timeout:
         raise HyperError(f"walltime {format_duration(d.walltime)} exceeds definition {definition.name!r}'s "
                          f"timeout {format_duration(definition.timeout)}", "ask for less walltime")
-
-
-def _environment(d: Directives, submit_env: dict[str, str], definition_env: dict[str, str]) -> dict[str, str]:
-    env = {k: submit_env[k] for k in SUBMIT_ENV if k in submit_env}
-    if d.export_all:
-        env.update(submit_env)
-    for key, value in d.env.items():
-        env[key] = submit_env.get(key, "") if value is None else value
-    for key in SUBMIT_ENV:
-        if key in submit_env:
-            env.setdefault(f"PBS_O_{key}", submit_env[key])
-    env["PBS_O_HOST"] = os.uname().nodename
-    return env
 
 
 def _dependencies(d: Directives) -> list[tuple[str, int, int | None]]:
@@ -155,7 +142,7 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     if d.rerunnable is False:
         retries = 0
     name = d.name or (Path(script_name).name if script_name else Path(command[0]).name if command else "STDIN")
-    env = _environment(d, submit_env, definition.environment)
+    env = environment.plan_environment(ctx.host, d, submit_env).env
     chdir = d.chdir
     if chdir and not os.path.isabs(chdir):
         chdir = os.path.normpath(os.path.join(cwd, chdir))
@@ -197,11 +184,14 @@ def list_jobs(ctx: Context, flt: JobFilter) -> list[Job]:
 
 
 def delete_jobs(ctx: Context, refs: list[JobRef]) -> list[DeleteResult]:
-    return ctx.store.delete(refs, time.time())
+    """qdel: the caller's own jobs (an admin's: anyone's); the others' come back refused, untouched."""
+    allowed, refused = owners.split_owned(ctx, refs, "delete")
+    return refused + (ctx.store.delete(allowed, time.time()) if allowed else [])
 
 
 def hold_jobs(ctx: Context, refs: list[JobRef], hold: bool) -> list[DeleteResult]:
-    return ctx.store.set_hold(refs, hold, time.time())
+    allowed, refused = owners.split_owned(ctx, refs, "hold" if hold else "release")
+    return refused + (ctx.store.set_hold(allowed, hold, time.time()) if allowed else [])
 
 
 def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
@@ -209,6 +199,7 @@ def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
     if missing or not jobs:
         raise UnknownJobError(missing[0] if missing else str(ref.id))
     job = jobs[0]
+    owners.check_owner(ctx, job.user, job.job_id, "read the output of")
     if job.is_array:
         raise UsageError(f"job {job.job_id} is an array; logs belong to its elements",
                          f"name one element, e.g. qlog {job.id}[{job.array.split('-')[0].split(',')[0]}]")

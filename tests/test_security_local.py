@@ -1,0 +1,92 @@
+"""Issue 11 on the embedded local host, with real processes: credentials never leave the submitter, the
+owner is the OS user of the uid, and qdel/qhold/qrls/qlog of another user's job are refused."""
+
+from __future__ import annotations
+
+import json
+import pwd
+import os
+import sqlite3
+
+import yaml
+
+from tests.conftest import cli, wait_until
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-value", "GITHUB_TOKEN": "ghp-t0ken-value",
+           "DB_PASSWORD": "pa55-value", "STRIPE_API_KEY": "sk-live-value"}
+
+
+def record(job_id: str) -> dict:
+    return json.loads(cli("qstat", "-x", "-f", "--output", "json", job_id, check=True).stdout)[0]
+
+
+def finished(job_id: str) -> dict:
+    return wait_until(lambda: (r := record(job_id))["state"] in ("SUCCEEDED", "FAILED", "DELETED") and r)
+
+
+def test_sbatch_export_all_keeps_credentials_out_of_the_record_and_the_job(home, tmp_path):
+    script = tmp_path / "sb.sh"
+    script.write_text("#!/bin/sh\n#SBATCH -J leak\n"
+                      'echo "aws=$AWS_SECRET_ACCESS_KEY gh=$GITHUB_TOKEN db=$DB_PASSWORD api=$STRIPE_API_KEY '
+                      'extra=$PLAIN_SETTING"\n')
+    proc = cli("qsub", str(script), env={**SECRETS, "PLAIN_SETTING": "kept"})
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip()
+    notes = [line for line in proc.stderr.splitlines() if "credentials never leave" in line]
+    assert len(notes) == 1, proc.stderr
+    assert all(name in notes[0] for name in SECRETS) and not any(v in proc.stderr for v in SECRETS.values())
+    assert finished(job_id)["state"] == "SUCCEEDED"
+    assert cli("qlog", job_id).stdout == "aws= gh= db= api= extra=kept\n"  # Slurm's export-all still holds here
+    database = (home / "local" / "hyper.db").read_bytes() + b"".join(
+        p.read_bytes() for p in (home / "local").glob("hyper.db-*"))
+    assert not any(v.encode() in database for v in SECRETS.values())
+
+
+def test_explicit_v_of_a_secret_is_dropped_and_a_host_extends_the_deny_list(home, tmp_path):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "hosts.yaml").write_text(yaml.safe_dump({"selected": "local", "hosts": {
+        "local": {"type": "local", "env_deny": ["CORP_*"]}}}))
+    proc = cli("qsub", "-v", "API_KEY=sekrit,CORP_ID,OK=1", "--", "sh", "-c", 'echo "[$API_KEY][$CORP_ID][$OK]"',
+               env={"CORP_ID": "internal"})
+    assert proc.returncode == 0, proc.stderr
+    assert "qsub: note: not passed to the job (credentials never leave the submitter): API_KEY, CORP_ID\n" \
+        in proc.stderr
+    job_id = proc.stdout.strip()
+    finished(job_id)
+    assert cli("qlog", job_id).stdout == "[][][1]\n"
+
+
+def test_the_owner_is_the_uid_not_logname(home):
+    job_id = cli("qsub", "-h", "--", "true", env={"LOGNAME": "bob", "USER": "bob"}, check=True).stdout.strip()
+    assert record(job_id)["user"] == ME
+    cli("qdel", job_id, check=True)
+
+
+def _give_to(home, job_id: str, owner: str) -> None:
+    """A job recorded as another user's (as a spoofed $LOGNAME could record it before this fix)."""
+    con = sqlite3.connect(home / "local" / "hyper.db")
+    with con:
+        con.execute("UPDATE jobs SET user = ? WHERE id = ?", (owner, int(job_id)))
+    con.close()
+
+
+def test_qdel_qhold_qrls_qlog_of_another_users_job_are_refused_unless_admin(home):
+    job_id = cli("qsub", "-h", "--", "echo", "alice's output", check=True).stdout.strip()
+    _give_to(home, job_id, "alice")
+    (home / "hosts.yaml").write_text(yaml.safe_dump({"selected": "local", "hosts": {
+        "local": {"type": "local", "admins": []}}}))  # nobody is an admin of this host, not even root
+    for command in ("qdel", "qrls", "qhold"):
+        proc = cli(command, job_id)
+        verb = {"qdel": "delete", "qrls": "release", "qhold": "hold"}[command]
+        assert (proc.returncode, proc.stderr) == (
+            1, f"{command}: job {job_id} belongs to alice: only its owner or an admin may {verb} it\n")
+    proc = cli("qlog", job_id)
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        f"qlog: job {job_id} belongs to alice: only its owner or an admin may read the output of it")
+    assert record(job_id)["state"] == "HELD"
+    # an admin of the host (by default root, as a PBS manager) may act on anyone's job
+    (home / "hosts.yaml").write_text(yaml.safe_dump({"selected": "local", "hosts": {
+        "local": {"type": "local", "admins": [ME]}}}))
+    cli("qdel", job_id, check=True)
+    assert record(job_id)["state"] == "DELETED"
