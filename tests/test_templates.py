@@ -152,6 +152,9 @@ def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():
         # a definition's job role, which the worker takes on for each of its jobs
         "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/hyper-prod-job-*",
         "arn:${AWS::Partition}:secretsmanager:us-east-1:${AWS::AccountId}:secret:hyper-prod-notify-*",
+        # definitions' --secret values (EKS and local workers resolve them themselves)
+        "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:hyper-prod-*",
+        "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter/hyper-prod-*",
         # the host's data bucket (split parts, staged files): objects, and listing the bucket
         "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}",
         "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}/*",

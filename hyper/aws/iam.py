@@ -155,6 +155,30 @@ def notify_secret_statement(host: Host, partition: str, account: str) -> dict:
     return _statement("NotifyKey", ["secretsmanager:GetSecretValue"], [arn])
 
 
+def definition_secrets_statement(host: Host, partition: str, account: str) -> dict:
+    """A definition's ``--secret`` values: secrets and parameters named with the host's prefix only. Batch
+    resolves them with the execution role; a worker elsewhere (EKS, local) with its own role."""
+    p = _prefix(host)
+    return _statement("DefinitionSecrets", ["secretsmanager:GetSecretValue", "ssm:GetParameter",
+                                            "ssm:GetParameters"],
+                      [f"arn:{partition}:secretsmanager:*:{account}:secret:{p}*",
+                       f"arn:{partition}:ssm:*:{account}:parameter/{p}*"])
+
+
+def check_definition_arns(host: Host, job_role: str, secrets: dict[str, str]) -> None:
+    """The job role and secrets a definition names must be ones the host's roles may use (by name)."""
+    p = _prefix(host)
+    if job_role and not job_role.split(":role/", 1)[-1].rsplit("/", 1)[-1].startswith(f"{p}{JOB_ROLE_STEM}"):
+        raise HyperError(f"job role {job_role} is not named {p}{JOB_ROLE_STEM}...: workers of host "
+                         f"{host.name!r} may assume only those", f"create the role as {p}{JOB_ROLE_STEM}NAME, "
+                         "trusting the region stacks' job roles (hyper-...-job)")
+    for name, arn in secrets.items():
+        resource = arn.split(":secret:", 1)[-1] if ":secret:" in arn else arn.split(":parameter/", 1)[-1]
+        if not resource.startswith(p):
+            raise HyperError(f"secret {name} ({arn}) is not named {p}...: host {host.name!r}'s roles may read "
+                             "only those", f"store it as {p}{name.lower()} in Secrets Manager or SSM")
+
+
 def jobs_table_arns(host: Host, partition: str, account: str) -> list[str]:
     """The jobs table and its indexes (job items only: no resource or configuration lives there)."""
     return [a for a in table_arns(host, partition, account) if not a.split("/")[1].endswith("meta")]
@@ -184,6 +208,7 @@ def worker_statements(host: Host, partition: str, account: str) -> list[dict]:
         _statement("HostLogGroup", LOG_WRITE, log_group_arns(host, partition, account)),
         _statement("JobRoles", ["sts:AssumeRole", "sts:TagSession"], [job_role_arn_pattern(host, partition, account)]),
         notify_secret_statement(host, partition, account),
+        definition_secrets_statement(host, partition, account),
     ] + bucket_statements(host, partition, account)
 
 

@@ -281,6 +281,7 @@ def _iam_resources(host: Host, region: str) -> dict:
         {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
         {"Sid": "PullHostImages", "Effect": "Allow", "Action": iam.ECR_PULL, "Resource": repos},
         {"Sid": "WorkerLogs", "Effect": "Allow", "Action": iam.LOG_WRITE, "Resource": log_groups},
+        iam.definition_secrets_statement(host, partition, account),  # Batch resolves definitions' --secret
     ]
     return {
         "BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
@@ -588,6 +589,7 @@ def render_job_definition(host: Host, definition: Definition, image_uri: str, *,
         raise HyperError(f"definition {definition.name!r}: retries {definition.retries} out of 0..9",
                          "Batch allows at most 10 attempts")
     main = iam.main_region(host)
+    iam.check_definition_arns(host, definition.job_role, definition.secrets or {})
     resources = [{"type": "VCPU", "value": str(definition.vcpus)},
                  {"type": "MEMORY", "value": str(definition.memory_mib)}]
     if definition.gpus:
@@ -602,6 +604,9 @@ def render_job_definition(host: Host, definition: Definition, image_uri: str, *,
         "environment": [{"name": k, "value": env[k]} for k in sorted(env)],
         "jobRoleArn": job_role_arn,
         "executionRoleArn": execution_role_arn,
+        # --secret values: Batch resolves them into the worker's container, never as plain text here
+        **({"secrets": [{"name": k, "valueFrom": v} for k, v in sorted(definition.secrets.items())]}
+           if definition.secrets else {}),
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": names.log_group(host), "awslogs-region": main, "awslogs-stream-prefix": "worker"}},
     }

@@ -137,6 +137,17 @@ class Worker:
             if env is None:
                 return  # deleted or taken over while its inputs arrived: the store says what happened
             extra_env = {**extra_env, **env}
+        if definition.job_role or definition.secrets:  # the job's own AWS rights, never the worker's
+            from hyper.worker.credentials import job_aws_env
+
+            try:
+                extra_env = {**extra_env, **job_aws_env(self.host, definition, job)}
+            except HyperError as exc:
+                state = self.store.finish(job, self.id, EXITED, 1, f"job role or secrets: {exc.message}",
+                                          time.time())
+                if hooks is not None:
+                    hooks.job_ended(self.store, self.host, job, state, self.id)
+                return
         shipper = self._shipper(job)
 
         def on_start(pid: int) -> None:
