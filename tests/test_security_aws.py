@@ -17,7 +17,7 @@ from hyper.config import current_host
 from hyper.models import Cluster, Definition, Queue
 from hyper.parsing.jobids import JobRef
 from tests.conftest import cli
-from tests.test_aws_host import Aws, create
+from tests.test_aws_host import Aws, create, fails
 
 CREATOR = "arn:aws:sts::123456789012:user/moto"
 
@@ -115,3 +115,23 @@ def test_no_credential_reaches_dynamodb_and_sbatch_exports_nothing_unless_asked(
     dump = b"\n".join(blobs)
     for value in [*secrets.values(), alice["AWS_SECRET_ACCESS_KEY"], alice["AWS_SESSION_TOKEN"]]:
         assert value.encode() not in dump
+
+
+@pytest.mark.parametrize("first,second", [("", "eu-"), ("eu-", "")])
+def test_prefixes_that_nest_are_refused_both_ways(aws, first, second):
+    base = aws.prefix("nest")
+    create(aws, "one", aws.claim(base + first))
+    line = fails("hosts", "create-host", "two", "--type", "aws", "--main-region", "us-east-1",
+                 "--endpoint-url", aws.url, "--table-prefix", aws.claim(base + second))
+    assert "overlaps" in line and "access grants on one would reach the other" in line
+    assert aws.table(f"{base}{second}meta") is None
+
+
+def test_a_nesting_prefix_in_another_region_is_refused_too(aws):
+    """IAM is account-wide: a host whose tables live in another region still shares `<prefix>*` grants."""
+    base = aws.prefix("far")
+    create(aws, "one", base)
+    line = fails("hosts", "create-host", "two", "--type", "aws", "--main-region", "eu-west-1",
+                 "--endpoint-url", aws.url, "--table-prefix", base + "eu-")
+    assert line == (f"hyper hosts: table prefix '{base}eu-' overlaps host 'one''s '{base}' (access grants on one "
+                    "would reach the other) (choose a --table-prefix neither starts nor is started by another host's)")

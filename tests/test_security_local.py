@@ -90,3 +90,55 @@ def test_qdel_qhold_qrls_qlog_of_another_users_job_are_refused_unless_admin(home
         "local": {"type": "local", "admins": [ME]}}}))
     cli("qdel", job_id, check=True)
     assert record(job_id)["state"] == "DELETED"
+
+
+def _mode(path) -> int:
+    return os.stat(path, follow_symlinks=False).st_mode & 0o777
+
+
+def test_hyper_home_is_private_whatever_the_umask(home, tmp_path):
+    import subprocess
+
+    from tests.conftest import BIN
+
+    proc = subprocess.run(["sh", "-c", f'umask 000; exec "{BIN}/qsub" -- sh -c "echo out; echo err >&2"'],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip()
+    assert finished(job_id)["state"] == "SUCCEEDED"
+    data = home / "local"
+    dirs = [home, data, data / "logs", *sorted((data / "work").glob("slot-*"))]
+    assert len(dirs) >= 4
+    assert {str(d): _mode(d) for d in dirs} == {str(d): 0o700 for d in dirs}
+    files = [data / "hyper.db", data / "agent.log", data / "logs" / f"{job_id}.out", data / "logs" / f"{job_id}.err",
+             *[p for p in (data / "hyper.db-wal", data / "hyper.db-shm") if p.exists()]]
+    assert {str(f): _mode(f) for f in files} == {str(f): 0o600 for f in files}
+
+
+def test_output_files_are_0600_and_never_followed_through_a_symlink(home, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "trap.out").symlink_to(victim)
+    trapped = cli("qsub", "-o", str(shared / "trap.out"), "--", "echo", "overwritten", check=True).stdout.strip()
+    fine = cli("qsub", "-o", str(shared / "mine.out"), "--", "echo", "mine", check=True).stdout.strip()
+    rec = finished(trapped)
+    assert rec["state"] == "FAILED" and "cannot open output file" in rec["reason"]
+    assert victim.read_text() == "precious\n"
+    assert finished(fine)["state"] == "SUCCEEDED"
+    assert (shared / "mine.out").read_text() == "mine\n" and _mode(shared / "mine.out") == 0o600
+
+
+def test_hosts_yaml_is_0600_even_over_a_leftover_or_planted_tmp_file(home, tmp_path):
+    home.mkdir(parents=True, exist_ok=True)
+    leftover = home / "hosts.tmp"
+    leftover.write_text("old\n")
+    os.chmod(leftover, 0o644)
+    cli("hyper", "hosts", "create-host", "second", check=True)
+    assert _mode(home / "hosts.yaml") == 0o600
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (home / "hosts.tmp").symlink_to(victim)
+    cli("hyper", "hosts", "select-host", "local", check=True)
+    assert victim.read_text() == "precious\n" and _mode(home / "hosts.yaml") == 0o600

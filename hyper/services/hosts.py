@@ -118,6 +118,7 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
                     endpoint_url=endpoint_url, extra=dict(settings or {}))
         from hyper.aws.tables import ensure_tables
 
+        _check_prefix_apart_from_hosts(host, hosts)
         _check_prefix_is_own(host)  # (settings were checked above, before anything is created)
         from hyper.aws.tables import owner
 
@@ -132,6 +133,22 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
     hosts[name] = host
     save_hosts(hosts, name if select else selected)
     return host
+
+
+def prefixes_nest(a: str, b: str) -> bool:
+    """One prefix starts the other: IAM patterns `<a>*` would reach `<b>`'s roles, stacks and repositories."""
+    return a.startswith(b) or b.startswith(a)
+
+
+def _check_prefix_apart_from_hosts(host: Host, hosts: dict[str, Host]) -> None:
+    """Refuse a prefix that nests with another configured aws host's, in any region: IAM roles and policies
+    are account-wide, so the main-region table check alone would miss a host whose tables live elsewhere."""
+    mine = tables_prefix(host)
+    for other in hosts.values():
+        if other.type == "aws" and other.name != host.name and prefixes_nest(mine, tables_prefix(other)):
+            raise HyperError(f"table prefix {mine!r} overlaps host {other.name!r}'s {tables_prefix(other)!r} "
+                             "(access grants on one would reach the other)",
+                             "choose a --table-prefix neither starts nor is started by another host's")
 
 
 def _check_prefix_is_own(host: Host) -> None:
@@ -152,7 +169,7 @@ def _check_prefix_is_own(host: Host) -> None:
                 if name in own:
                     continue
                 other = name[:-len("meta")] if name.endswith("meta") else None
-                if name.startswith(mine) or (other and mine.startswith(other)):
+                if name.startswith(mine) or (other and prefixes_nest(mine, other)):
                     raise HyperError(f"table prefix {mine!r} overlaps the existing table {name} of another "
                                      "deployment (access grants on one would reach the other)",
                                      "choose a distinct --table-prefix, or adopt it with "

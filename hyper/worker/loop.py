@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from hyper.config import private_dir
 from hyper.errors import HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
@@ -65,7 +66,7 @@ class Worker:
                              "list definitions with `hyper definitions list-definitions`")
         if threading.current_thread() is threading.main_thread():  # (benchmarks run several in threads)
             signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir)  # 0700 under HYPER_HOME: job scripts and their files
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
