@@ -142,3 +142,27 @@ def test_hosts_yaml_is_0600_even_over_a_leftover_or_planted_tmp_file(home, tmp_p
     (home / "hosts.tmp").symlink_to(victim)
     cli("hyper", "hosts", "select-host", "local", check=True)
     assert victim.read_text() == "precious\n" and _mode(home / "hosts.yaml") == 0o600
+
+
+def test_sweep_values_are_never_read_as_shell_syntax(home, tmp_path):
+    evil = '0.1"; echo INJECTED-$(id -un); #'
+    params = tmp_path / "p.jsonl"
+    params.write_text(json.dumps({"lr": evil}) + "\n" + json.dumps({"lr": "a b"}) + "\n")
+    script = tmp_path / "train.sh"
+    script.write_text('#!/bin/bash\necho "quoted={lr}"\necho bare={lr}\nprintf "%s\\n" "$HYPER_PARAM_lr"\n')
+    ids = cli("qsub", "--sweep", str(params), str(script), check=True).stdout.split()
+    for job_id in ids:
+        assert finished(job_id)["state"] == "SUCCEEDED"
+    first, second = (cli("qlog", i).stdout for i in ids)
+    assert not any(line.startswith("INJECTED-") for line in first.splitlines())
+    assert first.splitlines() == [f"quoted={evil}", f"bare={evil}", evil]
+    assert second.splitlines() == ["quoted=a b", "bare=a b", "a b"]
+
+
+def test_sweep_into_a_python_script_substitutes_the_value():
+    from hyper.services.jobs import runs_in_a_shell, substitute
+
+    assert not runs_in_a_shell("#!/usr/bin/env python3\nlr = {lr}\n")
+    assert runs_in_a_shell("#!/usr/bin/env -S bash -e\n") and runs_in_a_shell("echo {lr}\n")
+    assert substitute("lr = {lr}\n", {"lr": 0.5}, "s") == "lr = 0.5\n"
+    assert substitute("echo {lr} ${HOME}\n", {"lr": 0.5}, "s", shell=True) == "echo ${HYPER_PARAM_lr} ${HOME}\n"

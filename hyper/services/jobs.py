@@ -118,14 +118,38 @@ def load_sweep(path: str) -> list[dict[str, object]]:
     return params
 
 
-def substitute(text: str, values: dict[str, object], where: str) -> str:
-    """Replace {key} (not ${key}, which is the shell's) with the parameter's value."""
+SHELLS = ("sh", "bash", "dash", "ksh", "zsh", "ash", "mksh")
+
+
+def runs_in_a_shell(script: str) -> bool:
+    """A script without a shebang runs under bash or sh (runner._prepare_command); else its interpreter's."""
+    first = script.split("\n", 1)[0]
+    if not first.startswith("#!"):
+        return True
+    words = first[2:].split()
+    if not words:
+        return True
+    program = words[0].rsplit("/", 1)[-1]
+    if program == "env":  # #!/usr/bin/env [-S] bash
+        rest = [w for w in words[1:] if not w.startswith("-")]
+        program = rest[0].rsplit("/", 1)[-1] if rest else ""
+    return program in SHELLS
+
+
+def substitute(text: str, values: dict[str, object], where: str, shell: bool = False) -> str:
+    """Replace {key} (not ${key}, which is the shell's) with the parameter's value.
+
+    In a shell script ``shell``, {key} becomes ``${HYPER_PARAM_key}`` instead: the shell expands the value
+    from the job's environment, so a value is never read as shell syntax (a parameter file's
+    ``"0.1; rm -rf ~"`` stays a value). Elsewhere (a command's argv, which no shell parses, or a Python
+    script) the value goes in as it is.
+    """
     def repl(m: re.Match) -> str:
         key = m.group(1)
         if key not in values:
             raise UsageError(f"{where} uses {{{key}}} but the parameter set has no {key!r}",
                              "add the key to every line of the parameter file or escape the braces")
-        return str(values[key])
+        return f"${{HYPER_PARAM_{key}}}" if shell else str(values[key])
 
     return _PARAM.sub(repl, text)
 
@@ -159,7 +183,8 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
         job_spec = spec
         if values is not None:
             job_spec = dataclasses.replace(
-                spec, script=substitute(script, values, script_name or "the script") if script else None,
+                spec, script=substitute(script, values, script_name or "the script", runs_in_a_shell(script))
+                if script else None,
                 command=[substitute(a, values, "the command") for a in command] if command else None,
                 env={**spec.env, **{f"HYPER_PARAM_{k}": str(v) for k, v in values.items()}})
         job = Job(name=name, user=user, queue=queue.name, definition=definition.name,
