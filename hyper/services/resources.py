@@ -126,7 +126,7 @@ def _job_role(value: Any, key: str) -> str:
     text = _str(value, key).strip()
     if text and not _ROLE_ARN.fullmatch(text):
         raise UsageError(f"{key} {text!r} is not an IAM role ARN",
-                         "e.g. --job-role arn:aws:iam::123456789012:role/hyper-prod-job-train (or '' for none)")
+                         "e.g. --job-role arn:aws:iam::123456789012:role/hyper-prod-job-train, or '' for none")
     return text
 
 
