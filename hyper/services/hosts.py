@@ -145,7 +145,10 @@ def _check_prefix_apart_from_hosts(host: Host, hosts: dict[str, Host]) -> None:
     are account-wide, so the main-region table check alone would miss a host whose tables live elsewhere."""
     mine = tables_prefix(host)
     for other in hosts.values():
-        if other.type == "aws" and other.name != host.name and prefixes_nest(mine, tables_prefix(other)):
+        theirs = tables_prefix(other) if other.type == "aws" and other.name != host.name else None
+        if theirs == mine and other.main_region == host.main_region:
+            continue  # the same tables: the caller's check says they exist and how to adopt them
+        if theirs is not None and prefixes_nest(mine, theirs):
             raise HyperError(f"table prefix {mine!r} overlaps host {other.name!r}'s {tables_prefix(other)!r} "
                              "(access grants on one would reach the other)",
                              "choose a --table-prefix neither starts nor is started by another host's")
