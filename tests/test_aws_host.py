@@ -584,7 +584,8 @@ def test_job_commands_work_unchanged_on_an_aws_host(aws, home):
     submitted = [line for line in full if line.startswith("    submitted = ")]
     assert len(submitted) == 1 and re.fullmatch(r"    submitted = \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", submitted[0])
     assert [line for line in full if line not in submitted] == [
-        "Job Id: 1", "    id = 1", "    name = echo", "    user = arn:aws:sts::123456789012:user/moto", "    queue = q1",
+        "Job Id: 1", "    id = 1", "    name = echo",
+        "    user = arn:aws:sts::123456789012:user/moto", "    queue = q1",  # the STS caller, not $LOGNAME
         "    definition = small", "    state = QUEUED", "    priority = 0", "    attempts = 0", "    retries = 0",
         "    job_state = Q", f"    submit_dir = {os.getcwd()}", "    command = ['echo', 'hi']", ""]
     summary = runner.invoke(qstat.app, ["-Q"]).stdout.splitlines()
