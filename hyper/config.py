@@ -150,7 +150,8 @@ def save_hosts(hosts: dict[str, Host], selected: str) -> None:
     path = hosts_file()
     private_dir(path.parent)
     body = {"selected": selected,
-            "hosts": {n: h.to_dict() for n, h in hosts.items() if n != DEFAULT_HOST}}  # local is implicit
+            # the implicit local host is written only to keep its settings (admins, env_deny)
+            "hosts": {n: h.to_dict() for n, h in hosts.items() if n != DEFAULT_HOST or h.extra}}
     tmp = path.with_suffix(".tmp")
     try:  # a leftover tmp (or a symlink planted there) would keep its own mode: start from a new file
         os.unlink(tmp)

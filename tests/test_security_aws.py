@@ -135,3 +135,11 @@ def test_a_nesting_prefix_in_another_region_is_refused_too(aws):
                  "--endpoint-url", aws.url, "--table-prefix", base + "eu-")
     assert line == (f"hyper hosts: table prefix '{base}eu-' overlaps host 'one''s '{base}' (access grants on one "
                     "would reach the other) (choose a --table-prefix neither starts nor is started by another host's)")
+
+
+def test_more_admins_come_from_the_admins_setting_at_create(aws):
+    ops = "arn:aws:sts::123456789012:assumed-role/ops/*"
+    create(aws, "prod", aws.prefix("adm"), "--setting", f"admins={ops}")
+    from hyper.aws.identity import host_admins
+
+    assert host_admins(current_host()) == sorted([CREATOR, ops])

@@ -166,3 +166,18 @@ def test_sweep_into_a_python_script_substitutes_the_value():
     assert runs_in_a_shell("#!/usr/bin/env -S bash -e\n") and runs_in_a_shell("echo {lr}\n")
     assert substitute("lr = {lr}\n", {"lr": 0.5}, "s") == "lr = 0.5\n"
     assert substitute("echo {lr} ${HOME}\n", {"lr": 0.5}, "s", shell=True) == "echo ${HYPER_PARAM_lr} ${HOME}\n"
+
+
+def test_local_settings_admins_and_env_deny_are_kept_in_hosts_yaml(home):
+    proc = cli("hyper", "hosts", "create-host", "lab", "--setting", "admins=alice,bob", "--setting",
+               "env_deny=CORP_*")
+    assert proc.returncode == 0, proc.stderr
+    body = yaml.safe_load((home / "hosts.yaml").read_text())
+    assert body["hosts"]["lab"] == {"type": "local", "admins": ["alice", "bob"], "env_deny": ["CORP_*"]}
+    bad = cli("hyper", "hosts", "create-host", "lab2", "--setting", "index_shards=4")
+    assert bad.returncode == 2 and "--setting is for aws hosts" in bad.stderr
+    # the implicit local host's settings survive the next save of hosts.yaml
+    body["hosts"]["local"] = {"type": "local", "admins": []}
+    (home / "hosts.yaml").write_text(yaml.safe_dump(body))
+    cli("hyper", "hosts", "select-host", "local", check=True)
+    assert yaml.safe_load((home / "hosts.yaml").read_text())["hosts"]["local"] == {"type": "local", "admins": []}

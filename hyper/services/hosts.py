@@ -61,20 +61,27 @@ AWS_SETTINGS = {
     "index_shards": "int", "count_shards": "int", "id_shards": "int", "retention_days": "int",
     "retry_mode": "mode", "max_attempts": "int", "batch_submit_rate": "float", "worker_idle": "float",
     "weights_refresh": "float", "weights_target_vcpus": "int",
+    "admins": "list", "env_deny": "list",
 }
+# what a local host takes: who may act on others' jobs, and extra credential patterns qsub never passes
+LOCAL_SETTINGS = ("admins", "env_deny")
 
 
 def check_settings(type_: str, settings: dict) -> dict:
     """Known keys with values that parse; never a host field (name, type...), never on a local host."""
-    if settings and type_ != "aws":
-        raise UsageError("--setting is for aws hosts (shards, retries, scheduler timing)", "drop it, or use --type aws")
+    if type_ != "aws" and set(settings) - set(LOCAL_SETTINGS):
+        raise UsageError("--setting is for aws hosts (shards, retries, scheduler timing), except "
+                         f"{' and '.join(LOCAL_SETTINGS)}", "drop it, or use --type aws")
     out = {}
     for key, raw in settings.items():
         kind = AWS_SETTINGS.get(key)
         if kind is None:
             raise UsageError(f"unknown host setting {key!r}", f"known settings: {', '.join(AWS_SETTINGS)}")
         try:
-            if kind == "int":
+            if kind == "list":  # admins (ARN patterns / user names), env_deny (name patterns): comma-separated
+                out[key] = [x.strip() for x in str(raw).split(",") if x.strip()]
+                ok = True
+            elif kind == "int":
                 out[key] = int(raw)
                 ok = out[key] >= 1
             elif kind == "float":
