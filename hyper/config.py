@@ -22,6 +22,47 @@ def hyper_home() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".hyper"
 
 
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # everything hyper keeps under HYPER_HOME, whatever the umask
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Take group and other access away from a path of ours that has it (made before, or under umask 0)."""
+    st = path.lstat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(path, mode, follow_symlinks=False)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and the directories from HYPER_HOME down to it as 0700 (whatever the umask) and
+    tighten existing ones: scripts, outputs and the database live there. A directory outside HYPER_HOME
+    (a job's ``-o`` directory) is only created, as ``mkdir -p`` would."""
+    path = Path(path)
+    home = hyper_home()
+    if path != home and home not in path.parents:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    chain = [path, *[p for p in path.parents if p == home or home in p.parents]]
+    for d in reversed(chain):
+        try:
+            d.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass
+        tighten(d, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """Open (creating) a file as 0600 without following a symlink at its name; returns the descriptor."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, PRIVATE_FILE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 @dataclass
 class Host:
     name: str = DEFAULT_HOST
@@ -107,11 +148,16 @@ def save_hosts(hosts: dict[str, Host], selected: str) -> None:
     import yaml
 
     path = hosts_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     body = {"selected": selected,
-            "hosts": {n: h.to_dict() for n, h in hosts.items() if n != DEFAULT_HOST}}  # local is implicit
+            # the implicit local host is written only to keep its settings (admins, env_deny)
+            "hosts": {n: h.to_dict() for n, h in hosts.items() if n != DEFAULT_HOST or h.extra}}
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:  # a leftover tmp (or a symlink planted there) would keep its own mode: start from a new file
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = private_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(body, fh, sort_keys=False)
     os.replace(tmp, path)

@@ -111,6 +111,8 @@ class Definition(Resource):
     retries: int = 0
     ratio: int = 1  # jobs per worker: N queued jobs want ceil(N / ratio) workers
     environment: dict[str, str] = field(default_factory=dict)
+    job_role: str = ""  # IAM role ARN each job assumes (hyper/worker/credentials.py); "" = no AWS rights
+    secrets: dict[str, str] = field(default_factory=dict)  # env NAME -> Secrets Manager / SSM parameter ARN
 
 
 @dataclass

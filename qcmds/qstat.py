@@ -21,13 +21,14 @@ QUEUE_COLUMNS = [("queue", "Queue"), ("total", "Total"), ("queued", "Queued"), (
 
 def job_row(job, now: float) -> dict:
     from hyper.parsing.durations import format_duration
+    from hyper.services.owners import display_name
     from hyper.states import pbs_letter
 
     if job.started is None:
         used = None
     else:
         used = (job.ended if job.ended and job.state.finished else now) - job.started
-    return {"job_id": job.job_id, "name": job.name[:16], "user": job.user[:16],
+    return {"job_id": job.job_id, "name": job.name[:16], "user": display_name(job.user)[:16],
             "time_use": format_duration(used) if used is not None else "0",
             "s": pbs_letter(job.state, is_array=job.is_array, started=job.array_started > 0),
             "queue": job.queue}

@@ -67,12 +67,12 @@ def qsub(
     host: HostOption = None,
 ) -> None:
     """Submit a job. Prints its id."""
-    import getpass
     import os
 
     from hyper.errors import UsageError
     from hyper.parsing.directives import Directives, parse_dependency, parse_directives, parse_options
     from hyper.services import jobs as svc
+    from hyper.services import owners
     from hyper.services.context import open_context
     from hyper.states import JobState
 
@@ -141,6 +141,10 @@ def qsub(
     params = svc.load_sweep(sweep) if sweep else None
 
     ctx = open_context(host)
+    submit_env = dict(os.environ)
+    from hyper.services.environment import plan_environment
+
+    env_notes = plan_environment(ctx.host, merged, submit_env).notes()
     waited = None
     if (split or finalize or notify or merged.stagein or merged.stageout
             or lines_per_part is not None or parts is not None):
@@ -148,17 +152,19 @@ def qsub(
 
         wf = WorkflowOptions(split, lines_per_part, parts, finalize, finalize_after, notify)
         done = submit_workflow(ctx, merged, wf, script=script_text, command=command, script_name=script_name,
-                               submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser(), sweep=params,
+                               submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
                                retry_on_exit=retry_on_exit)
         jobs, waited = done.jobs, done.all_jobs
         for note in done.notes:
             sys.stderr.write(f"qsub: note: {note}\n")
     else:
         jobs = svc.submit(ctx, merged, script=script_text, command=command, script_name=script_name,
-                          submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser(), sweep=params,
+                          submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
                           retry_on_exit=retry_on_exit)
     if any(j.state is not JobState.HELD for j in jobs):  # held jobs wait for qrls or their dependencies
         wake_agent(ctx)
+    for note in env_notes:
+        sys.stderr.write(f"qsub: note: {note}\n")
     if merged.ignored:
         sys.stderr.write(f"qsub: note: no effect here, ignored: {', '.join(merged.ignored)}\n")
     if not quiet:

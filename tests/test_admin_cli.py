@@ -254,7 +254,8 @@ def test_bad_numbers_and_host_settings_are_one_line(home):
     assert fails("definitions", "add-definition", "da", "--vcpus", "²", code=2) == (
         "hyper definitions: vcpus must be a whole number, not '²' (e.g. vcpus: 1)")
     assert fails("hosts", "create-host", "h6", "--setting", "name=zzz", code=2) == (
-        "hyper hosts: --setting is for aws hosts (shards, retries, scheduler timing) (drop it, or use --type aws)")
+        "hyper hosts: --setting is for aws hosts (shards, retries, scheduler timing), except admins and env_deny "
+        "(drop it, or use --type aws)")
     assert not (home / "hosts.yaml").exists()
     (home / "hosts.yaml").write_text("hosts:\n  bad: [1, 2]\n")
     assert fails("hosts", "list-hosts") == (

@@ -171,9 +171,16 @@ def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():
         "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/hyper-prod-jobs/index/*",
         "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/hyper-prod-meta",
         "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/hyper-prod-meta/index/*",
+        # item writes on the meta table only under the worker's keys (statement condition, below)
+        "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/hyper-prod-meta",
         "arn:${AWS::Partition}:logs:us-east-1:${AWS::AccountId}:log-group:/hyper/hyper-prod",
         "arn:${AWS::Partition}:logs:us-east-1:${AWS::AccountId}:log-group:/hyper/hyper-prod:*",
+        # a definition's job role, which the worker takes on for each of its jobs
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/hyper-prod-job-*",
         "arn:${AWS::Partition}:secretsmanager:us-east-1:${AWS::AccountId}:secret:hyper-prod-notify-*",
+        # definitions' --secret values (EKS and local workers resolve them themselves)
+        "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:hyper-prod-*",
+        "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter/hyper-prod-*",
         # the host's data bucket (split parts, staged files): objects, and listing the bucket
         "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}",
         "arn:${AWS::Partition}:s3:::hyper-prod-data-${AWS::AccountId}/*",
@@ -181,6 +188,11 @@ def test_job_role_is_scoped_to_this_hosts_tables_and_log_group():
     actions = {a for s in statements for a in s["Action"]}
     assert all("*" not in a for a in actions)
     assert "dynamodb:DeleteItem" not in actions and "dynamodb:Scan" not in actions
+    meta_writes = [s for s in statements if "dynamodb:PutItem" in s["Action"] and "meta" in json.dumps(s["Resource"])]
+    assert [s["Condition"] for s in meta_writes] == [
+        {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["cnt#*", "dep#*", "ntc#*", "ntcx#*", "wrk#*"]}}]
+    assert role["PermissionsBoundary"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/"
+                                                      "hyper-prod-boundary"}
     # the same statements `hyper iam policy --role worker` prints
     assert [s["Action"] for s in statements] == [s["Action"] for s in iam.render_policy(PROD, "worker")["Statement"]]
 
@@ -549,7 +561,11 @@ def test_policies_are_least_privilege_and_scoped_to_the_host():
                 ":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"), r
         if "dynamodb:CreateTable" in statement["Action"]:
             assert {r.split("/")[1] for r in resources} == tables
-    assert len(json.dumps(admin, separators=(",", ":"))) <= iam.MANAGED_POLICY_LIMIT
+    # the boundary and tag conditions (issue 11) no longer fit a managed policy: the admin's goes inline on a role
+    assert len(json.dumps(admin, separators=(",", ":"))) <= iam.INLINE_ROLE_POLICY_LIMIT
+    for role in ("boundary", "eks-boundary"):  # boundaries must be managed policies
+        assert len(json.dumps(iam.render_policy(PROD, role, account="123456789012"),
+                              separators=(",", ":"))) <= iam.MANAGED_POLICY_LIMIT
     pass_role = next(s for s in admin["Statement"] if "iam:PassRole" in s["Action"])
     assert pass_role["Condition"]["StringEquals"]["iam:PassedToService"]
     dev_admin = json.dumps(iam.render_policy(DEV, "admin"))
@@ -572,7 +588,7 @@ def test_iam_policy_command(tmp_path, monkeypatch):
     assert json.loads(result.stdout) == iam.render_policy(PROD, "worker", account="123456789012")
     bad = runner.invoke(app, ["iam", "policy", "--role", "root"])
     assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
-        "hyper iam: unknown role 'root' (use one of admin, scheduler, user, worker)"]
+        "hyper iam: unknown role 'root' (use one of admin, scheduler, user, worker, boundary, eks-boundary)"]
     save_hosts({"prod": PROD}, "local")
     local = runner.invoke(app, ["iam", "policy", "--role", "user"])
     assert local.exit_code == 1 and "is a local host" in local.stderr

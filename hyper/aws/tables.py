@@ -124,10 +124,14 @@ def table_definitions(host: Host) -> list[dict]:
 
 
 def config_item(host: Host) -> dict:
-    """The meta item that fixes shard counts for the life of the tables (every client reads it)."""
+    """The meta item that fixes shard counts for the life of the tables (every client reads it), and names
+    the host's admins (hyper/aws/identity.py): only the admin policy may write it."""
+    from hyper.aws.identity import initial_admins
+
     s = settings(host)
     item = {"pk": {"S": "config"}, "sk": {"S": "config"}, "schema": {"N": "1"},
-            "created": {"N": str(int(time.time()))}, "host": {"S": host.name}}
+            "created": {"N": str(int(time.time()))}, "host": {"S": host.name},
+            "admins": {"L": [{"S": a} for a in initial_admins(host)]}}
     item.update({k: {"N": str(v)} for k, v in s.items()})
     return item
 

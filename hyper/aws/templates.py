@@ -126,6 +126,11 @@ def _assume(service: str) -> dict:
             "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
 
 
+def boundary(host: Host, which: str = "boundary") -> dict:
+    """The permissions boundary every role hyper creates carries (hyper/aws/iam.py ``boundary_arn``)."""
+    return {"Fn::Sub": iam.boundary_arn(host, "${AWS::Partition}", "${AWS::AccountId}", which)}
+
+
 def _managed(policy: str) -> dict:
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/{policy}"}
 
@@ -310,8 +315,10 @@ def _iam_resources(host: Host, region: str, legacy_batch_role: bool = False) -> 
         {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
         {"Sid": "PullHostImages", "Effect": "Allow", "Action": iam.ECR_PULL, "Resource": repos},
         {"Sid": "WorkerLogs", "Effect": "Allow", "Action": iam.LOG_WRITE, "Resource": log_groups},
+        iam.definition_secrets_statement(host, partition, account),  # Batch resolves definitions' --secret
     ]
     legacy = {"BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
+        "PermissionsBoundary": boundary(host),
         "RoleName": role_name(host, region, "batch"),
         "Description": f"kept for host {host.name}'s compute environments in {region} made before hyper used "
                        "Batch's service-linked role; goes once they are replaced",
@@ -320,6 +327,7 @@ def _iam_resources(host: Host, region: str, legacy_batch_role: bool = False) -> 
     return {
         **legacy,
         "InstanceRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "instance"),
             "Description": f"ECS container instances of host {host.name} in {region} (the ECS agent's rights)",
             "AssumeRolePolicyDocument": _assume("ec2.amazonaws.com"),
@@ -328,12 +336,14 @@ def _iam_resources(host: Host, region: str, legacy_batch_role: bool = False) -> 
             "InstanceProfileName": role_name(host, region, "instance"),
             "Roles": [{"Ref": "InstanceRole"}]}},
         "ExecutionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "execution"),
             "Description": f"Pulls host {host.name}'s worker images and writes worker logs ({region})",
             "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
             "Policies": [{"PolicyName": "pull-and-log", "PolicyDocument": _sub(
                 {"Version": "2012-10-17", "Statement": execution})}]}},
         "JobRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, "job"),
             "Description": f"Workers of host {host.name}: its tables and log group in {main}, nothing else",
             "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
@@ -680,6 +690,7 @@ def render_job_definition(host: Host, definition: Definition, image_uri: str, *,
         raise HyperError(f"definition {definition.name!r}: retries {definition.retries} out of 0..9",
                          "Batch allows at most 10 attempts")
     main = iam.main_region(host)
+    iam.check_definition_arns(host, definition.job_role, definition.secrets or {})
     resources = [{"type": "VCPU", "value": str(definition.vcpus)},
                  {"type": "MEMORY", "value": str(definition.memory_mib)}]
     if definition.gpus:
@@ -694,6 +705,9 @@ def render_job_definition(host: Host, definition: Definition, image_uri: str, *,
         "environment": [{"name": k, "value": env[k]} for k in sorted(env)],
         "jobRoleArn": job_role_arn,
         "executionRoleArn": execution_role_arn,
+        # --secret values: Batch resolves them into the worker's container, never as plain text here
+        **({"secrets": [{"name": k, "valueFrom": v} for k, v in sorted(definition.secrets.items())]}
+           if definition.secrets else {}),
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": names.log_group(host), "awslogs-region": main, "awslogs-stream-prefix": "worker"}},
     }

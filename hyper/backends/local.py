@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from hyper.config import Host, Settings
+from hyper.config import Host, Settings, private_dir, private_file
 from hyper.errors import HyperError
 from hyper.models import Job
 from hyper.store.base import Store, WorkerInfo
@@ -67,8 +67,8 @@ def ensure_agent(host: Host) -> bool:
     """Start the agent in the background unless one runs; returns True if it started one."""
     if agent_running(host):
         return False
-    host.data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(host.data_dir / "agent.log", "ab")
+    private_dir(host.data_dir)
+    log = os.fdopen(private_file(host.data_dir / "agent.log"), "ab")
     try:
         subprocess.Popen([sys.executable, "-m", "hyper.cli", "--host", host.name, "agent", "run"],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -127,8 +127,8 @@ class LocalAgent:
         self._said: set[str] = set()  # scheduling problems already logged
 
     def acquire(self) -> bool:
-        self.host.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = open(lock_path(self.host), "a+")
+        private_dir(self.host.data_dir)
+        self._lock_fh = os.fdopen(private_file(lock_path(self.host), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,7 +16,10 @@ PROG = "hyper iam"
 @cli_errors(PROG)
 def policy(
     role: Annotated[str, typer.Option("--role", "-r", help="admin (create-host, add-*/update-*/delete-*, the "
-                                      "scheduler), scheduler, user (qsub/qstat/qdel/qlog) or worker.")],
+                                      "scheduler), scheduler, user (qsub/qstat/qdel/qlog), worker, or the "
+                                      "permissions boundaries boundary / eks-boundary (an account "
+                                      "administrator creates them once as <prefix>boundary, "
+                                      "<prefix>eks-boundary).")],
     account_id: Annotated[Optional[str], typer.Option("--account-id", help="12-digit account of the host's "
                                                       "resources (default: * in the ARNs).")] = None,
 ) -> None:

@@ -50,6 +50,9 @@ class Directives:
     join: str | None = None  # "oe", "eo" or "n"
     env: dict[str, str | None] = field(default_factory=dict)  # None: take the value from the submitter
     export_all: bool | None = None
+    # export_all came only from Slurm's implicit default (an #SBATCH script), not from -V/--export=ALL: an aws
+    # host does not apply it (hyper/services/environment.py); not part of equality, it says why, not what
+    export_default: bool = field(default=False, compare=False)
     array: ArraySpec | None = None
     depend: list[Dependency] = field(default_factory=list)
     hold: bool | None = None
@@ -510,6 +513,7 @@ def parse_directives(text: str, path: str) -> Directives:
         # Slurm's defaults: export the submitting environment; stderr goes with stdout unless -e says otherwise
         if d.export_all is None:
             d.export_all = True
+            d.export_default = True
         if d.output is not None and d.error is None and d.join is None:
             d.join = "oe"
     return d

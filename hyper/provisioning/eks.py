@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from hyper.aws import iam, names
-from hyper.aws.templates import _sub, export_name, is_gpu_type, role_name
+from hyper.aws.templates import _sub, boundary, export_name, is_gpu_type, role_name
 from hyper.backends.kubernetes import SERVICE_ACCOUNT, namespace_of
 from hyper.config import Host
 from hyper.errors import HyperError
@@ -55,6 +55,7 @@ def render_eks_stack(host: Host, cluster: Cluster, region: str) -> dict:
     tags = [{"Key": k, "Value": v} for k, v in identity.items()]
     resources: dict[str, Any] = {
         "WorkerRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "PermissionsBoundary": boundary(host),
             "RoleName": role_name(host, region, f"eks-{cluster.name}"),
             "Description": f"hyper host {host.name}: EKS workers of cluster {cluster.name} (Pod Identity)",
             "AssumeRolePolicyDocument": _trust("pods.eks.amazonaws.com", tag_session=True),
@@ -72,9 +73,11 @@ def render_eks_stack(host: Host, cluster: Cluster, region: str) -> dict:
         gpu = any(is_gpu_type(t) for t in types)
         resources.update({
             "ClusterRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "PermissionsBoundary": boundary(host, "eks-boundary"),
                 "AssumeRolePolicyDocument": _trust("eks.amazonaws.com"),
                 "ManagedPolicyArns": _sub([_MANAGED + "AmazonEKSClusterPolicy"]), "Tags": tags}},
             "NodeRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "PermissionsBoundary": boundary(host, "eks-boundary"),
                 "AssumeRolePolicyDocument": _trust("ec2.amazonaws.com"),
                 "ManagedPolicyArns": _sub([_MANAGED + p for p in (
                     "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")]),

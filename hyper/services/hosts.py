@@ -61,20 +61,27 @@ AWS_SETTINGS = {
     "index_shards": "int", "count_shards": "int", "id_shards": "int", "retention_days": "int",
     "retry_mode": "mode", "max_attempts": "int", "batch_submit_rate": "float", "worker_idle": "float",
     "weights_refresh": "float", "weights_target_vcpus": "int",
+    "admins": "list", "env_deny": "list",
 }
+# what a local host takes: who may act on others' jobs, and extra credential patterns qsub never passes
+LOCAL_SETTINGS = ("admins", "env_deny")
 
 
 def check_settings(type_: str, settings: dict) -> dict:
     """Known keys with values that parse; never a host field (name, type...), never on a local host."""
-    if settings and type_ != "aws":
-        raise UsageError("--setting is for aws hosts (shards, retries, scheduler timing)", "drop it, or use --type aws")
+    if type_ != "aws" and set(settings) - set(LOCAL_SETTINGS):
+        raise UsageError("--setting is for aws hosts (shards, retries, scheduler timing), except "
+                         f"{' and '.join(LOCAL_SETTINGS)}", "drop it, or use --type aws")
     out = {}
     for key, raw in settings.items():
         kind = AWS_SETTINGS.get(key)
         if kind is None:
             raise UsageError(f"unknown host setting {key!r}", f"known settings: {', '.join(AWS_SETTINGS)}")
         try:
-            if kind == "int":
+            if kind == "list":  # admins (ARN patterns / user names), env_deny (name patterns): comma-separated
+                out[key] = [x.strip() for x in str(raw).split(",") if x.strip()]
+                ok = True
+            elif kind == "int":
                 out[key] = int(raw)
                 ok = out[key] >= 1
             elif kind == "float":
@@ -118,6 +125,7 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
                     endpoint_url=endpoint_url, extra=dict(settings or {}))
         from hyper.aws.tables import ensure_tables
 
+        _check_prefix_apart_from_hosts(host, hosts)
         _check_prefix_is_own(host)  # (settings were checked above, before anything is created)
         from hyper.aws.tables import owner
 
@@ -132,6 +140,25 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
     hosts[name] = host
     save_hosts(hosts, name if select else selected)
     return host
+
+
+def prefixes_nest(a: str, b: str) -> bool:
+    """One prefix starts the other: IAM patterns `<a>*` would reach `<b>`'s roles, stacks and repositories."""
+    return a.startswith(b) or b.startswith(a)
+
+
+def _check_prefix_apart_from_hosts(host: Host, hosts: dict[str, Host]) -> None:
+    """Refuse a prefix that nests with another configured aws host's, in any region: IAM roles and policies
+    are account-wide, so the main-region table check alone would miss a host whose tables live elsewhere."""
+    mine = tables_prefix(host)
+    for other in hosts.values():
+        theirs = tables_prefix(other) if other.type == "aws" and other.name != host.name else None
+        if theirs == mine and other.main_region == host.main_region:
+            continue  # the same tables: the caller's check says they exist and how to adopt them
+        if theirs is not None and prefixes_nest(mine, theirs):
+            raise HyperError(f"table prefix {mine!r} overlaps host {other.name!r}'s {tables_prefix(other)!r} "
+                             "(access grants on one would reach the other)",
+                             "choose a --table-prefix neither starts nor is started by another host's")
 
 
 def _check_prefix_is_own(host: Host) -> None:
@@ -152,7 +179,7 @@ def _check_prefix_is_own(host: Host) -> None:
                 if name in own:
                     continue
                 other = name[:-len("meta")] if name.endswith("meta") else None
-                if name.startswith(mine) or (other and mine.startswith(other)):
+                if name.startswith(mine) or (other and prefixes_nest(mine, other)):
                     raise HyperError(f"table prefix {mine!r} overlaps the existing table {name} of another "
                                      "deployment (access grants on one would reach the other)",
                                      "choose a distinct --table-prefix, or adopt it with "

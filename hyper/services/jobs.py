@@ -19,12 +19,10 @@ from hyper.models import Definition, Job, JobSpec, Queue
 from hyper.parsing.directives import Directives
 from hyper.parsing.durations import format_duration
 from hyper.parsing.jobids import JobRef
+from hyper.services import environment, owners
 from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context
 from hyper.store.base import DeleteResult, JobFilter, Submission
 from hyper.worker.runner import output_paths
-
-# captured from the submitter whatever -V says: what a job needs to find programs and its home
-SUBMIT_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ")
 
 
 def merge_directives(script: Directives, cli: Directives) -> Directives:
@@ -38,6 +36,8 @@ def merge_directives(script: Directives, cli: Directives) -> Directives:
             merged.ignored = [*script.ignored, *cli.ignored]
         elif f.name == "depend":
             merged.depend = cli.depend or script.depend
+        elif f.name == "export_default":  # Slurm's implicit export holds only while nobody says otherwise
+            merged.export_default = script.export_default and cli.export_all is None
         elif f.name in ("stagein", "stageout"):
             setattr(merged, f.name, value or getattr(script, f.name))
         elif value is not None:
@@ -88,19 +88,6 @@ def _check_resources(d: Directives, definition: Definition) -> None:
                          f"timeout {format_duration(definition.timeout)}", "ask for less walltime")
 
 
-def _environment(d: Directives, submit_env: dict[str, str], definition_env: dict[str, str]) -> dict[str, str]:
-    env = {k: submit_env[k] for k in SUBMIT_ENV if k in submit_env}
-    if d.export_all:
-        env.update(submit_env)
-    for key, value in d.env.items():
-        env[key] = submit_env.get(key, "") if value is None else value
-    for key in SUBMIT_ENV:
-        if key in submit_env:
-            env.setdefault(f"PBS_O_{key}", submit_env[key])
-    env["PBS_O_HOST"] = os.uname().nodename
-    return env
-
-
 def _dependencies(d: Directives) -> list[tuple[str, int, int | None]]:
     out = []
     for dep in d.depend:
@@ -139,14 +126,38 @@ def load_sweep(path: str) -> list[dict[str, object]]:
     return params
 
 
-def substitute(text: str, values: dict[str, object], where: str) -> str:
-    """Replace {key} (not ${key}, which is the shell's) with the parameter's value."""
+SHELLS = ("sh", "bash", "dash", "ksh", "zsh", "ash", "mksh")
+
+
+def runs_in_a_shell(script: str) -> bool:
+    """A script without a shebang runs under bash or sh (runner._prepare_command); else its interpreter's."""
+    first = script.split("\n", 1)[0]
+    if not first.startswith("#!"):
+        return True
+    words = first[2:].split()
+    if not words:
+        return True
+    program = words[0].rsplit("/", 1)[-1]
+    if program == "env":  # #!/usr/bin/env [-S] bash
+        rest = [w for w in words[1:] if not w.startswith("-")]
+        program = rest[0].rsplit("/", 1)[-1] if rest else ""
+    return program in SHELLS
+
+
+def substitute(text: str, values: dict[str, object], where: str, shell: bool = False) -> str:
+    """Replace {key} (not ${key}, which is the shell's) with the parameter's value.
+
+    In a shell script ``shell``, {key} becomes ``${HYPER_PARAM_key}`` instead: the shell expands the value
+    from the job's environment, so a value is never read as shell syntax (a parameter file's
+    ``"0.1; rm -rf ~"`` stays a value). Elsewhere (a command's argv, which no shell parses, or a Python
+    script) the value goes in as it is.
+    """
     def repl(m: re.Match) -> str:
         key = m.group(1)
         if key not in values:
             raise UsageError(f"{where} uses {{{key}}} but the parameter set has no {key!r}",
                              "add the key to every line of the parameter file or escape the braces")
-        return str(values[key])
+        return f"${{HYPER_PARAM_{key}}}" if shell else str(values[key])
 
     return _PARAM.sub(repl, text)
 
@@ -163,7 +174,7 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     if d.rerunnable is False:
         retries = 0
     name = d.name or (Path(script_name).name if script_name else Path(command[0]).name if command else "STDIN")
-    env = _environment(d, submit_env, definition.environment)
+    env = environment.plan_environment(ctx.host, d, submit_env).env
     chdir = d.chdir
     if chdir and not os.path.isabs(chdir):
         chdir = os.path.normpath(os.path.join(cwd, chdir))
@@ -180,7 +191,8 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
         job_spec = spec
         if values is not None:
             job_spec = dataclasses.replace(
-                spec, script=substitute(script, values, script_name or "the script") if script else None,
+                spec, script=substitute(script, values, script_name or "the script", runs_in_a_shell(script))
+                if script else None,
                 command=[substitute(a, values, "the command") for a in command] if command else None,
                 env={**spec.env, **{f"HYPER_PARAM_{k}": str(v) for k, v in values.items()}})
         job = Job(name=name, user=user, queue=queue.name, definition=definition.name,
@@ -205,11 +217,14 @@ def list_jobs(ctx: Context, flt: JobFilter) -> list[Job]:
 
 
 def delete_jobs(ctx: Context, refs: list[JobRef]) -> list[DeleteResult]:
-    return ctx.store.delete(refs, time.time())
+    """qdel: the caller's own jobs (an admin's: anyone's); the others' come back refused, untouched."""
+    allowed, refused = owners.split_owned(ctx, refs, "delete")
+    return refused + (ctx.store.delete(allowed, time.time()) if allowed else [])
 
 
 def hold_jobs(ctx: Context, refs: list[JobRef], hold: bool) -> list[DeleteResult]:
-    return ctx.store.set_hold(refs, hold, time.time())
+    allowed, refused = owners.split_owned(ctx, refs, "hold" if hold else "release")
+    return refused + (ctx.store.set_hold(allowed, hold, time.time()) if allowed else [])
 
 
 def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
@@ -217,6 +232,7 @@ def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
     if missing or not jobs:
         raise UnknownJobError(missing[0] if missing else str(ref.id))
     job = jobs[0]
+    owners.check_owner(ctx, job.user, job.job_id, "read the output of")
     if job.is_array:
         raise UsageError(f"job {job.job_id} is an array; logs belong to its elements",
                          f"name one element, e.g. qlog {job.id}[{job.array.split('-')[0].split(',')[0]}]")

@@ -116,6 +116,45 @@ def _mapping(value: Any, key: str) -> dict[str, str]:
     raise UsageError(f"{key} must be a mapping", f"e.g. --{key} A=1,B=2")
 
 
+_ROLE_ARN = re.compile(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+")
+_SECRET_ARN = re.compile(r"arn:aws[\w-]*:(secretsmanager:[\w-]+:\d{12}:secret:[\w/+=.@-]+"
+                         r"|ssm:[\w-]+:\d{12}:parameter/[\w/.-]+)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _job_role(value: Any, key: str) -> str:
+    text = _str(value, key).strip()
+    if text and not _ROLE_ARN.fullmatch(text):
+        raise UsageError(f"{key} {text!r} is not an IAM role ARN",
+                         "e.g. --job-role arn:aws:iam::123456789012:role/hyper-prod-job-train, or '' for none")
+    return text
+
+
+def _secrets(value: Any, key: str) -> dict[str, str]:
+    """NAME=ARN of a Secrets Manager secret or an SSM parameter: the job gets the value as $NAME."""
+    out = _mapping(value, key)
+    for name, arn in out.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise UsageError(f"{key} name {name!r} is not an environment variable name", "e.g. --secret DB_PASS=ARN")
+        if not _SECRET_ARN.fullmatch(arn):
+            raise UsageError(f"{key} {name}: {arn!r} is not a Secrets Manager secret or SSM parameter ARN",
+                             f"e.g. --secret {name}=arn:aws:secretsmanager:us-east-1:123456789012:secret:NAME")
+    return out
+
+
+def _environment(value: Any, key: str) -> dict[str, str]:
+    """A definition's plain environment: stored in the store and in the Batch job definition as text, so
+    nothing named like a credential (hyper/services/environment.py's deny list)."""
+    from hyper.services.environment import DENY_PATTERNS, denied
+
+    out = _mapping(value, key)
+    for name in out:
+        if denied(name, DENY_PATTERNS):
+            raise UsageError(f"{key} {name} looks like a credential: it would be stored as plain text",
+                             f"keep it in Secrets Manager or SSM and pass --secret {name}=ARN")
+    return out
+
+
 def _weights(value: Any, key: str) -> dict[str, int] | str:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
@@ -208,7 +247,11 @@ FIELDS: dict[str, tuple[Field, ...]] = {
               show=lambda v: format_duration(v) if v else None),
         Field("retries", "retries", _int(0, 9), "reruns after a failure (2 = at most 3 runs)"),
         Field("ratio", "ratio", _int(1), "jobs per worker: N queued jobs want ceil(N/ratio) workers"),
-        Field("environment", "environment", _mapping, "environment for every job, e.g. A=1,B=2", prompt=False),
+        Field("environment", "environment", _environment, "environment for every job, e.g. A=1,B=2", prompt=False),
+        Field("job-role", "job_role", _job_role, "IAM role ARN each job takes on (named <prefix>job-...; "
+              "default: none, never the worker's)", show=lambda v: v or None, prompt=False),
+        Field("secret", "secrets", _secrets, "job secrets NAME=ARN (Secrets Manager / SSM), never plain text",
+              show=lambda v: dict(v) or None, prompt=False),
     ),
 }
 _OVERRIDE_KEYS = {"max-vcpus": "max_vcpus", "min-vcpus": "min_vcpus", "instance-types": "instance_types"}

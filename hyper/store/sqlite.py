@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from hyper.config import PRIVATE_FILE, tighten, private_dir, private_file
 from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
 from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
@@ -189,6 +190,20 @@ def _array_ready(row: dict) -> int:
     return int(row["state"] == "QUEUED" and remaining > 0 and (limit is None or row["a_running"] < limit))
 
 
+def _private_database(path: Path) -> None:
+    """The database 0600 before SQLite opens it (its -wal and -shm files take the database's mode), and any
+    of the three left wider by an older version tightened."""
+    try:
+        os.close(private_file(path, os.O_RDONLY | os.O_CREAT))
+    except IsADirectoryError:
+        return  # SQLite says what is wrong with it
+    for suffix in ("-wal", "-shm"):
+        try:
+            tighten(Path(f"{path}{suffix}"), PRIVATE_FILE)
+        except FileNotFoundError:
+            pass
+
+
 class SQLiteStore(SQLiteNotices):
     """Store protocol on one SQLite file; safe to use from many processes and threads."""
 
@@ -197,7 +212,8 @@ class SQLiteStore(SQLiteNotices):
         self._local = threading.local()
         self._specs: dict[int, ArraySpec] = {}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            _private_database(self.path)
         except OSError as exc:
             raise HyperError(f"cannot create {self.path.parent}: {exc.strerror}",
                              "set HYPER_HOME to a directory you can write") from None

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import socket
 
-# what a job on AWS Batch / ECS inherits from its container so it can use the container's IAM role and region
-# (a job's environment is otherwise built from scratch, see runner.job_env)
+# what a job on AWS Batch / ECS inherits from its container: where it runs, never the container's
+# credentials (the worker's role: it could rewrite every job of the host). A job gets its definition's job
+# role instead, if it has one (hyper/worker/credentials.py). A job's environment is otherwise built from
+# scratch, see runner.job_env.
 CONTAINER_ENV = (
     "AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JQ_NAME", "AWS_BATCH_CE_NAME",
     "AWS_REGION", "AWS_DEFAULT_REGION",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "ECS_CONTAINER_METADATA_URI", "ECS_CONTAINER_METADATA_URI_V4",
 )
 
 

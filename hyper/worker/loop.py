@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from hyper.config import private_dir
 from hyper.errors import HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
@@ -73,7 +74,7 @@ class Worker:
                              "list definitions with `hyper definitions list-definitions`")
         if threading.current_thread() is threading.main_thread():  # (benchmarks run several in threads)
             signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir)  # 0700 under HYPER_HOME: job scripts and their files
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
@@ -173,6 +174,17 @@ class Worker:
             if env is None:
                 return  # deleted or taken over while its inputs arrived: the store says what happened
             extra_env = {**extra_env, **env}
+        if definition.job_role or definition.secrets:  # the job's own AWS rights, never the worker's
+            from hyper.worker.credentials import job_aws_env
+
+            try:
+                extra_env = {**extra_env, **job_aws_env(self.host, definition, job)}
+            except HyperError as exc:
+                state = self.store.finish(job, self.id, EXITED, 1, f"job role or secrets: {exc.message}",
+                                          time.time())
+                if hooks is not None:
+                    hooks.job_ended(self.store, self.host, job, state, self.id)
+                return
         shipper = self._shipper(job)
 
         def on_start(pid: int) -> None:

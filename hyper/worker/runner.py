@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hyper.config import private_dir, private_file
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.states import JobState
@@ -101,6 +102,13 @@ def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
     return out, err
 
 
+def open_output(path: Path):
+    """A job's stdout or stderr file: 0600, truncated, and never through a symlink at its name (``-o`` into a
+    shared directory must not overwrite whatever a planted link points at)."""
+    private_dir(path.parent)
+    return os.fdopen(private_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb")
+
+
 def _prepare_command(job: Job, workdir: Path) -> list[str]:
     spec = job.spec
     if spec.command:
@@ -138,11 +146,8 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
     out_path, err_path = output_paths(job, logs_dir)
     try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        stdout = open(out_path, "wb")
-        if err_path is not None:
-            err_path.parent.mkdir(parents=True, exist_ok=True)
-        stderr = open(err_path, "wb") if err_path is not None else subprocess.STDOUT
+        stdout = open_output(out_path)
+        stderr = open_output(err_path) if err_path is not None else subprocess.STDOUT
     except OSError as exc:
         return Outcome(EXITED, 1, f"cannot open output file: {exc}")
     cwd = spec.chdir or str(workdir)
