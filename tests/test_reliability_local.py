@@ -1,0 +1,107 @@
+"""Reliability of the local host under faults (issue 12) and job containment (issue 11): real processes and a
+real SQLite file; each test reproduces a defect found by the chaos review (../shared/reviews/reliability-chaos.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli, wait_until
+
+
+def status(job_id: str) -> dict:
+    return json.loads(cli("qstat", "-x", "-f", "--output", "json", job_id, check=True).stdout)[0]
+
+
+def wait_finished(job_id: str, timeout: float = 30) -> dict:
+    return wait_until(lambda: (s := status(job_id))["state"] in ("SUCCEEDED", "FAILED", "DELETED") and s, timeout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# D2: the worker dies between starting the job's process and recording its pid ------------------------------
+DIES_AT_START = """
+import os, sys
+from pathlib import Path
+from hyper.models import Definition, Job, JobSpec
+from hyper.worker.runner import run_attempt
+marker, work = sys.argv[1], Path(sys.argv[2])
+job = Job(id=7, name="j", user="u", queue="default", definition="default", attempts=1,
+          spec=JobSpec(command=["sh", "-c", f"echo ran >> {marker}; sleep 2; echo done >> {marker}"],
+                       submit_dir=str(work)))
+def die(pid):  # what a kill -9 between Popen and set_pid leaves: a started process, no pid in the store
+    print(pid, flush=True)
+    os._exit(9)
+run_attempt(job, Definition(name="default"), work, work / "logs", check=lambda: None, check_every=1.0,
+            kill_grace=1.0, stop_requested=lambda: False, on_start=die, extra_env={"HYPER_WORKER_ID": "wdies"})
+"""
+
+
+def test_job_never_runs_unless_its_identity_was_recorded(tmp_path):
+    """Old code: the job ran to completion unsupervised while the requeued attempt ran too (3 of 3 overlaps)."""
+    marker = tmp_path / "marker"
+    proc = subprocess.run([sys.executable, "-c", DIES_AT_START, str(marker), str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 9, proc.stderr
+    job_pid = int(proc.stdout.split()[0])
+    wait_until(lambda: not alive(job_pid), timeout=5)
+    time.sleep(0.3)
+    assert not marker.exists()  # the attempt never ran a line of the job
+
+
+# D1: capacity counts every live worker process, busy or idle ------------------------------------------------
+def test_busy_worker_with_stale_heartbeat_still_counts(home):
+    """Old code counted only workers with a heartbeat newer than max(10 s, lease): a worker busy with a long
+    job dropped out and the agent started more workers than the host has cores."""
+    from hyper.backends.local import LocalAgent
+    from hyper.config import Host, Settings
+    from hyper.store.base import WorkerInfo
+    from hyper.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(home / "local" / "hyper.db")
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--worker-id", "wbusy"])
+    done = subprocess.Popen([sys.executable, "-c", "pass", "--worker-id", "wdone"])
+    done.wait()
+    try:
+        long_ago = time.time() - 300
+        store.register_worker(WorkerInfo("wbusy", "default", "default", "localhost", busy.pid, long_ago, long_ago,
+                                          "BUSY"))
+        store.register_worker(WorkerInfo("wdone", "default", "default", "localhost", done.pid, long_ago, long_ago,
+                                          "BUSY"))
+        # a fresh row whose pid is some other process (pid reuse): not a worker
+        store.register_worker(WorkerInfo("wreused", "default", "default", "localhost", os.getpid(), time.time(),
+                                         time.time(), "IDLE"))
+        agent = LocalAgent(Host(), store, Settings(lease=4))
+        assert [w.id for w in agent._live_workers(time.time())] == ["wbusy"]
+        states = {w.id: w.state for w in store.list_workers()}
+        assert states["wdone"] == "EXITED" and states["wreused"] == "EXITED"
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+# issue 11: a job's processes never outlive it ---------------------------------------------------------------
+@pytest.mark.parametrize("cgroups", ["default", "off"])
+def test_setsid_daemon_does_not_outlive_its_job(home, tmp_path, monkeypatch, cgroups):
+    """Old code: `setsid` put the daemon in its own session, out of reach of the job's group kill."""
+    if cgroups == "off":
+        monkeypatch.setenv("HYPER_CGROUP_ROOT", "off")  # the tracked-session fallback (subreaper worker)
+    pidfile = tmp_path / "daemon.pid"
+    job_id = cli("qsub", "--", "sh", "-c",
+                 f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 313' & sleep 0.5; exit 0", check=True).stdout.strip()
+    assert wait_finished(job_id)["state"] == "SUCCEEDED"
+    daemon = int(pidfile.read_text())
+    wait_until(lambda: not alive(daemon), timeout=5)
