@@ -105,3 +105,34 @@ def test_setsid_daemon_does_not_outlive_its_job(home, tmp_path, monkeypatch, cgr
     assert wait_finished(job_id)["state"] == "SUCCEEDED"
     daemon = int(pidfile.read_text())
     wait_until(lambda: not alive(daemon), timeout=5)
+
+
+# D3: orphans after the agent and the worker die -------------------------------------------------------------
+def test_new_agent_kills_orphans_of_dead_agent_and_worker(home, tmp_path, monkeypatch):
+    """Old code: a worker busy for longer than max(10 s, lease) was invisible to a new agent, so its orphaned job
+    ran to completion unsupervised and was then run again when the lease (60 s) expired."""
+    import sqlite3
+
+    monkeypatch.setenv("HYPER_LEASE", "60")
+    marks = tmp_path / "marks"
+    job_id = cli("qsub", "--retries", "1", "--", "sh", "-c",
+                 f"echo start $HYPER_ATTEMPT >> {marks}; sleep 6; echo end $HYPER_ATTEMPT >> {marks}",
+                 check=True).stdout.strip()
+    rec = wait_until(lambda: (s := status(job_id))["state"] == "RUNNING" and s.get("pid") and s)
+    db = sqlite3.connect(home / "local" / "hyper.db", isolation_level=None)
+    (worker_pid,) = db.execute("SELECT pid FROM workers WHERE id = ?", (rec["worker"],)).fetchone()
+    # the worker has been busy for 100 s (a busy worker does not refresh its row)
+    db.execute("UPDATE workers SET heartbeat = heartbeat - 100 WHERE id = ?", (rec["worker"],))
+    db.close()
+    agent_pid = int((home / "local" / "agent.lock").read_text())
+    os.kill(agent_pid, signal.SIGKILL)
+    os.kill(worker_pid, signal.SIGKILL)
+    wait_until(lambda: not alive(agent_pid) and not alive(worker_pid), timeout=5)
+    from hyper.backends.local import ensure_agent
+    from hyper.config import Host
+
+    ensure_agent(Host())  # what the next qsub does
+    wait_until(lambda: not alive(rec["pid"]), timeout=5)  # found and killed at once, not at lease expiry
+    final = wait_finished(job_id, timeout=30)
+    assert final["state"] == "SUCCEEDED" and final["attempts"] == 2
+    assert marks.read_text().split("\n") == ["start 1", "start 2", "end 2", ""]
