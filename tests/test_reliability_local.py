@@ -136,3 +136,32 @@ def test_new_agent_kills_orphans_of_dead_agent_and_worker(home, tmp_path, monkey
     final = wait_finished(job_id, timeout=30)
     assert final["state"] == "SUCCEEDED" and final["attempts"] == 2
     assert marks.read_text().split("\n") == ["start 1", "start 2", "end 2", ""]
+
+
+# D6: a zero-length hyper.db -------------------------------------------------------------------------------
+def test_zero_length_database_is_refused_not_recreated(home):
+    """Old code: an empty hyper.db was silently recreated and job ids restarted at 1."""
+    assert cli("qsub", "-h", "--", "true", check=True).stdout.strip() == "1"
+    cli("qdel", "1", check=True)
+    db = home / "local" / "hyper.db"
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    db.write_bytes(b"")
+    for command in (("qsub", "-h", "--", "true"), ("qstat",)):
+        proc = cli(*command)
+        assert proc.returncode != 0
+        assert proc.stderr == (f"{command[0]}: the job database {db} is corrupt: it is empty (0 bytes) (restore it "
+                               "from a backup; moving it aside starts afresh with ids from 1)\n")
+        assert "Traceback" not in proc.stderr
+    assert db.stat().st_size == 0  # nothing was written over it
+
+
+def test_concurrent_first_opens_create_one_database(tmp_path):
+    """The whole-or-nothing creation must not turn the first-time race into 'empty database' errors."""
+    code = ("import sys; from hyper.store.sqlite import SQLiteStore; from hyper.errors import HyperError\n"
+            "try:\n    SQLiteStore(sys.argv[1]).close()\nexcept HyperError as e:\n    sys.exit(str(e))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "db" / "hyper.db")],
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, errors
+    assert sorted(os.listdir(tmp_path / "db")) == ["hyper.db", "hyper.db.init"]
