@@ -123,8 +123,9 @@ def _prepare_command(job: Job, workdir: Path) -> list[str]:
     return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script)]
 
 
-# waits for the worker's go on the pipe (fd {fd}), closes it and becomes the job; EOF (worker gone) ends it unrun
-GATE = 'read -r _ <&{fd} || exit 125; exec {fd}<&-; exec "$@"'
+# waits for the worker's go on its stdin (the pipe), swaps it for /dev/null and becomes the job; EOF (the worker
+# is gone) ends it unrun. (stdin, not a numbered fd: dash redirects only fds 0-9.)
+GATE = 'read -r _ || exit 125; exec </dev/null; exec "$@"'
 GATE_SHELL = "/bin/sh"
 
 
@@ -182,9 +183,8 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
         if missing:
             raise OSError(2 if missing.startswith("No such") else 13, missing)
         gate_read, gate_write = os.pipe()
-        proc = subprocess.Popen([GATE_SHELL, "-c", GATE.format(fd=gate_read), "hyper-job", *argv], cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=(gate_read,),
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen([GATE_SHELL, "-c", GATE, "hyper-job", *argv], cwd=cwd, env=env,
+                                stdin=gate_read, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
     except OSError as exc:
         for fd in (gate_read, gate_write):
             if fd >= 0:
