@@ -165,3 +165,53 @@ def test_concurrent_first_opens_create_one_database(tmp_path):
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, errors
     assert sorted(os.listdir(tmp_path / "db")) == ["hyper.db", "hyper.db.init"]
+
+
+# D5: input that crashed qsub or should be refused: one line, non-zero exit, nothing stored --------------------
+REFUSED = [
+    (["--retries", "99999999999999999999999", "job.sh"], "--retries 99999999999999999999999 is more than the maximum"),
+    (["-N", "\udcff", "job.sh"], "the job name is not valid UTF-8 text"),
+    (["-N", "a\nb", "job.sh"], "the job name 'a\\nb' contains the control character U+000A"),
+    (["-N", "a/b", "job.sh"], "the job name 'a/b' contains '/'"),
+    (["-N", "x" * 100_000, "job.sh"], "the job name has 100,000 characters; at most 236 are allowed"),
+    (["nul-name.sh"], "the job name 'a\\x00b' contains the control character U+0000"),
+    (["-J", "1-100000000", "job.sh"], "the array has 100,000,000 elements; host 'local' allows at most 1,000,000"),
+    (["-W", "depend=afterok:1[]", "job.sh"], "dependency afterok:1[] names an array, but job 1 is not an array"),
+    (["-J", "1-3", "--sweep", "params.jsonl", "job.sh"], "-J and --sweep both make many jobs from one submission"),
+    (["binary.sh"], "job script binary.sh is a binary file, not a script"),
+    (["-D", "/nonexistent/dir", "--", "true"], "-D /nonexistent/dir: no such directory"),
+    (["empty.sh"], "job script empty.sh is empty: it has no commands to run"),
+    (["comments-only.sh"], "job script comments-only.sh is empty: it has no commands to run"),
+]
+
+
+def test_bad_input_is_refused_in_one_line_and_stores_nothing(home, tmp_path):
+    """Old code: tracebacks (OverflowError, UnicodeEncodeError) or silently stored jobs for each of these."""
+    (tmp_path / "job.sh").write_text("echo hi\n")
+    (tmp_path / "nul-name.sh").write_bytes(b"#PBS -N a\0b\necho hi\n")
+    (tmp_path / "params.jsonl").write_text('{"a": 1}\n')
+    (tmp_path / "binary.sh").write_bytes(Path("/bin/true").read_bytes())
+    (tmp_path / "empty.sh").write_text("")
+    (tmp_path / "comments-only.sh").write_text("#!/bin/sh\n#PBS -N nothing\n\n")
+    assert cli("qsub", "-h", "--", "true", check=True).stdout == "1\n"  # job 1: not an array
+    for args, message in REFUSED:
+        proc = subprocess.run([str(Path(sys.executable).parent / "qsub"), "-h", *args], capture_output=True,
+                              env=os.environ, cwd=tmp_path, timeout=60)
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode != 0, args[:2]
+        assert err.startswith(f"qsub: {message}") and err.count("\n") == 1, err[:300]
+    assert cli("qstat", "-x", "--only-job-id-out").stdout == "1\n"  # nothing else was stored
+    assert cli("qsub", "-h", "--", "true", check=True).stdout == "2\n"  # and no id was used up
+
+
+def test_undecodable_program_name_still_runs(home, tmp_path):
+    """A default name taken from a program is made storable, not refused (the user did not type it as a name)."""
+    program = tmp_path / "prog\udcff"
+    program.write_text("#!/bin/sh\necho ran\n")
+    program.chmod(0o755)
+    proc = subprocess.run([str(Path(sys.executable).parent / "qsub"), "--", str(program)], capture_output=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.decode().strip()
+    record = wait_finished(job_id)
+    assert record["state"] == "SUCCEEDED" and record["name"] == "prog\ufffd"
