@@ -215,3 +215,55 @@ def test_undecodable_program_name_still_runs(home, tmp_path):
     job_id = proc.stdout.decode().strip()
     record = wait_finished(job_id)
     assert record["state"] == "SUCCEEDED" and record["name"] == "prog\ufffd"
+
+
+# D4: a full disk fails only the job that filled it --------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """HYPER_HOME on a 16 MiB tmpfs of its own (needs root to mount; skipped otherwise)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    home = mount / "hyper-home"
+    monkeypatch.setenv("HYPER_HOME", str(home))
+    yield home
+    from tests.conftest import stop_agent
+
+    stop_agent(home)
+    time.sleep(0.5)
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_fails_only_the_job_that_filled_it_and_recovers(home, small_disk, tmp_path):
+    """Old code: the agent and its workers died on 'database or disk is full', queued jobs stalled, and qsub
+    told users to move their job database aside (losing every job)."""
+    hog = cli("qsub", "--", "sh", "-c", "head -c 40000000 /dev/zero; echo never", check=True).stdout.strip()
+    other = cli("qsub", "--", "sh", "-c", "sleep 1; echo fine", check=True).stdout.strip()
+    agent = int((small_disk / "local" / "agent.lock").read_text())
+    rec = wait_finished(hog)
+    assert rec["state"] == "FAILED" and rec["reason"] == "disk full (output truncated to 64 KiB)", rec["reason"]
+    out = small_disk / "local" / "logs" / f"{hog}.out"
+    assert out.stat().st_size < 100_000 and out.read_bytes().endswith(b"output truncated here: the disk is full\n")
+    assert wait_finished(other)["state"] == "SUCCEEDED"
+    assert alive(agent)  # the agent lived through it
+
+    filler = small_disk / "filler"  # someone else fills the disk: qsub refuses, saying nothing about discarding
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+        except OSError:
+            pass
+    proc = cli("qsub", "--", "echo", "later")
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(f"qsub: the disk holding {small_disk / 'local'} is full")
+    assert proc.stderr.count("\n") == 1 and "aside" not in proc.stderr and "lost" not in proc.stderr
+    filler.unlink()  # space returns: everything works again without anyone restarting anything
+    later = cli("qsub", "--", "echo", "later", check=True).stdout.strip()
+    assert wait_finished(later)["state"] == "SUCCEEDED"
+    assert cli("qstat", "-x", "--only-job-id-out").stdout.split() == [hog, other, later]

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from hyper.config import Host, Settings
-from hyper.errors import HyperError
+from hyper.errors import DiskFullError, HyperError
 from hyper.models import Job
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import containment
@@ -167,18 +167,23 @@ class LocalAgent:
         idle_since = time.monotonic()
         last_sweep = 0.0
         log(f"agent {os.getpid()} started for host {self.host.name}")
+        backoff = 0.0  # > 0 while the disk is full: one warning, then ticks slow down until space returns
         while not self._stop:
             now = time.time()
-            self._reap(now)
+            try:
+                busy = self._tick(now, last_sweep)
+            except DiskFullError as exc:
+                if not backoff:
+                    log(f"warning: {exc.message}; retrying with back-off until there is room")
+                backoff = min(max(backoff * 2, 0.5), 5.0)
+                idle_since = time.monotonic()
+                time.sleep(backoff)
+                continue
+            if backoff:
+                log("disk space is back; scheduling resumes")
+                backoff = 0.0
             if time.monotonic() - last_sweep >= 1.0:
-                for job in self.store.requeue_expired(now, kill_orphan):
-                    log(f"job {job.job_id}: lease expired on worker {job.worker}; now {job.state.value}")
                 last_sweep = time.monotonic()
-                self._workflow_sweep(now)
-            backlog = self.store.backlog()
-            live = self._live_workers(now)
-            started = self._provision(backlog, live)
-            busy = bool(backlog) or bool(live) or bool(self.children) or started or self._notices_open
             if busy:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= self.settings.agent_idle:
@@ -188,6 +193,18 @@ class LocalAgent:
         for child in self.children.values():
             child.wait()  # on SIGTERM workers got it too (own sessions: we forward it below)
         return 0
+
+    def _tick(self, now: float, last_sweep: float) -> bool:
+        """One pass: reap, sweep leases (once a second), provision; True while there is anything to do."""
+        self._reap(now)
+        if time.monotonic() - last_sweep >= 1.0:
+            for job in self.store.requeue_expired(now, kill_orphan):
+                log(f"job {job.job_id}: lease expired on worker {job.worker}; now {job.state.value}")
+            self._workflow_sweep(now)
+        backlog = self.store.backlog()
+        live = self._live_workers(now)
+        started = self._provision(backlog, live)
+        return bool(backlog) or bool(live) or bool(self.children) or started or bool(self._notices_open)
 
     _notices_open = 0
     _sweeper: threading.Thread | None = None
@@ -289,5 +306,8 @@ class LocalAgent:
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # agent.log is on a full disk: the agent must keep running regardless

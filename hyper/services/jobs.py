@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from hyper.errors import HyperError, UnknownJobError, UsageError
+from hyper import diskspace
+from hyper.errors import DiskFullError, HyperError, UnknownJobError, UsageError
 from hyper.models import Definition, Job, JobSpec, Queue
 from hyper.parsing.directives import Directives
 from hyper.parsing.durations import format_duration
@@ -151,6 +152,10 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     if (script is None) == (command is None):
         raise UsageError("give a job script or a command after --, not both", "e.g. qsub job.sh or qsub -- cmd")
     _check_input(ctx, d, script, script_name, command, sweep)
+    if ctx.host.type == "local" and diskspace.is_full(ctx.host.data_dir):
+        raise DiskFullError(f"the disk holding {ctx.host.data_dir} is full (less than "
+                            f"{diskspace.reserve() // 1024} KiB free): no new jobs are accepted",
+                            "free some space there; the jobs already stored are kept and run once there is room")
     queue, definition = _queue_and_definition(ctx, d)
     _check_resources(d, definition)
     retries = d.retries if d.retries is not None else definition.retries

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
-from hyper.errors import HyperError
+from hyper.errors import DiskFullError, HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
@@ -239,11 +239,15 @@ class SQLiteStore(SQLiteNotices):
                 raise HyperError(
                     f"the job database {self.path} stayed locked for {busy_timeout():g} s",
                     f"another process holds it; find it with `fuser {self.path}` and stop it") from None
+            if "disk is full" in text:
+                raise DiskFullError(
+                    f"the disk holding the job database {self.path} is full",
+                    "free some space there; the jobs already stored are kept and run once there is room") from None
             if "unable to open" in text or "readonly" in text or "disk I/O" in text:
                 raise HyperError(f"cannot open the job database {self.path}: {text}",
                                  "check the permissions and free space of HYPER_HOME") from None
             raise HyperError(f"job database {self.path}: {text}",
-                             "move the file aside to start afresh; jobs in it are then lost") from None
+                             "check the free space and permissions of HYPER_HOME, then try again") from None
         except sqlite3.DatabaseError as exc:
             raise HyperError(f"the job database {self.path} is corrupt: {exc}",
                              "move the file aside (a new one is created); its jobs are lost") from None

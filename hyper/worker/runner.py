@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hyper.errors import HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.states import JobState
+from hyper import diskspace
 from hyper.worker import containment
 
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TERM")
@@ -212,6 +214,7 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
         raise
     finally:
         os.close(gate_write)
+    outputs = [p for p in (out_path, err_path) if p is not None]
     walltime = spec.walltime or definition.timeout
     if spec.walltime and definition.timeout:
         walltime = min(spec.walltime, definition.timeout)
@@ -245,8 +248,10 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                     ending = Outcome(LOST, None, "worker interrupted (SIGTERM)")
                 elif deadline and now >= deadline:
                     ending = Outcome(KILLED, None, f"walltime {_hms(walltime)} exceeded")
+                elif now >= next_check and _fills_disk(outputs):
+                    ending = Outcome(KILLED, None, "disk full")
                 elif now >= next_check:
-                    state = check()
+                    state = _checked(check)
                     next_check = now + check_every
                     if state is None:
                         ending = Outcome("disowned", None, "lease lost to another worker")
@@ -260,7 +265,7 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                 kill_group(proc.pid, signal.SIGKILL)
                 term_sent_at = None  # wait for the kill to land
             if now >= next_check:  # keep the lease alive while we wait for the group to die
-                check()
+                _checked(check)
                 next_check = now + check_every
     finally:
         if pidfd is not None:
@@ -268,10 +273,27 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     kill_group(proc.pid, signal.SIGKILL)  # anything the job left behind in its group
     _clean_up(group)  # and anything that left the group (setsid daemons)
     exit_code = code if code >= 0 else 256 - code  # signal n -> 256 + n, as PBS reports it
+    if (ending is not None and ending.reason == "disk full") or (code != 0 and _fills_disk(outputs)):
+        # only this job fails: its output makes room again so its end (and everything else) can be recorded
+        diskspace.truncate_outputs(outputs)
+        return Outcome(KILLED, exit_code, f"disk full (output truncated to {diskspace.KEEP_OUTPUT // 1024} KiB)")
     if ending is not None:
         ending.exit_code = exit_code
         return ending
     return Outcome(EXITED, exit_code, "" if code >= 0 else f"killed by signal {-code}")
+
+
+def _checked(check: Callable[[], JobState | None]) -> JobState | None:
+    """The store's answer; while it cannot be written (a full disk) the job keeps running and we ask again."""
+    try:
+        return check()
+    except HyperError:
+        return JobState.RUNNING
+
+
+def _fills_disk(outputs: list[Path]) -> bool:
+    """The disk is full and this job's own output is what filled it (more than the reserve)."""
+    return bool(outputs) and diskspace.is_full(outputs[0]) and diskspace.output_size(outputs) > diskspace.reserve()
 
 
 def _clean_up(group) -> None:
