@@ -267,3 +267,16 @@ def test_disk_full_fails_only_the_job_that_filled_it_and_recovers(home, small_di
     later = cli("qsub", "--", "echo", "later", check=True).stdout.strip()
     assert wait_finished(later)["state"] == "SUCCEEDED"
     assert cli("qstat", "-x", "--only-job-id-out").stdout.split() == [hog, other, later]
+
+
+def test_agent_start_prunes_empty_worker_cgroups(home, tmp_path):
+    """Workers that ended under a killed agent left empty cgroups behind; the next agent removes them."""
+    from hyper.worker import containment
+
+    if containment.cgroup_root() is None:
+        pytest.skip("no writable cgroup v2 here")
+    stale = containment.cgroup_root() / "wstale-test"
+    stale.mkdir(exist_ok=True)
+    job_id = cli("qsub", "--", "true", check=True).stdout.strip()
+    assert wait_finished(job_id)["state"] == "SUCCEEDED"
+    assert not stale.exists()

@@ -167,6 +167,7 @@ class LocalAgent:
         idle_since = time.monotonic()
         last_sweep = 0.0
         log(f"agent {os.getpid()} started for host {self.host.name}")
+        containment.prune_empty()
         backoff = 0.0  # > 0 while the disk is full: one warning, then ticks slow down until space returns
         while not self._stop:
             now = time.time()

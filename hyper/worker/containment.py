@@ -102,6 +102,24 @@ def kill_cgroup(group: Path, remove: bool = True) -> None:
             pass
 
 
+def prune_empty() -> int:
+    """Remove empty per-worker cgroups (left by workers that ended under an agent that was killed). Safe for
+    other hosts' live workers: a cgroup with processes cannot be removed, and an empty one is recreated by
+    its worker before its next job. Returns how many were removed."""
+    root = cgroup_root()
+    removed = 0
+    if root is None:
+        return removed
+    for group in root.iterdir():
+        if group.is_dir():
+            try:
+                group.rmdir()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 def become_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants (Linux); False where that is not possible."""
     try:
