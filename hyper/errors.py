@@ -38,3 +38,7 @@ class UsageError(HyperError):
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message, hint, EXIT_USAGE)
+
+
+class DiskFullError(HyperError):
+    """The local disk has no room left for the store: transient, never a reason to discard anything."""

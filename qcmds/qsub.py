@@ -130,9 +130,7 @@ def qsub(
     if definition is not None:
         cli.definition = definition
     if retries is not None:
-        if retries < 0:
-            raise UsageError(f"--retries {retries} is negative", "give 0 or more")
-        cli.retries = retries
+        cli.retries = retries  # checked with the script's directives by the service
     if chdir is not None:
         cli.chdir = chdir
     cli.stagein += stagein or []

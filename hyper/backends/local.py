@@ -20,9 +20,10 @@ import uuid
 from pathlib import Path
 
 from hyper.config import Host, Settings, private_dir, private_file
-from hyper.errors import HyperError
+from hyper.errors import DiskFullError, HyperError
 from hyper.models import Job
 from hyper.store.base import Store, WorkerInfo
+from hyper.worker import containment
 from hyper.worker.runner import kill_group
 
 
@@ -81,20 +82,26 @@ def ensure_agent(host: Host) -> bool:
 def kill_orphan(job: Job) -> None:
     """Kill what is left of a lost worker's job before the job may run again anywhere.
 
-    The job runs as its own process group (pgid == pid). If that pid now belongs to some other
-    process we leave it alone; if no process has the pid, killing the group is safe.
+    Three ways to find it, each safe against pid reuse: the worker's cgroup (named by the worker id in the
+    job's row; holds every process the job started), the job's process group when its leader's environment
+    names this job, and any process whose environment names this job *and attempt* (daemons that left the
+    group). Thanks to the start gate (hyper/worker/runner.py) a job with no recorded pid never ran.
     """
-    if not job.pid:
-        return
-    try:
-        environ = Path(f"/proc/{job.pid}/environ").read_bytes()
-    except FileNotFoundError:
-        kill_group(job.pid, signal.SIGKILL)  # leader gone: only its own group can still hold that pgid
-        return
-    except PermissionError:
-        return
-    if f"HYPER_JOB_ID={job.job_id}\0".encode() in environ:
-        kill_group(job.pid, signal.SIGKILL)
+    if job.worker:
+        group = containment.worker_cgroup(job.worker)
+        if group is not None:
+            containment.kill_cgroup(group)
+    if job.pid:
+        try:
+            environ = Path(f"/proc/{job.pid}/environ").read_bytes()
+        except OSError:  # gone (ENOENT, or ESRCH while it is being reaped) or not ours to read
+            environ = None
+        if environ is not None and f"HYPER_JOB_ID={job.job_id}\0".encode() in environ:
+            kill_group(job.pid, signal.SIGKILL)
+    for pid in containment.processes_of(job.job_id, job.attempts):
+        kill_group(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -111,6 +118,17 @@ def _pid_alive(pid: int | None) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _is_worker(pid: int | None, worker_id: str) -> bool:
+    """True if ``pid`` is alive and is the ``hyper worker run`` process of this worker id (not a reused pid)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return f"\0{worker_id}\0".encode() in cmdline + b"\0"
 
 
 class LocalAgent:
@@ -149,18 +167,24 @@ class LocalAgent:
         idle_since = time.monotonic()
         last_sweep = 0.0
         log(f"agent {os.getpid()} started for host {self.host.name}")
+        containment.prune_empty()
+        backoff = 0.0  # > 0 while the disk is full: one warning, then ticks slow down until space returns
         while not self._stop:
             now = time.time()
-            self._reap(now)
+            try:
+                busy = self._tick(now, last_sweep)
+            except DiskFullError as exc:
+                if not backoff:
+                    log(f"warning: {exc.message}; retrying with back-off until there is room")
+                backoff = min(max(backoff * 2, 0.5), 5.0)
+                idle_since = time.monotonic()
+                time.sleep(backoff)
+                continue
+            if backoff:
+                log("disk space is back; scheduling resumes")
+                backoff = 0.0
             if time.monotonic() - last_sweep >= 1.0:
-                for job in self.store.requeue_expired(now, kill_orphan):
-                    log(f"job {job.job_id}: lease expired on worker {job.worker}; now {job.state.value}")
                 last_sweep = time.monotonic()
-                self._workflow_sweep(now)
-            backlog = self.store.backlog()
-            live = self._live_workers(now)
-            started = self._provision(backlog, live)
-            busy = bool(backlog) or bool(live) or bool(self.children) or started or self._notices_open
             if busy:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= self.settings.agent_idle:
@@ -170,6 +194,18 @@ class LocalAgent:
         for child in self.children.values():
             child.wait()  # on SIGTERM workers got it too (own sessions: we forward it below)
         return 0
+
+    def _tick(self, now: float, last_sweep: float) -> bool:
+        """One pass: reap, sweep leases (once a second), provision; True while there is anything to do."""
+        self._reap(now)
+        if time.monotonic() - last_sweep >= 1.0:
+            for job in self.store.requeue_expired(now, kill_orphan):
+                log(f"job {job.job_id}: lease expired on worker {job.worker}; now {job.state.value}")
+            self._workflow_sweep(now)
+        backlog = self.store.backlog()
+        live = self._live_workers(now)
+        started = self._provision(backlog, live)
+        return bool(backlog) or bool(live) or bool(self.children) or started or bool(self._notices_open)
 
     _notices_open = 0
     _sweeper: threading.Thread | None = None
@@ -205,19 +241,32 @@ class LocalAgent:
             self.slots.pop(wid, None)
             for job in self.store.requeue_worker(wid, now, kill_orphan):
                 log(f"job {job.job_id}: worker {wid} exited ({code}); now {job.state.value}")
+            self._forget_cgroup(wid)
         if self._stop:
             self.shutdown_children()
 
     def _live_workers(self, now: float) -> list[WorkerInfo]:
-        """Workers that count against capacity: ours, and live ones a previous agent left behind."""
+        """Workers that count against capacity: every worker process alive, busy or idle, ours or one a previous
+        agent left behind. Liveness is the process (pid and command line), not the heartbeat: a worker busy
+        with a long job does not refresh its row, and must still count. Dead ones are dropped here, their jobs
+        requeued after what is left of them is killed."""
         live = []
-        for w in self.store.list_workers(live_since=now - max(10.0, self.settings.lease)):
-            if w.id in self.children or _pid_alive(w.pid):
+        for w in self.store.list_workers(live_since=0.0):
+            if w.id in self.children or _is_worker(w.pid, w.id):
                 live.append(w)
+            elif w.pid is None and w.started and w.started > now - 10.0:
+                live.append(w)  # registered by a previous agent a moment before it spawned the process
             else:
                 for job in self.store.requeue_worker(w.id, now, kill_orphan):
                     log(f"job {job.job_id}: worker {w.id} is gone; now {job.state.value}")
+                self._forget_cgroup(w.id)
         return live
+
+    @staticmethod
+    def _forget_cgroup(wid: str) -> None:
+        group = containment.worker_cgroup(wid)
+        if group is not None:
+            containment.kill_cgroup(group)
 
     def _provision(self, backlog: dict[tuple[str, str], int], live: list[WorkerInfo]) -> bool:
         """Start workers for the backlog: the generic scheduler tick with the local backend (the agent
@@ -258,5 +307,8 @@ class LocalAgent:
 
 
 def log(message: str) -> None:
-    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # agent.log is on a full disk: the agent must keep running regardless

@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from hyper.errors import HyperError, UnknownJobError, UsageError
+from hyper import diskspace
+from hyper.errors import DiskFullError, HyperError, UnknownJobError, UsageError
 from hyper.models import Definition, Job, JobSpec, Queue
 from hyper.parsing.directives import Directives
 from hyper.parsing.durations import format_duration
 from hyper.parsing.jobids import JobRef
 from hyper.services import environment, owners
+from hyper.services import submit_checks as checks
 from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context
 from hyper.store.base import DeleteResult, JobFilter, Submission
 from hyper.worker.runner import output_paths
@@ -168,16 +170,24 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     """Validate a submission and write it: one job, one array record, or one job per sweep line."""
     if (script is None) == (command is None):
         raise UsageError("give a job script or a command after --, not both", "e.g. qsub job.sh or qsub -- cmd")
+    _check_input(ctx, d, script, script_name, command, sweep)
+    if ctx.host.type == "local" and diskspace.is_full(ctx.host.data_dir):
+        raise DiskFullError(f"the disk holding {ctx.host.data_dir} is full (less than "
+                            f"{diskspace.reserve() // 1024} KiB free): no new jobs are accepted",
+                            "free some space there; the jobs already stored are kept and run once there is room")
     queue, definition = _queue_and_definition(ctx, d)
     _check_resources(d, definition)
     retries = d.retries if d.retries is not None else definition.retries
     if d.rerunnable is False:
         retries = 0
-    name = d.name or (Path(script_name).name if script_name else Path(command[0]).name if command else "STDIN")
+    name = d.name or checks.derived_name(Path(script_name).name if script_name else Path(command[0]).name
+                                         if command else "STDIN")
     env = environment.plan_environment(ctx.host, d, submit_env).env
     chdir = d.chdir
     if chdir and not os.path.isabs(chdir):
         chdir = os.path.normpath(os.path.join(cwd, chdir))
+    if chdir:
+        checks.check_chdir(chdir, ctx.host.type == "local")
     spec = JobSpec(command=command, script=script, script_name=script_name, env=env, submit_dir=cwd,
                    chdir=chdir, output=d.output, error=d.error, join=d.join if d.join != "n" else None,
                    walltime=d.walltime, retry_on_exit=retry_on_exit, vcpus=d.vcpus, memory_mib=d.memory_mib,
@@ -200,6 +210,30 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
                   array=d.array.text if d.array else None, depends=depend_text)
         subs.append(Submission(job, depends, hold=bool(d.hold)))
     return ctx.store.submit(subs, time.time() if now is None else now)
+
+
+def _check_input(ctx: Context, d: Directives, script: str | None, script_name: str, command: list[str] | None,
+                 sweep: list[dict] | None) -> None:
+    """Refuse what would crash, never run, or silently mean something else (hyper/services/submit_checks.py)."""
+    if d.name is not None:
+        checks.check_name(d.name)
+    if d.retries is not None:
+        checks.check_retries(d.retries)
+    if script is not None:
+        checks.check_script(script, script_name)
+    for what, value in (("the queue name", d.queue), ("the definition name", d.definition)):
+        checks.check_text(what, value)
+    if d.array is not None:
+        if sweep is not None:
+            raise UsageError("-J and --sweep both make many jobs from one submission: give one of them",
+                             "use -J for an index range, or --sweep FILE for one job per parameter line")
+        checks.check_array_size(d.array.count, checks.max_array_size(ctx.host.extra), ctx.host.name)
+    for dep in d.depend:
+        if dep.ref.whole_array and dep.ref.indices is None:
+            found, _ = ctx.store.get_jobs([JobRef(dep.ref.id)])
+            if found and not found[0].is_array:
+                raise UsageError(f"dependency {dep.kind}:{dep.ref.id}[] names an array, but job {dep.ref.id} is "
+                                 "not an array", f"depend on the job itself: {dep.kind}:{dep.ref.id}")
 
 
 def _ref_text(ref: JobRef) -> str:

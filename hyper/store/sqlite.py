@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 
 from hyper.config import PRIVATE_FILE, tighten, private_dir, private_file
 from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
-from hyper.errors import HyperError
+from hyper.errors import DiskFullError, HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
@@ -221,6 +221,7 @@ class SQLiteStore(SQLiteNotices):
             raise HyperError(f"cannot use {self.path.parent}: permission denied",
                              "fix its permissions or set HYPER_HOME to a directory you can write")
         with self._errors():
+            self._create_if_missing()
             self._migrate()
 
     # connection handling ---------------------------------------------------------------------------
@@ -254,11 +255,15 @@ class SQLiteStore(SQLiteNotices):
                 raise HyperError(
                     f"the job database {self.path} stayed locked for {busy_timeout():g} s",
                     f"another process holds it; find it with `fuser {self.path}` and stop it") from None
+            if "disk is full" in text:
+                raise DiskFullError(
+                    f"the disk holding the job database {self.path} is full",
+                    "free some space there; the jobs already stored are kept and run once there is room") from None
             if "unable to open" in text or "readonly" in text or "disk I/O" in text:
                 raise HyperError(f"cannot open the job database {self.path}: {text}",
                                  "check the permissions and free space of HYPER_HOME") from None
             raise HyperError(f"job database {self.path}: {text}",
-                             "move the file aside to start afresh; jobs in it are then lost") from None
+                             "check the free space and permissions of HYPER_HOME, then try again") from None
         except sqlite3.DatabaseError as exc:
             raise HyperError(f"the job database {self.path} is corrupt: {exc}",
                              "move the file aside (a new one is created); its jobs are lost") from None
@@ -275,6 +280,49 @@ class SQLiteStore(SQLiteNotices):
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+
+    def _create_if_missing(self) -> None:
+        """Create a new database whole, or not at all: built under a temporary name and linked into place, so
+        ``hyper.db`` is never empty while it is in use. An empty one was therefore truncated by something
+        (a full disk, a stray ``>``): it is refused like any corrupt database, never silently replaced by a
+        fresh one whose ids restart at 1."""
+        if self.path.exists():
+            self._refuse_empty()
+            return
+        import fcntl
+
+        lock = os.open(f"{self.path}.init", os.O_RDWR | os.O_CREAT, 0o600)
+        tmp = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{threading.get_ident()}")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.exists():  # another process created it while we waited
+                self._refuse_empty()
+                return
+            con = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                self._create_or_upgrade(con)
+            finally:
+                con.close()  # checkpoints: the file alone holds the schema, no -wal is left to rename
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+            os.close(lock)
+
+    def _refuse_empty(self) -> None:
+        try:
+            empty = self.path.stat().st_size == 0
+            wal = Path(f"{self.path}-wal")
+            if empty and wal.exists() and wal.stat().st_size > 0:
+                empty = False  # created by an older hyper: its first pages may still be in the WAL
+        except OSError:
+            return
+        if empty:
+            raise HyperError(f"the job database {self.path} is corrupt: it is empty (0 bytes)",
+                             "restore it from a backup; moving it aside starts afresh with ids from 1") from None
 
     def _migrate(self) -> None:
         con = self.con

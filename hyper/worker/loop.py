@@ -26,8 +26,9 @@ import threading
 import time
 from pathlib import Path
 
+from hyper import diskspace
 from hyper.config import private_dir
-from hyper.errors import HyperError
+from hyper.errors import DiskFullError, HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.store.base import Store, WorkerInfo
@@ -86,7 +87,7 @@ class Worker:
             while not self._stop:
                 now = time.time()
                 try:
-                    job = self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+                    job = self._claim(now)
                 except HyperError as exc:  # throttled, or many workers racing for one array: not idle, retry
                     self._warn(f"claim failed, retrying: {exc.message}")
                     time.sleep(min(self.poll_ceiling, 1.0))
@@ -130,6 +131,26 @@ class Worker:
             return self.store.backlog().get((self.queue, self.definition_name), 0) > 0
         except HyperError:
             return False
+
+    def _claim(self, now: float) -> Job | None:
+        """The next job, or None; on a local host nothing is claimed while the disk is full (a job started then
+        would fail for want of room, not for anything it did), and a store that cannot write waits too."""
+        if not self.aws and diskspace.is_full(self.workdir):
+            return None
+        try:
+            return self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
+        except DiskFullError:
+            return None
+
+    def _finish(self, job: Job, kind: str, exit_code: int | None, reason: str):
+        """Record the end, waiting for room if the disk is full: the outcome is known and must not be lost."""
+        delay = 0.5
+        while True:
+            try:
+                return self.store.finish(job, self.id, kind, exit_code, reason, time.time())
+            except DiskFullError:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _warn(self, message: str) -> None:
         self.log_warnings.append(message)
@@ -220,6 +241,6 @@ class Worker:
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
             for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
                 self._warn(f"job {job.job_id}: {warning}")
-        state = self.store.finish(job, self.id, kind, outcome.exit_code, outcome.reason, time.time())
+        state = self._finish(job, kind, outcome.exit_code, outcome.reason)
         if hooks is not None:
             hooks.job_ended(self.store, self.host, job, state, self.id)

@@ -4,6 +4,13 @@ Why a process group: `qdel` and walltime must stop everything the job started (s
 background children), so the job runs in its own session and is signalled with ``killpg``: SIGTERM
 first, SIGKILL after the grace period, exactly as PBS's kill_delay. Waiting uses a pidfd, so a trivial
 job is reaped the moment it exits instead of on a polling tick.
+
+Why a start gate: the job's process first waits on a pipe (a one-line ``sh`` that then ``exec``s the job).
+The worker moves it into its cgroup and records its pid in the store, and only then opens the gate. If the
+worker dies before that, the pipe's write end closes with it and the job exits without running: a job
+whose identity is not recorded never runs, so a requeue can always kill the attempt it replaces.
+What the job leaves behind when it ends (daemons that called ``setsid`` included) is killed: see
+``hyper/worker/containment.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -19,9 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 from hyper.config import private_dir, private_file
+from hyper.errors import HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.states import JobState
+from hyper import diskspace
+from hyper.worker import containment
 
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TERM")
 
@@ -122,6 +133,25 @@ def _prepare_command(job: Job, workdir: Path) -> list[str]:
     return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script)]
 
 
+# waits for the worker's go on its stdin (the pipe), swaps it for /dev/null and becomes the job; EOF (the worker
+# is gone) ends it unrun. (stdin, not a numbered fd: dash redirects only fds 0-9.)
+GATE = 'read -r _ || exit 125; exec </dev/null; exec "$@"'
+GATE_SHELL = "/bin/sh"
+
+
+def _missing_program(argv: list[str], cwd: str, env: dict[str, str]) -> str | None:
+    """Why argv[0] cannot be executed, checked before the gate hides it behind the shell's exit 127."""
+    program = argv[0]
+    if os.sep in program:
+        path = program if os.path.isabs(program) else os.path.join(cwd, program)
+        if not os.path.exists(path):
+            return "No such file or directory"
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            return "Permission denied"
+        return None
+    return None if shutil.which(program, path=env.get("PATH", os.defpath)) else "No such file or directory"
+
+
 def kill_group(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
@@ -151,19 +181,45 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     except OSError as exc:
         return Outcome(EXITED, 1, f"cannot open output file: {exc}")
     cwd = spec.chdir or str(workdir)
+    env = job_env(job, definition, workdir, gpu_ids, extra_env)
+    worker_id = (extra_env or {}).get("HYPER_WORKER_ID", "")
+    gate_read = gate_write = -1
     try:
         argv = _prepare_command(job, workdir)
-        proc = subprocess.Popen(argv, cwd=cwd, env=job_env(job, definition, workdir, gpu_ids, extra_env),
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                start_new_session=True, close_fds=True)
+        missing = _missing_program(argv, cwd, env) if os.path.isdir(cwd) else None
+        if missing:
+            raise OSError(2 if missing.startswith("No such") else 13, missing)
+        gate_read, gate_write = os.pipe()
+        proc = subprocess.Popen([GATE_SHELL, "-c", GATE, "hyper-job", *argv], cwd=cwd, env=env,
+                                stdin=gate_read, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
     except OSError as exc:
+        for fd in (gate_read, gate_write):
+            if fd >= 0:
+                os.close(fd)
         return Outcome(EXITED, 127, f"cannot start {spec.command[0] if spec.command else 'script'}: "
                                     f"{exc.strerror}")
     finally:
         stdout.close()
         if stderr is not subprocess.STDOUT:
             stderr.close()
-    on_start(proc.pid)
+    os.close(gate_read)
+    group = containment.enter_cgroup(worker_id, proc.pid)
+    if group is None:
+        containment.become_subreaper()  # no cgroup: whatever leaves the session comes back to us
+    try:
+        on_start(proc.pid)  # the job's identity is in the store before it can do anything
+        try:
+            os.write(gate_write, b"go\n")
+        except BrokenPipeError:
+            pass  # the gate shell already ended (it could not read the pipe): its exit code says so below
+    except BaseException:
+        kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _clean_up(group)
+        raise
+    finally:
+        os.close(gate_write)
+    outputs = [p for p in (out_path, err_path) if p is not None]
     walltime = spec.walltime or definition.timeout
     if spec.walltime and definition.timeout:
         walltime = min(spec.walltime, definition.timeout)
@@ -197,8 +253,10 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                     ending = Outcome(LOST, None, "worker interrupted (SIGTERM)")
                 elif deadline and now >= deadline:
                     ending = Outcome(KILLED, None, f"walltime {_hms(walltime)} exceeded")
+                elif now >= next_check and _fills_disk(outputs):
+                    ending = Outcome(KILLED, None, "disk full")
                 elif now >= next_check:
-                    state = check()
+                    state = _checked(check)
                     next_check = now + check_every
                     if state is None:
                         ending = Outcome("disowned", None, "lease lost to another worker")
@@ -212,17 +270,42 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                 kill_group(proc.pid, signal.SIGKILL)
                 term_sent_at = None  # wait for the kill to land
             if now >= next_check:  # keep the lease alive while we wait for the group to die
-                check()
+                _checked(check)
                 next_check = now + check_every
     finally:
         if pidfd is not None:
             os.close(pidfd)
     kill_group(proc.pid, signal.SIGKILL)  # anything the job left behind in its group
+    _clean_up(group)  # and anything that left the group (setsid daemons)
     exit_code = code if code >= 0 else 256 - code  # signal n -> 256 + n, as PBS reports it
+    if (ending is not None and ending.reason == "disk full") or (code != 0 and _fills_disk(outputs)):
+        # only this job fails: its output makes room again so its end (and everything else) can be recorded
+        diskspace.truncate_outputs(outputs)
+        return Outcome(KILLED, exit_code, f"disk full (output truncated to {diskspace.KEEP_OUTPUT // 1024} KiB)")
     if ending is not None:
         ending.exit_code = exit_code
         return ending
     return Outcome(EXITED, exit_code, "" if code >= 0 else f"killed by signal {-code}")
+
+
+def _checked(check: Callable[[], JobState | None]) -> JobState | None:
+    """The store's answer; while it cannot be written (a full disk) the job keeps running and we ask again."""
+    try:
+        return check()
+    except HyperError:
+        return JobState.RUNNING
+
+
+def _fills_disk(outputs: list[Path]) -> bool:
+    """The disk is full and this job's own output is what filled it (more than the reserve)."""
+    return bool(outputs) and diskspace.is_full(outputs[0]) and diskspace.output_size(outputs) > diskspace.reserve()
+
+
+def _clean_up(group) -> None:
+    if group is not None:
+        containment.kill_cgroup(group, remove=False)  # the worker's next job reuses it
+    else:
+        containment.kill_descendants()
 
 
 def _hms(seconds: float) -> str:
