@@ -134,6 +134,8 @@ def qstat(
         sys.stdout.write("".join(f"{j.job_id}\n" for j in found))
     elif full:
         details = aws_details(ctx, found)
+        for job in found:
+            details.setdefault(job.job_id, {}).update(svc.output_files(ctx, job))
         if any(j.spec is not None and (j.spec.notify or j.spec.split or j.spec.finalizes or j.spec.stagein
                                        or j.spec.stageout) for j in found):
             from hyper.workflows.display import workflow_details  # notice outcome, parts, finaliser, staging

@@ -457,7 +457,7 @@ def test_generated_sbatch_script_is_recovered(name, queue, spec, days, hours, mi
     )
     assert parse_directives(script, "job.sh") == Directives(
         name=name, queue=queue, array=spec, walltime=days * 86400 + hours * 3600 + minutes * 60, vcpus=cpus,
-        export_all=True)
+        export_all=True, join="oe")  # Slurm joins stderr into the output file unless -e names another
 
 
 # ================================================================ directives: example tests
@@ -468,7 +468,7 @@ def parse(script: str) -> Directives:
 
 
 def test_sbatch_J_is_a_name_but_pbs_J_is_an_array():
-    assert parse("#SBATCH -J x\n") == Directives(name="x", export_all=True)
+    assert parse("#SBATCH -J x\n") == Directives(name="x", export_all=True, join="oe")
     assert parse("#PBS -J 1-10\n") == Directives(array=one(1, 10))
     assert parse("#PBS -t 0-3%2\n") == Directives(array=one(0, 3, limit=2))  # Torque
     assert parse("#SBATCH --array=0-15,20%4\n").array == ArraySpec((Range(0, 15), Range(20, 20)), 4)
@@ -563,7 +563,7 @@ def test_sbatch_defaults():
     assert parse("#SBATCH -o out.txt -e err.txt\n") == Directives(output="out.txt", error="err.txt",
                                                                    export_all=True)
     assert parse("#SBATCH --export=NONE\n").export_all is False
-    assert parse("#SBATCH --export=A=1,B\n") == Directives(export_all=False, env={"A": "1", "B": None})
+    assert parse("#SBATCH --export=A=1,B\n") == Directives(export_all=False, env={"A": "1", "B": None}, join="oe")
     # PBS has none of these defaults
     assert parse("#PBS -o out.txt\n") == Directives(output="out.txt")
 

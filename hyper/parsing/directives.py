@@ -61,6 +61,11 @@ class Directives:
     ignored: list[str] = field(default_factory=list)  # accepted options that have no effect here
     stagein: list[str] = field(default_factory=list)  # PBS staging specs (hyper/workflows/staging.py)
     stageout: list[str] = field(default_factory=list)
+    # which family's directives the script used (PBS, SBATCH, BSUB, HYPER; None: none): its working directory
+    # and default output files follow that family's documented behaviour (hyper/services/jobs.py)
+    family: str | None = field(default=None, compare=False)
+    args: list[str] = field(default_factory=list)  # the script's own arguments (`qsub job.sh a b`, PBS -F)
+    retry_on_exit: bool | None = None  # True: non-zero exits count as failures to retry (own retries imply it)
 
 
 # ---------------------------------------------------------------- dependencies
@@ -505,11 +510,13 @@ def parse_directives(text: str, path: str) -> Directives:
         except ValueError as exc:
             raise UsageError(f"{where}: {exc}", "close the quote") from None
         slurm_seen = slurm_seen or family == "SBATCH"
+        if d.family is None or d.family == "HYPER":  # a script written for a scheduler keeps that family
+            d.family = family
         parse_options(words, family, where, into=d)
     if slurm_seen:
         # Slurm's defaults: export the submitting environment; stderr goes with stdout unless -e says otherwise
         if d.export_all is None:
             d.export_all = True
-        if d.output is not None and d.error is None and d.join is None:
+        if d.error is None and d.join is None:
             d.join = "oe"
     return d

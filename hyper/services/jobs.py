@@ -38,7 +38,7 @@ def merge_directives(script: Directives, cli: Directives) -> Directives:
             merged.ignored = [*script.ignored, *cli.ignored]
         elif f.name == "depend":
             merged.depend = cli.depend or script.depend
-        elif f.name in ("stagein", "stageout"):
+        elif f.name in ("stagein", "stageout", "args"):
             setattr(merged, f.name, value or getattr(script, f.name))
         elif value is not None:
             setattr(merged, f.name, value)
@@ -143,6 +143,62 @@ def substitute(text: str, values: dict[str, object], where: str) -> str:
     return _PARAM.sub(repl, text)
 
 
+RUNS_IN_SUBMIT_DIR = ("SBATCH", "BSUB")  # Slurm and LSF run a job where it was submitted; PBS in the worker's dir
+
+
+def retry_policy(d: Directives, definition: Definition, retry_on_exit: bool = False) -> tuple[int, bool]:
+    """(retries, whether a non-zero exit is retried), as AWS Batch and the Cyclone seed mean them.
+
+    A job's own count (`#HYPER -r N`, `qsub --retries N`) covers every failed attempt, non-zero exits
+    included. A definition's default covers lost workers only, unless the definition says `retry-on: all`.
+    PBS `-r n` (not rerunnable) drops the default, so a lost worker fails the job instead of rerunning it.
+    """
+    if d.retries is not None:
+        return d.retries, retry_on_exit or d.retries > 0 or bool(d.retry_on_exit)
+    if d.rerunnable is False:
+        return 0, False
+    return definition.retries, retry_on_exit or bool(d.retry_on_exit) or definition.retry_on == "all"
+
+
+def default_output_files(family: str | None, name: str, is_array: bool, output: str | None, error: str | None,
+                         join: str | None) -> tuple[str | None, str | None]:
+    """The files a family writes when the script names none (relative: in the submit directory).
+
+    Slurm: slurm-%j.out (slurm-%A_%a.out for arrays), stderr joined unless -e says otherwise. PBS: NAME.oID and
+    NAME.eID (NAME.oID.INDEX per array element). LSF without -o, #HYPER and plain commands: hyper's logs
+    directory (qlog reads it), which is what None means here.
+    """
+    if family == "SBATCH" and output is None:
+        output = "slurm-%A_%a.out" if is_array else "slurm-%j.out"
+    elif family == "PBS":
+        stem, suffix = name.replace("%", "%%"), (".^array_index^" if is_array else "")
+        output = output if output is not None else f"{stem}.o%A{suffix}"
+        if join is None and error is None:
+            error = f"{stem}.e%A{suffix}"
+    return output, error
+
+
+_SUBMIT_DIR_NAMES = ("PBS_O_WORKDIR", "SLURM_SUBMIT_DIR", "LS_SUBCWD", "HYPER_SUBMIT_DIR")
+
+
+def submission_notes(ctx: Context, d: Directives, script: str | None, command: list[str] | None) -> list[str]:
+    """What qsub says once about a submission that is valid but may not do what its author expects."""
+    from hyper.worker.runner import PER_ELEMENT_PATTERNS
+
+    notes = []
+    text = script or " ".join(command or [])
+    if ctx.host.type != "local" and ((d.family in RUNS_IN_SUBMIT_DIR and d.chdir is None)
+                                     or any(n in text for n in _SUBMIT_DIR_NAMES)):
+        notes.append(f"on {ctx.host.type} host {ctx.host.name} a job runs in its worker's work directory, which "
+                     "cannot see the submit directory; copy files in with -W stagein=FILE@HOST:PATH")
+    if d.array is not None:
+        for flag, path in (("-o", d.output), ("-e", None if d.join else d.error)):
+            if path and not any(p in path for p in PER_ELEMENT_PATTERNS) and not path.endswith("/"):
+                notes.append(f"every element of the array writes {flag} {path}, so each overwrites the last; add "
+                             "^array_index^ (PBS), %a (Slurm) or %I (LSF) to the name")
+    return notes
+
+
 def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str] | None, script_name: str,
            submit_env: dict[str, str], cwd: str, user: str, sweep: list[dict] | None = None,
            retry_on_exit: bool = False, now: float | None = None, workflow: dict | None = None) -> list[Job]:
@@ -151,18 +207,23 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
         raise UsageError("give a job script or a command after --, not both", "e.g. qsub job.sh or qsub -- cmd")
     queue, definition = _queue_and_definition(ctx, d)
     _check_resources(d, definition)
-    retries = d.retries if d.retries is not None else definition.retries
-    if d.rerunnable is False:
-        retries = 0
+    retries, retry_on_exit = retry_policy(d, definition, retry_on_exit)
     name = d.name or (Path(script_name).name if script_name else Path(command[0]).name if command else "STDIN")
     env = _environment(d, submit_env, definition.environment)
+    local = ctx.host.type == "local"
     chdir = d.chdir
+    if chdir is None and local and d.family in RUNS_IN_SUBMIT_DIR:
+        chdir = cwd
     if chdir and not os.path.isabs(chdir):
         chdir = os.path.normpath(os.path.join(cwd, chdir))
+    join = d.join if d.join != "n" else None
+    output, error = d.output, d.error
+    if local:
+        output, error = default_output_files(d.family, name, d.array is not None, output, error, join)
     spec = JobSpec(command=command, script=script, script_name=script_name, env=env, submit_dir=cwd,
-                   chdir=chdir, output=d.output, error=d.error, join=d.join if d.join != "n" else None,
+                   chdir=chdir, output=output, error=error, join=join,
                    walltime=d.walltime, retry_on_exit=retry_on_exit, vcpus=d.vcpus, memory_mib=d.memory_mib,
-                   gpus=d.gpus, host=ctx.host.name)
+                   gpus=d.gpus, host=ctx.host.name, family=d.family, args=list(d.args))
     if workflow:  # split parts, finaliser, staging, notice: hyper/workflows/submit.py
         spec = dataclasses.replace(spec, **workflow)
     depends = _dependencies(d)
@@ -228,6 +289,18 @@ def log_path(ctx: Context, ref: JobRef, stderr: bool = False) -> tuple[Job, Path
                              "read it with qlog without -e")
         return job, err
     return job, out
+
+
+def output_files(ctx: Context, job: Job) -> dict[str, str]:
+    """Where a job's stdout and stderr files are on a local host (qstat -f); an array shows its elements' pattern."""
+    if ctx.host.type != "local" or job.spec is None:
+        return {}
+    if job.is_array:
+        return {"output_path": job.spec.output or f"{ctx.logs_dir}/{job.id}.INDEX.out",
+                "error_path": "(joined into output)" if job.spec.join else
+                job.spec.error or f"{ctx.logs_dir}/{job.id}.INDEX.err"}
+    out, err = output_paths(job, ctx.logs_dir)
+    return {"output_path": str(out), "error_path": str(err) if err else "(joined into output)"}
 
 
 def log_location(ctx: Context, job: Job, stderr: bool = False, attempt: int | None = None) -> tuple[str, str] | None:

@@ -205,6 +205,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("timeout", "timeout", _duration, "longest a job may run, e.g. 12:00:00 (none: no limit)",
               show=lambda v: format_duration(v) if v else None),
         Field("retries", "retries", _int(0, 9), "reruns after a failure (2 = at most 3 runs)"),
+        Field("retry-on", "retry_on", _choice(("infra", "all")), "what --retries covers: infra (lost workers, "
+              "the default) or all (non-zero exits too); a job's own -r/--retries always covers both",
+              show=lambda v: v if v == "all" else None, prompt=False),
         Field("ratio", "ratio", _int(1), "jobs per worker: N queued jobs want ceil(N/ratio) workers"),
         Field("environment", "environment", _mapping, "environment for every job, e.g. A=1,B=2", prompt=False),
     ),

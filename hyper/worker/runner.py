@@ -65,16 +65,24 @@ def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None
     return env
 
 
-_SLURM_PATTERN = re.compile(r"%(%|[jAaxu])")
+_PATTERN = re.compile(r"%(%|[jAaxuNJI])")
 
 
 def expand_path(pattern: str, job: Job) -> str:
-    """Slurm filename patterns (%j %A %a %x %u) and PBS's ^array_index^ in -o/-e paths."""
+    """Filename patterns in -o/-e paths, so array elements never share one file.
+
+    Slurm: %j (job id; id_index for an element), %A (array's id), %a (index), %x (name), %u (user), %N (host).
+    LSF: %J (job id), %I (index, 0 outside arrays). PBS: ^array_index^. %% is a literal %.
+    """
     index = "" if job.index is None else str(job.index)
     values = {"%": "%", "j": str(job.id) if job.index is None else f"{job.id}_{index}", "A": str(job.id),
-              "a": index, "x": job.name, "u": job.user}
-    out = _SLURM_PATTERN.sub(lambda m: values[m.group(1)], pattern)
+              "a": index, "x": job.name, "u": job.user, "N": os.uname().nodename.split(".")[0],
+              "J": str(job.id), "I": index or "0"}
+    out = _PATTERN.sub(lambda m: values[m.group(1)], pattern)
     return out.replace("^array_index^", index)
+
+
+PER_ELEMENT_PATTERNS = ("%a", "%j", "%I", "^array_index^")  # any one keeps array elements apart
 
 
 def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
@@ -86,8 +94,8 @@ def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
         if not path:
             return logs_dir / default
         p = Path(expand_path(path, job))
-        if not p.is_absolute():
-            p = Path(spec.submit_dir) / p
+        if not p.is_absolute():  # Slurm and LSF: relative to the job's working directory; PBS: the submit dir
+            p = Path(spec.chdir if spec.family in ("SBATCH", "BSUB") and spec.chdir else spec.submit_dir) / p
         if p.is_dir():  # PBS: a directory gets the default file name inside it
             p = p / default
         return p
@@ -104,14 +112,14 @@ def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
 def _prepare_command(job: Job, workdir: Path) -> list[str]:
     spec = job.spec
     if spec.command:
-        return list(spec.command)
+        return [*spec.command, *spec.args]
     script = workdir / ".hyper" / f"job-{job.id}{'' if job.index is None else '.' + str(job.index)}.sh"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(spec.script or "")
     script.chmod(0o700)
     if (spec.script or "").startswith("#!"):
-        return [str(script)]
-    return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script)]
+        return [str(script), *spec.args]
+    return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script), *spec.args]
 
 
 def kill_group(pgid: int, sig: int) -> bool:
