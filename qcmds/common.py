@@ -9,25 +9,15 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand
 
+from hyper.cli.common import show_version
+
 APP_SETTINGS = dict(add_completion=True, pretty_exceptions_enable=False,
                     context_settings={"help_option_names": ["--help"]})
 
 HostOption = Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST).")]
 
 
-def _show_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            text = version("hyper-hpc")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            text = "unknown"
-        sys.stdout.write(f"hyper {text}\n")
-        raise typer.Exit(0)
-
-
-VersionOption = Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+VersionOption = Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                              help="Print hyper's version and exit.")]
 
 

@@ -3,10 +3,14 @@ host with real processes (qsub -> agent -> worker -> job)."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-from tests.conftest import cli, wait_until
+from tests.conftest import BIN, cli, wait_until
 
 
 def status(job_id: str) -> dict:
@@ -132,3 +136,202 @@ def test_pbs_dash_F_and_double_dash_arguments(home, tmp_path):
     wait_finished(first), wait_finished(second)
     assert cli("qlog", first).stdout == "2 x y z\n"
     assert cli("qlog", second).stdout == "2 p q\n"
+
+
+# ---------------------------------------------------------------- retries
+
+
+def runs_of(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_own_retries_cover_a_non_zero_exit(home, tmp_path):
+    runs = tmp_path / "runs"
+    job_id = submit("--retries", "2", "--", "sh", "-c", f"echo x >> {runs}; exit 3")
+    rec = wait_finished(job_id)
+    assert rec["state"] == "FAILED" and rec["attempts"] == 3 and runs_of(runs) == 3
+    hyper_runs = tmp_path / "hyper-runs"
+    job_id = submit(script(tmp_path / "r.sh", f"#!/bin/sh\n#HYPER -r 1\necho x >> {hyper_runs}\nexit 1\n"))
+    assert wait_finished(job_id)["attempts"] == 2 and runs_of(hyper_runs) == 2
+
+
+def test_definition_retries_cover_lost_workers_only_unless_retry_on_all(home, tmp_path):
+    once = tmp_path / "once"
+    job_id = submit("--", "sh", "-c", f"echo x >> {once}; exit 5")  # default definition: retries 1 (infra)
+    rec = wait_finished(job_id)
+    assert (rec["state"], rec["attempts"], rec["retries"], runs_of(once)) == ("FAILED", 1, 1, 1)
+    cli("hyper", "definitions", "add-definition", "flaky", "--retries", "1", "--retry-on", "all", "--no-guided",
+        check=True)
+    assert "retry-on: all" in cli("hyper", "definitions", "list-definitions", "--output", "yaml").stdout
+    twice = tmp_path / "twice"
+    job_id = submit("-d", "flaky", "--", "sh", "-c", f"echo x >> {twice}; exit 5")
+    assert wait_finished(job_id)["attempts"] == 2 and runs_of(twice) == 2
+
+
+def test_pbs_rerunnable_n_drops_the_default_retries(home):
+    job_id = submit("-h", "-r", "n", "--", "true")
+    assert status(job_id)["retries"] == 0
+    assert status(submit("-h", "-r", "y", "--", "true"))["retries"] == 1  # the definition's (infra only)
+
+
+# ---------------------------------------------------------------- qsub options
+
+
+def test_pbs_options_on_the_command_line_are_noted(home):
+    proc = cli("qsub", "-h", "-A", "acct", "-m", "abe", "-M", "a@b.c", "-S", "/bin/bash", "-P", "proj", "-k", "oe",
+               "-c", "n", "-W", "group_list=g", "-p", "5", "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("qsub: note: no effect here, ignored: -W group_list=g, -A acct, -m abe, -M a@b.c, "
+                           "-S /bin/bash, -P proj, -k oe, -c n\n")
+    assert status(proc.stdout.strip())["priority"] == 5
+
+
+def test_interactive_and_x11_are_refused_in_one_line(home):
+    for flag in ("-I", "-X"):
+        proc = cli("qsub", flag, "--", "true")
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+        assert proc.stderr.startswith(f"qsub: {flag} (")
+    assert cli("qstat", "-x").stdout == ""
+
+
+def test_slurm_long_options_on_qsub(home):
+    job_id = submit("-h", "--job-name", "sl", "--partition", "default", "--time", "90", "--mem", "512M",
+                    "--cpus-per-task", "1", "--gres", "gpu:0", "--", "true")
+    rec = status(job_id)
+    assert (rec["name"], rec["queue"], rec["walltime"], rec["memory_mib"], rec["vcpus"]) == \
+        ("sl", "default", 5400, 512, 1)
+
+
+def test_unknown_option_is_one_line_on_every_command(home):
+    for command in ("qsub", "qstat", "qdel", "qlog", "qhold", "qrls", "qget"):
+        proc = cli(command, "-Z")
+        assert proc.returncode == 2, command
+        assert proc.stderr == f"{command}: no such option: -Z (see {command} --help)\n"
+        near = cli(command, "--install-completio")  # click's suggestion stays on the same line
+        assert near.returncode == 2 and len(near.stderr.splitlines()) == 1, near.stderr
+
+
+def test_version_and_completion_on_every_command(home):
+    for command in ("qsub", "qstat", "qdel", "qlog", "qhold", "qrls", "qget", "hyper"):
+        version = cli(command, "--version")
+        assert version.returncode == 0 and version.stdout.startswith("hyper 0."), command
+        assert "--install-completion" in cli(command, "--help").stdout, command
+    script_text = cli("qstat", "--show-completion", "bash", env={"SHELL": "/bin/bash"}).stdout
+    assert "_QSTAT_COMPLETE" in script_text
+
+
+# ---------------------------------------------------------------- qstat
+
+
+def test_qstat_t_lists_every_subjob_including_queued_ones(home):
+    job_id = submit("-h", "-J", "1-4", "--", "true")
+    assert cli("qstat", "-t", "--only-job-id-out").stdout.split() == ["1[]", "1[1]", "1[2]", "1[3]", "1[4]"]
+    rows = [line.split() for line in cli("qstat", "-t").stdout.splitlines()[2:]]
+    assert [r[-2] for r in rows] == ["H"] * 5
+    assert cli("qstat", "-t", job_id, "--only-job-id-out").stdout.split() == ["1[]", "1[1]", "1[2]", "1[3]", "1[4]"]
+
+
+def test_qstat_selectors_and_states(home):
+    held = submit("-h", "-N", "waiting_one_with_a_long_name", "--", "true")
+    running = submit("-N", "runner", "--", "sleep", "30")
+    wait_until(lambda: status(running)["state"] == "RUNNING")
+    assert cli("qstat", "-i", "--only-job-id-out").stdout.split() == [held]
+    assert cli("qstat", "-r", "--only-job-id-out").stdout.split() == [running]
+    assert cli("qstat", "--state", "H,R", "--only-job-id-out").stdout.split() == [held, running]
+    assert cli("qstat", "--filter-status", "running", "--only-job-id-out").stdout.split() == [running]
+    assert cli("qstat", "--job-name", "runner", "--only-job-id-out", "true").stdout.split() == [running]
+    assert cli("qstat", "--only-job-id-out", "false").stdout.splitlines()[0].startswith("Job ID")
+    assert "waiting_one_with_a_long_name" in cli("qstat", "-w").stdout
+    assert "waiting_one_with_a_long_name" not in cli("qstat").stdout
+    assert json.loads(cli("qstat", "-o", "json").stdout)[0]["job_id"] == held
+    assert cli("qstat", "--state", "nope").stderr.startswith("qstat: state 'NOPE' is not known")
+    cli("qdel", running, check=True)
+
+
+def test_qstat_unknown_queue_is_an_error(home):
+    proc = cli("qstat", "-x", "-q", "nosuchq")
+    assert proc.returncode == 1
+    assert proc.stderr == "qstat: unknown queue 'nosuchq' (queues on host local: default)\n"
+
+
+def test_qstat_s_and_f_say_why_a_job_waits(home):
+    held = submit("-h", "--", "true")
+    first = submit("-h", "--", "true")
+    dependent = submit("-W", f"depend=afterok:{first}", "--", "true")
+    limited = submit("-J", "1-3%1", "--", "sleep", "30")
+    wait_until(lambda: status(f"{limited[:-2]}[1]")["state"] == "RUNNING")
+    comments = {line.split()[0]: line for line in cli("qstat", "-s").stdout.splitlines()[2:]}
+    assert "Held: held by user (release with qrls)" in comments[held]
+    assert f"Dependency: waiting for afterok:{first}" in comments[dependent]
+    assert "array limit: 1 of at most 1 elements running" in comments[limited]
+    assert f"    comment = Dependency: waiting for afterok:{first}\n" in cli("qstat", "-f", dependent).stdout
+    cli("qdel", limited, check=True)
+
+
+def test_qstat_f_is_in_human_units(home):
+    first = submit("-h", "--", "true")
+    job_id = submit("-h", "-l", "walltime=1:30:00", "-l", "mem=1gb", "-W", f"depend=afterany:{first}", "--",
+                    "sh", "-c", "exit 3")
+    text = cli("qstat", "-f", job_id).stdout
+    assert "    walltime = 1:30:00\n" in text and "    memory = 1GiB\n" in text
+    assert f"    depends = afterany:{first}\n" in text
+    assert "    command = sh -c 'exit 3'\n" in text and "[" not in text.split("\n", 1)[1]
+
+
+def test_qstat_x_keeps_to_a_window_unless_since_says_more(home):
+    job_id = submit("--", "true")
+    wait_finished(job_id)
+    assert cli("qstat", "-x", "--only-job-id-out").stdout.split() == [job_id]
+    time.sleep(1.2)
+    assert cli("qstat", "-x", "--since", "1", "--only-job-id-out").stdout == ""
+    assert cli("qstat", "-x", "--since", "all", "--only-job-id-out").stdout.split() == [job_id]
+
+
+def test_qstat_watch_redraws_until_interrupted(home):
+    submit("-h", "--", "true")
+    proc = subprocess.Popen([str(BIN / "qstat"), "--watch", "0.2"], stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    stamps = [line for line in out.splitlines() if line.startswith("--- 20") and line.endswith(" ---")]
+    assert len(stamps) >= 3 and out.count("Job ID") == len(stamps)
+
+
+# ---------------------------------------------------------------- qdel, qhold
+
+
+def test_qdel_with_nothing_is_quiet(home):
+    proc = cli("qdel")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+def test_qdel_range_is_one_summary_line(home):
+    ids = [submit("-h", "--", "true") for _ in range(6)]
+    cli("qdel", ids[0], check=True)
+    proc = cli("qdel", "1-10")
+    assert proc.returncode == 1  # a finished job among them: the general error, as before
+    assert proc.stderr == "qdel: deleted 5 jobs; 1 had finished; 4 unknown ids\n"
+    assert cli("qdel", "20-30").returncode == 153  # only unknown ids: PBS's 153
+
+
+def test_qdel_by_user_state_queue_and_name(home):
+    held = submit("-h", "-N", "alpha", "--", "true")
+    other = submit("-h", "-N", "beta", "--", "true")
+    assert cli("qdel", "-j", "alpha").returncode == 0
+    assert status(held)["state"] == "DELETED" and status(other)["state"] == "HELD"
+    cli("hyper", "queues", "add-queue", "side", "--cluster", "local", "--no-guided", check=True)
+    side = submit("-h", "-q", "side", "--", "true")
+    ids = cli("qstat", "-q", "side", "--only-job-id-out", "true").stdout.split()
+    assert cli("qdel", "-q", "side", *ids).returncode == 0  # the seed README's idiom
+    assert status(side)["state"] == "DELETED" and status(other)["state"] == "HELD"
+    assert cli("qdel", "-u", "nobody-else").returncode == 0 and status(other)["state"] == "HELD"
+    assert cli("qdel", "--state", "R").returncode == 0 and status(other)["state"] == "HELD"
+    assert cli("qdel", "--state", "Q,H", "-u", getpass.getuser()).returncode == 0
+    assert status(other)["state"] == "DELETED"
+
+
+def test_qhold_and_qrls_of_an_unknown_job_exit_153(home):
+    for command in ("qhold", "qrls"):
+        proc = cli(command, "99999")
+        assert proc.returncode == 153 and proc.stderr == f"{command}: unknown job id 99999\n"

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from hyper.cli.common import cli_errors
+from hyper.cli.common import cli_errors, show_version
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="hyper: an HPC job system for the cloud (admin command). Users run qsub, qstat, qdel, qlog.")
 agent_app = typer.Typer(no_args_is_help=True, help="The local host's agent (scheduler + worker supervisor).")
@@ -39,7 +39,9 @@ STATE: dict = {"host": None}
 
 @app.callback()
 def _global(host: Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST, "
-                                                         "else the selected one).")] = None) -> None:
+                                                         "else the selected one).")] = None,
+            version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                                  help="Print hyper's version and exit.")] = False) -> None:
     STATE["host"] = host
 
 

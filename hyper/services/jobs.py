@@ -20,6 +20,7 @@ from hyper.parsing.directives import Directives
 from hyper.parsing.durations import format_duration
 from hyper.parsing.jobids import JobRef
 from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context
+from hyper.states import JobState, shell_exit_code
 from hyper.store.base import DeleteResult, JobFilter, Submission
 from hyper.worker.runner import output_paths
 
@@ -249,12 +250,131 @@ def _ref_text(ref: JobRef) -> str:
     return f"{ref.id}[]" if ref.whole_array else str(ref.id)
 
 
+_STATE_WORDS = {
+    "Q": {JobState.QUEUED}, "R": {JobState.RUNNING}, "H": {JobState.HELD}, "X": {JobState.DELETED},
+    "F": {JobState.SUCCEEDED, JobState.FAILED, JobState.DELETED}, "B": {JobState.QUEUED, JobState.RUNNING},
+    "PD": {JobState.QUEUED, JobState.HELD}, "PENDING": {JobState.QUEUED, JobState.HELD}, "CD": {JobState.SUCCEEDED},
+    "COMPLETED": {JobState.SUCCEEDED}, "CA": {JobState.DELETED}, "CANCELLED": {JobState.DELETED},
+    "FINISHED": {JobState.SUCCEEDED, JobState.FAILED, JobState.DELETED}, "ACTIVE": {JobState.QUEUED,
+                                                                                   JobState.RUNNING, JobState.HELD},
+    **{s.value: {s} for s in JobState},
+}
+
+
+def parse_states(text: str) -> set[JobState]:
+    """`Q,R`, `queued,held`, Slurm's `PD`/`CD`: the states `--state` and the seed's `--filter-status` select."""
+    out: set[JobState] = set()
+    for word in filter(None, (w.strip().upper() for w in text.replace(" ", ",").split(","))):
+        if word not in _STATE_WORDS:
+            raise UsageError(f"state {word!r} is not known",
+                             "use PBS letters Q R H F X, or queued, running, held, succeeded, failed, deleted")
+        out |= _STATE_WORDS[word]
+    if not out:
+        raise UsageError(f"--state {text!r} names no state", "e.g. --state Q,R")
+    return out
+
+
+def _matches(job: Job, user: str | None, states: set[JobState] | None, queue: str | None,
+             name: str | None) -> bool:
+    return ((user is None or job.user == user) and (states is None or job.state in states)
+            and (queue is None or job.queue == queue) and (name is None or job.name == name))
+
+
+def select_jobs(ctx: Context, refs: list[JobRef], *, user: str | None = None, states: set[JobState] | None = None,
+                queue: str | None = None, name: str | None = None) -> list[JobRef]:
+    """What `qdel -u USER --state Q -q QUEUE -j NAME [IDS]` means: the named jobs (every active job when none
+    are named) that match every selector. Ids that name no job stay, so they are reported as unknown."""
+    if queue is not None:
+        check_queue(ctx, queue)
+    if not refs:
+        jobs = ctx.store.list_jobs(JobFilter(queue=queue, user=user, with_spec=False))
+        return [_whole_ref(j) for j in jobs if _matches(j, user, states, queue, name)]
+    found, _ = ctx.store.get_jobs(refs)
+    known = {j.id for j in found}
+    keep = [_whole_ref(j) for j in found if _matches(j, user, states, queue, name)]
+    return keep + [r for r in refs if r.id not in known]  # so qdel reports them as unknown, in the store's words
+
+
+def _whole_ref(job: Job) -> JobRef:
+    if job.index is not None:
+        from hyper.parsing.arrays import parse_array
+
+        return JobRef(job.id, parse_array(str(job.index)), False)
+    return JobRef(job.id, None, job.is_array)
+
+
+def check_queue(ctx: Context, name: str) -> None:
+    """An unknown queue is an error (a typo must not look like an empty queue)."""
+    if ctx.store.get_resource("queue", name) is None:
+        names = ", ".join(q.name for q in ctx.store.list_resources("queue")) or "none"
+        raise HyperError(f"unknown queue {name!r}", f"queues on host {ctx.host.name}: {names}")
+
+
+def delete_summary(results: list[DeleteResult]) -> str:
+    """One line for many deletions: `deleted 10,000 jobs; 12 had finished; 3 unknown ids`."""
+    done = sum(1 for r in results if r.ok)
+    finished = sum(1 for r in results if not r.ok and "has already finished" in r.message)
+    unknown = sum(1 for r in results if not r.ok and r.message.startswith("unknown job id"))
+    other = [r for r in results if not r.ok and "has already finished" not in r.message
+             and not r.message.startswith("unknown job id")]
+    parts = [f"deleted {done:,} job{'s' if done != 1 else ''}"]
+    if finished:
+        parts.append(f"{finished:,} had finished")
+    if unknown:
+        parts.append(f"{unknown:,} unknown id{'s' if unknown != 1 else ''}")
+    if other:
+        parts.append(f"{len(other):,} refused (first: {other[0].message})")
+    return "; ".join(parts)
+
+
 def get_jobs(ctx: Context, refs: list[JobRef]) -> tuple[list[Job], list[str]]:
     return ctx.store.get_jobs(refs)
 
 
-def list_jobs(ctx: Context, flt: JobFilter) -> list[Job]:
-    return list(ctx.store.list_jobs(flt))
+def list_jobs(ctx: Context, flt: JobFilter, *, states: set[JobState] | None = None, name: str | None = None,
+              since: float | None = None) -> list[Job]:
+    """Jobs as qstat lists them: filtered by state and name, finished ones only if they ended after ``since``.
+
+    With ``flt.elements`` (qstat -t) an active array lists every element, those not started yet included
+    (as PBS does), as QUEUED (HELD while the array is held).
+    """
+    if flt.queue is not None:
+        check_queue(ctx, flt.queue)
+    out: list[Job] = []
+    group: list[Job] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        parent = group[0]
+        if since is not None and parent.state.finished and (parent.ended or 0) < since:
+            group.clear()
+            return
+        elements = group[1:] + (_unstarted_elements(parent, group[1:]) if flt.elements and parent.is_array else [])
+        members = [parent, *sorted(elements, key=lambda j: j.index)]
+        out.extend(j for j in members if (states is None or j.state in states) and (name is None or j.name == name))
+        group.clear()
+
+    for job in ctx.store.list_jobs(flt):
+        if job.index is None:
+            flush()
+        group.append(job)
+    flush()
+    return out
+
+
+def _unstarted_elements(parent: Job, started: list[Job]) -> list[Job]:
+    """The elements of an active array no worker has taken yet (the store keeps them as one record)."""
+    if parent.state.finished or parent.array is None:
+        return []
+    from hyper.parsing.arrays import parse_array
+
+    seen = {j.index for j in started}
+    state = JobState.HELD if parent.state is JobState.HELD else JobState.QUEUED
+    return [Job(id=parent.id, index=i, name=parent.name, user=parent.user, queue=parent.queue,
+                definition=parent.definition, state=state, priority=parent.priority, submitted=parent.submitted,
+                retries=parent.retries, spec=parent.spec, array=parent.array)
+            for i in parse_array(parent.array) if i not in seen]
 
 
 def delete_jobs(ctx: Context, refs: list[JobRef]) -> list[DeleteResult]:
@@ -429,12 +549,12 @@ def wait_for(ctx: Context, jobs: list[Job], poll: float = 0.1) -> int:
             elements, _ = ctx.store.get_jobs([JobRef(job.id, _array_spec(job), False)])
             codes = [e.exit_code for e in elements if e.exit_code]
             if codes:
-                return min(codes[0], 255) if codes[0] < 256 else 128 + codes[0] - 256
+                return min(shell_exit_code(codes[0]), 255)
             if job.state.value != "SUCCEEDED":
                 return 1
             continue
         if job.exit_code:
-            return job.exit_code if job.exit_code < 256 else 128 + job.exit_code - 256
+            return min(shell_exit_code(job.exit_code), 255)
         if job.state.value != "SUCCEEDED":
             code = code or 1
     return code
