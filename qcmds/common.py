@@ -23,6 +23,12 @@ VersionOption = Annotated[bool, typer.Option("--version", callback=show_version,
 
 def run(app: typer.Typer, prog: str) -> None:
     """Run a q-command; a usage error (unknown option, missing value) is one line and exit 2, not a box."""
+    import os
+
+    # typer's completion support costs ~30 ms of imports: load it only when it can be used (the options, help
+    # that lists them, or the shell asking for completions), so qsub/qstat keep their cold-start budget
+    app._add_completion = (any(a in ("--install-completion", "--show-completion", "--help") for a in sys.argv[1:])
+                           or f"_{prog.upper()}_COMPLETE" in os.environ)
     try:
         code = app(prog_name=prog, standalone_mode=False)
     except typer.Abort:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import signal
 import subprocess
 import time
@@ -335,3 +336,74 @@ def test_qhold_and_qrls_of_an_unknown_job_exit_153(home):
     for command in ("qhold", "qrls"):
         proc = cli(command, "99999")
         assert proc.returncode == 153 and proc.stderr == f"{command}: unknown job id 99999\n"
+
+
+# ---------------------------------------------------------------- resources choose the definition
+
+
+def add_definition(name: str, *options: str) -> None:
+    cli("hyper", "definitions", "add-definition", name, *options, "--no-guided", check=True)
+
+
+def test_resource_requests_pick_the_smallest_fitting_definition(home, tmp_path):
+    add_definition("two", "--vcpus", "2", "--memory", "2GiB")
+    add_definition("wide", "--vcpus", "2", "--memory", "4GiB")
+    add_definition("fat", "--vcpus", "1", "--memory", "6GiB")
+    picks = {
+        ("-l", "select=1:ncpus=2:mem=2gb"): "two",
+        ("--cpus-per-task", "2", "--mem", "3G"): "wide",
+        ("-l", "mem=5gb"): "fat",
+        ("-l", "ncpus=1"): "default",
+    }
+    for options, expected in picks.items():
+        assert status(submit("-h", *options, "--", "true"))["definition"] == expected, options
+    lsf = submit("-h", script(tmp_path / "l.sh", "#!/bin/sh\n#BSUB -n 2\n#BSUB -R 'rusage[mem=3000]'\n"
+                                                 "#BSUB -M 3000\ntrue\n"))
+    assert status(lsf)["definition"] == "wide"
+    slurm = submit("-h", script(tmp_path / "s.sh", "#!/bin/sh\n#SBATCH --cpus-per-task=2 --mem=1G\ntrue\n"))
+    assert status(slurm)["definition"] == "two"
+    proc = cli("qsub", "-l", "mem=50gb", "--", "true")
+    assert proc.returncode == 1 and proc.stderr == (
+        "qsub: the job asks for 50GiB of memory but definition 'default' gives 1GiB; no definition on queue "
+        "'default' fits, the largest is 'fat' (1 vCPUs, 6GiB, 0 GPUs) (ask for less, or an admin adds a bigger "
+        "definition with `hyper definitions add-definition`)\n")
+
+
+def test_a_definition_bigger_than_the_local_host_is_refused(home):
+    cores = os.cpu_count()
+    proc = cli("hyper", "definitions", "add-definition", "huge", "--vcpus", str(cores + 2), "--no-guided")
+    assert proc.returncode == 1
+    assert proc.stderr == (f"hyper definitions: definition 'huge' has {cores + 2} vCPUs but this local host has "
+                           f"{cores} cores, so its jobs could never start (use --vcpus {cores} or fewer)\n")
+    proc = cli("hyper", "definitions", "add-definition", "huge", "--memory", "100TiB", "--no-guided")
+    assert proc.returncode == 1 and "so its jobs could never start" in proc.stderr
+    assert "huge" not in cli("hyper", "definitions", "list-definitions").stdout
+
+
+def test_a_job_that_could_never_run_is_refused_at_submit(home):
+    """A definition written before its host shrank (the cap lowered) would queue jobs for ever."""
+    add_definition("pair", "--vcpus", "2")
+    cli("hyper", "clusters", "update-cluster", "local", "--max-vcpus", "1", check=True)
+    proc = cli("qsub", "-d", "pair", "--", "true")
+    assert proc.returncode == 1
+    assert proc.stderr == ("qsub: definition 'pair' asks for 2 vCPUs and host 'local' has 1, so its jobs could "
+                           "never start (pick a smaller definition with -d NAME (hyper definitions "
+                           "list-definitions))\n")
+    assert cli("qstat", "-x").stdout == ""
+
+
+def test_local_gpus_are_never_shared(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPER_LOCAL_GPUS", "2")
+    add_definition("gpu", "--gpus", "1")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    body = (f'echo "gpu=$CUDA_VISIBLE_DEVICES"; mkdir {locks}/gpu$CUDA_VISIBLE_DEVICES || echo CLASH; '
+            f'sleep 1; rmdir {locks}/gpu$CUDA_VISIBLE_DEVICES')
+    gpu_jobs = [submit("-l", "ngpus=1", "--", "sh", "-c", body) for _ in range(4)]
+    cpu_job = submit("--", "sh", "-c", 'echo "gpu=[${CUDA_VISIBLE_DEVICES-unset}]"')
+    for job_id in gpu_jobs:
+        assert wait_finished(job_id)["definition"] == "gpu"
+    seen = [cli("qlog", j).stdout for j in gpu_jobs]
+    assert sorted(set(seen)) == ["gpu=0\n", "gpu=1\n"], seen  # both GPUs used, each job on its own
+    wait_finished(cpu_job)
+    assert cli("qlog", cpu_job).stdout == "gpu=[]\n"  # a CPU job sees no GPU at all

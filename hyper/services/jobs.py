@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Iterator
 
 from hyper.errors import HyperError, UnknownJobError, UsageError
-from hyper.models import Definition, Job, JobSpec, Queue
+from hyper.models import Cluster, Definition, Job, JobSpec, Queue
 from hyper.parsing.directives import Directives
 from hyper.parsing.durations import format_duration
 from hyper.parsing.jobids import JobRef
-from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context
+from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context, host_size
 from hyper.states import JobState, shell_exit_code
 from hyper.store.base import DeleteResult, JobFilter, Submission
 from hyper.worker.runner import output_paths
@@ -47,38 +47,101 @@ def merge_directives(script: Directives, cli: Directives) -> Directives:
 
 
 def _queue_and_definition(ctx: Context, d: Directives) -> tuple[Queue, Definition]:
+    """The queue, and the definition: the one named with -d, else the default if the request fits it, else
+    the smallest definition that fits (a PBS/Slurm user says -l ncpus=4 or --mem, not which definition)."""
     qname = d.queue or DEFAULT_QUEUE
     queue = ctx.store.get_resource("queue", qname)
     if not isinstance(queue, Queue):
         names = ", ".join(q.name for q in ctx.store.list_resources("queue")) or "none"
         raise HyperError(f"unknown queue {qname!r}", f"queues on host {ctx.host.name}: {names}")
-    dname = d.definition or DEFAULT_DEFINITION
-    definition = ctx.store.get_resource("definition", dname)
-    if not isinstance(definition, Definition):
-        names = ", ".join(x.name for x in ctx.store.list_resources("definition")) or "none"
-        raise HyperError(f"unknown job definition {dname!r}", f"definitions on host {ctx.host.name}: {names}")
     cluster = ctx.store.get_resource("cluster", queue.cluster)
-    if cluster is None:  # orphaned by `delete-cluster --force`
+    if not isinstance(cluster, Cluster):  # orphaned by `delete-cluster --force`
         raise HyperError(f"queue {qname!r} has no compute: its cluster {queue.cluster!r} was deleted",
                          f"an admin can fix it with `hyper queues update-queue {qname} --cluster NAME`")
+    if d.definition is not None:
+        definition = ctx.store.get_resource("definition", d.definition)
+        if not isinstance(definition, Definition):
+            names = ", ".join(x.name for x in ctx.store.list_resources("definition")) or "none"
+            raise HyperError(f"unknown job definition {d.definition!r}",
+                             f"definitions on host {ctx.host.name}: {names}")
+    else:
+        definition = ctx.store.get_resource("definition", DEFAULT_DEFINITION)
+        if not isinstance(definition, Definition) or _shortfall(d, definition):
+            definition = _smallest_fitting(ctx, d, queue, cluster, definition)
     if definition.gpus > cluster.gpus_per_instance:  # it would wait forever for a worker that cannot start
-        raise HyperError(f"definition {dname!r} wants {definition.gpus} GPU(s) per worker but queue {qname!r} "
-                         f"runs on cluster {cluster.name!r} with {cluster.gpus_per_instance} per instance",
+        raise HyperError(f"definition {definition.name!r} wants {definition.gpus} GPU(s) per worker but queue "
+                         f"{qname!r} runs on cluster {cluster.name!r} with {cluster.gpus_per_instance} per instance",
                          "submit to a GPU queue (-q), or pick a definition with fewer GPUs (-d)")
+    never = _never_runs(definition, cluster)
+    if never:
+        raise HyperError(f"definition {definition.name!r} asks for {never}, so its jobs could never start",
+                         "pick a smaller definition with -d NAME (hyper definitions list-definitions)")
     return queue, definition
+
+
+def _shortfall(d: Directives, definition: Definition) -> str:
+    """What of the request `definition` cannot give ("" when it fits): as a PBS queue's resources_max."""
+    from hyper.parsing.durations import format_memory
+
+    if d.vcpus is not None and d.vcpus > definition.vcpus:
+        return f"{d.vcpus} vCPUs but definition {definition.name!r} gives {definition.vcpus}"
+    if d.gpus is not None and d.gpus > definition.gpus:
+        return f"{d.gpus} GPUs but definition {definition.name!r} gives {definition.gpus}"
+    if d.memory_mib is not None and d.memory_mib > definition.memory_mib:
+        return (f"{format_memory(d.memory_mib)} of memory but definition {definition.name!r} gives "
+                f"{format_memory(definition.memory_mib)}")
+    if d.walltime is not None and definition.timeout and d.walltime > definition.timeout:
+        return (f"walltime {format_duration(d.walltime)} but definition {definition.name!r} allows "
+                f"{format_duration(definition.timeout)}")
+    return ""
+
+
+def _never_runs(definition: Definition, cluster: Cluster) -> str:
+    """Why no worker of `definition` can ever start on `cluster` ("" when one can)."""
+    from hyper.parsing.durations import format_memory
+
+    if cluster.type == "local":
+        cores, memory = host_size()
+        cores = min(cores, cluster.max_vcpus or cores)
+        if definition.vcpus > cores:
+            return f"{definition.vcpus} vCPUs and host {cluster.name!r} has {cores}"
+        if memory and definition.memory_mib > memory:
+            return f"{format_memory(definition.memory_mib)} and this machine has {format_memory(memory)}"
+    elif cluster.max_vcpus and definition.vcpus > cluster.max_vcpus:
+        return f"{definition.vcpus} vCPUs and cluster {cluster.name!r} has at most {cluster.max_vcpus} per region"
+    return ""
+
+
+def _smallest_fitting(ctx: Context, d: Directives, queue: Queue, cluster: Cluster,
+                      default: Definition | None) -> Definition:
+    usable = [x for x in ctx.store.list_resources("definition") if isinstance(x, Definition)
+              and x.status == "ACTIVE" and x.gpus <= cluster.gpus_per_instance and not _never_runs(x, cluster)
+              and (x.image == "local") == (ctx.host.type == "local")]
+    fitting = [x for x in usable if not _shortfall(d, x)]
+    if fitting:
+        return min(fitting, key=lambda x: (x.gpus, x.vcpus, x.memory_mib, x.timeout or 0, x.name))
+    what = _shortfall(d, default) if default is not None else "more than any definition gives"
+    if not usable:
+        raise HyperError(f"the job asks for {what}, and no definition can run on queue {queue.name!r}",
+                         "an admin adds one with `hyper definitions add-definition`")
+    from hyper.parsing.durations import format_memory
+
+    # the largest in what the job is short of: memory first for a memory request, and so on
+    order = {"vCPUs": ("vcpus", "memory_mib", "gpus"), "GPUs": ("gpus", "vcpus", "memory_mib"),
+             "memory": ("memory_mib", "vcpus", "gpus"), "walltime": ("timeout", "vcpus", "memory_mib")}
+    keys = next((v for k, v in order.items() if k in what.split(" but ")[0]), order["vCPUs"])
+    big = max(usable, key=lambda x: tuple(getattr(x, k) or 0 for k in keys))
+    raise HyperError(f"the job asks for {what}; no definition on queue {queue.name!r} fits, the largest is "
+                     f"{big.name!r} ({big.vcpus} vCPUs, {format_memory(big.memory_mib)}, {big.gpus} GPUs"
+                     + (f", walltime {format_duration(big.timeout)}" if big.timeout else "") + ")",
+                     "ask for less, or an admin adds a bigger definition with `hyper definitions add-definition`")
 
 
 def _check_resources(d: Directives, definition: Definition) -> None:
     """A job may ask for at most what its definition's workers have (as a PBS queue's resource max)."""
-    checks = (("vCPUs", d.vcpus, definition.vcpus), ("GPUs", d.gpus, definition.gpus),
-              ("MiB of memory", d.memory_mib, definition.memory_mib))
-    for what, asked, has in checks:
-        if asked is not None and asked > has:
-            raise HyperError(f"the job asks for {asked} {what} but definition {definition.name!r} gives {has}",
-                             "pick a bigger definition with -d NAME or ask for less")
-    if d.walltime is not None and definition.timeout and d.walltime > definition.timeout:
-        raise HyperError(f"walltime {format_duration(d.walltime)} exceeds definition {definition.name!r}'s "
-                         f"timeout {format_duration(definition.timeout)}", "ask for less walltime")
+    short = _shortfall(d, definition)
+    if short:
+        raise HyperError(f"the job asks for {short}", "pick a bigger definition with -d NAME or ask for less")
 
 
 def _environment(d: Directives, submit_env: dict[str, str], definition_env: dict[str, str]) -> dict[str, str]:

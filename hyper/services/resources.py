@@ -364,6 +364,17 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
         if resource.image == "local" and host_type != "local":
             raise HyperError(f"definition {resource.name!r} uses image local on an aws host",
                              "add an image with `hyper images add-image` and name it with --image")
+        if host_type == "local":  # a worker bigger than this machine would never start: say so now, not never
+            from hyper.services.context import host_size
+
+            cores, memory = host_size()
+            if resource.vcpus > cores:
+                raise HyperError(f"definition {resource.name!r} has {resource.vcpus} vCPUs but this local host has "
+                                 f"{cores} cores, so its jobs could never start", f"use --vcpus {cores} or fewer")
+            if memory and resource.memory_mib > memory:
+                raise HyperError(f"definition {resource.name!r} has {format_memory(resource.memory_mib)} of memory "
+                                 f"but this local host has {format_memory(memory)}, so its jobs could never start",
+                                 f"use --memory {format_memory(memory)} or less")
     elif isinstance(resource, Region):
         if resource.vpc_id and resource.vpc_cidr:
             raise HyperError(f"region {resource.name!r}: give --vpc-cidr (new VPC) or --vpc-id (existing), not both",
