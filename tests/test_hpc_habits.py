@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -407,3 +408,17 @@ def test_local_gpus_are_never_shared(home, tmp_path, monkeypatch):
     assert sorted(set(seen)) == ["gpu=0\n", "gpu=1\n"], seen  # both GPUs used, each job on its own
     wait_finished(cpu_job)
     assert cli("qlog", cpu_job).stdout == "gpu=[]\n"  # a CPU job sees no GPU at all
+
+
+def test_memory_is_enforced_and_the_reason_says_so(home):
+    """RSS of the job's session is watched (cgroup v1/hybrid here: no delegated v2 memory controller)."""
+    hog = "import time; x = bytearray(400 * 1024 * 1024); time.sleep(5); print('survived')"
+    proc = cli("qsub", "--wait", "-l", "mem=100mb", "--", sys.executable, "-c", hog)
+    assert proc.returncode == 137
+    rec = status(proc.stdout.strip())
+    assert rec["state"] == "FAILED" and rec["exit_code"] == 137
+    assert rec["reason"].startswith("killed for memory: ") and rec["reason"].endswith("limit 100 MiB")
+    assert "survived" not in cli("qlog", proc.stdout.strip()).stdout
+    within = cli("qsub", "--wait", "-l", "mem=600mb", "--", sys.executable, "-c",
+                 "x = bytearray(300 * 1024 * 1024); print('ok')")
+    assert within.returncode == 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from hyper.models import Definition, Job
+from hyper.worker import memory
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.states import JobState
 
@@ -179,6 +180,8 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     next_check = time.monotonic() + check_every
+    memory_limit = spec.memory_mib or definition.memory_mib  # the job's request, else its worker's size
+    next_memory = time.monotonic() + memory.CHECK_EVERY if memory_limit else None
     ending: Outcome | None = None
     term_sent_at: float | None = None
     try:
@@ -189,12 +192,21 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                 wake = min(wake, deadline)
             if term_sent_at is not None:
                 wake = min(wake, term_sent_at + kill_grace)
+            if next_memory is not None and ending is None:
+                wake = min(wake, next_memory)
             timeout_ms = max(0, int((wake - now) * 1000)) if pidfd is not None else min(50, int((wake - now) * 1000))
             poller.poll(max(0, timeout_ms)) if pidfd is not None else time.sleep(max(0, timeout_ms) / 1000)
             code = proc.poll()
             if code is not None:
                 break
             now = time.monotonic()
+            if ending is None and next_memory is not None and now >= next_memory:
+                next_memory = now + memory.CHECK_EVERY
+                why = memory.over_limit(proc.pid, memory_limit)
+                if why:  # as the kernel's OOM killer would: at once, no grace period to allocate more
+                    kill_group(proc.pid, signal.SIGKILL)
+                    ending = Outcome(KILLED, None, why)
+                    continue
             if ending is None:
                 if stop_requested():
                     ending = Outcome(LOST, None, "worker interrupted (SIGTERM)")
