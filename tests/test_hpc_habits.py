@@ -358,8 +358,8 @@ def test_resource_requests_pick_the_smallest_fitting_definition(home, tmp_path):
     }
     for options, expected in picks.items():
         assert status(submit("-h", *options, "--", "true"))["definition"] == expected, options
-    lsf = submit("-h", script(tmp_path / "l.sh", "#!/bin/sh\n#BSUB -n 2\n#BSUB -R 'rusage[mem=3000]'\n"
-                                                 "#BSUB -M 3000\ntrue\n"))
+    lsf = submit("-h", script(tmp_path / "l.sh", "#!/bin/sh\n#BSUB -n 2\n#BSUB -R 'rusage[mem=3000] span[hosts=1]'\n"
+                                                 "true\n"))
     assert status(lsf)["definition"] == "wide"
     slurm = submit("-h", script(tmp_path / "s.sh", "#!/bin/sh\n#SBATCH --cpus-per-task=2 --mem=1G\ntrue\n"))
     assert status(slurm)["definition"] == "two"
@@ -422,3 +422,18 @@ def test_memory_is_enforced_and_the_reason_says_so(home):
     within = cli("qsub", "--wait", "-l", "mem=600mb", "--", sys.executable, "-c",
                  "x = bytearray(300 * 1024 * 1024); print('ok')")
     assert within.returncode == 0
+
+
+def test_resources_and_priority_are_the_reasons_on_a_full_cluster(home):
+    cli("hyper", "clusters", "add-cluster", "one", "--type", "local", "--max-vcpus", "1", check=True)
+    cli("hyper", "queues", "add-queue", "low", "--cluster", "one", "--no-guided", check=True)
+    cli("hyper", "queues", "add-queue", "urgent", "--cluster", "one", "--priority", "50", "--no-guided",
+        check=True)
+    busy = submit("-q", "low", "--", "sleep", "60")
+    wait_until(lambda: status(busy)["state"] == "RUNNING")
+    urgent = submit("-q", "urgent", "--", "true")
+    low = submit("-q", "low", "--", "true")
+    assert "    comment = Resources: 1 of 1 vCPUs of cluster one are busy\n" in cli("qstat", "-f", urgent).stdout
+    assert ("    comment = Priority: queue urgent (priority 50) has 1 queued task(s) on cluster one\n"
+            in cli("qstat", "-f", low).stdout)
+    cli("qdel", busy, urgent, low, check=True)

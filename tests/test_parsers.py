@@ -548,6 +548,15 @@ def test_lsf_other_options():
     assert parse("#BSUB -env all\n").export_all is True
 
 
+def test_lsf_resource_requirements():
+    assert parse('#BSUB -R "rusage[mem=3000]"\n') == Directives(memory_mib=3000)
+    d = parse('#BSUB -R "select[mem>100] rusage[mem=2GB:ngpus_physical=1] span[hosts=1]"\n')
+    assert (d.memory_mib, d.gpus) == (2048, 1)
+    assert d.ignored == ["-R select[mem>100] rusage[mem=2GB:ngpus_physical=1] span[hosts=1]"]
+    assert usage_error(parse, '#BSUB -R "span[ptile=4]"\n').message == (
+        "job.sh:1: -R 'span[ptile=4]' spreads the job over several hosts")
+
+
 def test_directives_stop_at_first_executable_line():
     script = "#!/bin/bash\n#PBS -N before\n\n# comment\n  #PBS -q q1\nexport X=1\n#PBS -N after\n#PBS -Q bad\n"
     assert parse(script) == Directives(name="before", queue="q1")

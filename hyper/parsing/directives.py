@@ -409,6 +409,27 @@ def _lsf_env(value: str, d: Directives) -> None:
         _env_list(value.replace(" ", ""), d)
 
 
+def _lsf_requirements(value: str, d: Directives) -> None:
+    """`-R "rusage[mem=4000] span[hosts=1]"`: memory (MB, LSF's default unit) and ngpus are requests; the
+    rest (select, order, same, span[hosts=1]) has no meaning on one worker and is noted."""
+    used = False
+    for m in re.finditer(r"rusage\[([^\]]*)\]", value):
+        for item in re.split(r"[,:]", m.group(1)):
+            key, _, amount = item.partition("=")
+            key = key.strip()
+            if key == "mem":
+                d.memory_mib = parse_memory(amount.strip().split("/")[0], "m")
+                used = True
+            elif key in ("ngpus_physical", "ngpus"):
+                d.gpus = _int(amount.strip(), key, 0)
+                used = True
+    if re.search(r"span\[\s*hosts\s*=\s*(?!1\b)", value) or re.search(r"span\[\s*ptile", value):
+        raise UsageError(f"-R '{value}' spreads the job over several hosts", "a hyper job runs on one worker")
+    rest = re.sub(r"rusage\[[^\]]*\]", "", value).strip()
+    if rest or not used:
+        d.ignored.append(f"-R {value}")
+
+
 _LSF: dict[str, Option] = {
     "-J": (True, _lsf_name),
     "-q": (True, _queue),
@@ -427,7 +448,7 @@ _LSF: dict[str, Option] = {
     "-env": (True, _lsf_env),
     "-b": (True, _unsupported("-b (deferred start time)", "submit later with `at` or cron")),
     "-I": (False, _unsupported("-I (interactive job)", "run the command directly, or qsub --wait")),
-    "-R": _ignore("-R"), "-P": _ignore("-P"), "-G": _ignore("-G"), "-u": _ignore("-u"), "-m": _ignore("-m"),
+    "-R": (True, _lsf_requirements), "-P": _ignore("-P"), "-G": _ignore("-G"), "-u": _ignore("-u"), "-m": _ignore("-m"),
     "-x": _ignore("-x", False), "-B": _ignore("-B", False), "-N": _ignore("-N", False),
 }
 

@@ -34,12 +34,13 @@ def waiting_reasons(ctx, jobs: list[Job]) -> dict[str, str]:
     out = {}
     for job in waiting:
         out[job.job_id] = _reason(job, queues.get(job.queue), clusters, definitions.get(job.definition),
-                                  busy_vcpus, busy_gpus, queued)
+                                  busy_vcpus, busy_gpus, queued,
+                                  lambda name: [q for q in queues.values() if q.cluster == name])
     return out
 
 
 def _reason(job: Job, queue: Queue | None, clusters: dict[str, Cluster], definition: Definition | None,
-            busy_vcpus: dict[str, int], busy_gpus: dict[str, int], queued: dict[str, int]) -> str:
+            busy_vcpus: dict[str, int], busy_gpus: dict[str, int], queued: dict[str, int], queues_on) -> str:
     if job.state is JobState.HELD:
         if job.reason.startswith("waiting for"):
             return f"Dependency: {job.reason}"
@@ -51,6 +52,11 @@ def _reason(job: Job, queue: Queue | None, clusters: dict[str, Cluster], definit
     cluster = clusters.get(queue.cluster) if queue else None
     if cluster is None or definition is None:
         return "waiting for a worker"
+    first = [q for q in queues_on(cluster.name) if q.priority > queue.priority and queued.get(q.name, 0)]
+    if first:
+        top = max(first, key=lambda q: q.priority)
+        return (f"Priority: queue {top.name} (priority {top.priority}) has {queued[top.name]} queued task(s) "
+                f"on cluster {cluster.name}")
     capacity = _capacity(cluster)
     used = busy_vcpus.get(cluster.name, 0)
     if capacity and used + definition.vcpus > capacity:
@@ -58,9 +64,6 @@ def _reason(job: Job, queue: Queue | None, clusters: dict[str, Cluster], definit
     if definition.gpus and busy_gpus.get(cluster.name, 0) + definition.gpus > cluster.gpus_per_instance > 0 \
             and cluster.type == "local":
         return f"Resources: all {cluster.gpus_per_instance} GPUs of cluster {cluster.name} are busy"
-    ahead = queued.get(job.queue, 0) - (job.array_total - job.array_started if job.is_array else 1)
-    if ahead > 0:
-        return f"Priority: {ahead} other queued task(s) in queue {job.queue}"
     return "waiting for a worker to start"
 
 
