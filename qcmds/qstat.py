@@ -175,6 +175,7 @@ def qstat(
     from hyper.services import jobs as svc
     from hyper.services.context import open_context
     from hyper.states import JobState
+    from hyper.store.base import JobFilter
 
     fmt = check_format(output)
     refs = parse_job_ids(job_ids) if job_ids else None
@@ -184,6 +185,7 @@ def qstat(
                                               | ({JobState.RUNNING} if only_running else set()))
     if states and states & {JobState.SUCCEEDED, JobState.FAILED, JobState.DELETED}:
         finished = True  # asking for finished states means showing them
+    finished = finished or since is not None  # --since 2h means "and what finished in the last 2 h"
     since_at = _since(since, finished)
     if watch is not None and watch <= 0:
         raise UsageError(f"--watch {watch:g} is not a positive interval", "e.g. --watch 2")
@@ -211,8 +213,6 @@ def qstat(
             print_error("qstat", f"Unknown Job Id {job_id}")
         show_jobs(ctx, found, view)
         return EXIT_UNKNOWN_JOB if missing else 0
-
-    from hyper.store.base import JobFilter
 
     if watch is None:
         raise typer.Exit(draw())

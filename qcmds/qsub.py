@@ -123,6 +123,10 @@ def qsub(
             extra_args += shlex.split(args_text)
         except ValueError as exc:
             raise UsageError(f'-F "{args_text}": {exc}', 'quote the arguments like a shell: -F "a \'b c\'"') from None
+    misplaced = [a for a in script_args or [] if a in _option_names(context)]
+    if misplaced:  # sbatch's rule, but a PBS habit may put options last: say where they went
+        sys.stderr.write(f"qsub: note: {' '.join(misplaced)} after the script are the script's arguments; put qsub "
+                         "options before the script\n")
     if command is not None and script is not None:  # qsub job.sh -- a b: the script's arguments
         extra_args += command
         command = None
@@ -221,6 +225,11 @@ def qsub(
         sys.stdout.flush()
     if wait:
         raise typer.Exit(svc.wait_for(ctx, waited or jobs))
+
+
+def _option_names(context: typer.Context) -> set[str]:
+    return {name for param in context.command.params for name in getattr(param, "opts", [])
+            if name.startswith("-")}
 
 
 def main() -> None:

@@ -125,7 +125,10 @@ def test_plain_command_keeps_worker_dir_and_hyper_logs(home, tmp_path):
 
 def test_script_arguments_after_the_script(home, tmp_path):
     args = script(tmp_path / "args.sh", "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\n")
-    job_id = submit(args, "a", "b c", "-N")  # options stop at the script: -N is the script's
+    proc = cli("qsub", args, "a", "b c", "-N")  # options stop at the script: -N is the script's
+    assert proc.stderr == ("qsub: note: -N after the script are the script's arguments; put qsub options before "
+                           "the script\n")
+    job_id = proc.stdout.strip()
     wait_finished(job_id)
     assert cli("qlog", job_id).stdout == "[a]\n[b c]\n[-N]\n"
     assert status(job_id)["name"] == "args.sh"
@@ -286,6 +289,7 @@ def test_qstat_x_keeps_to_a_window_unless_since_says_more(home):
     assert cli("qstat", "-x", "--only-job-id-out").stdout.split() == [job_id]
     time.sleep(1.2)
     assert cli("qstat", "-x", "--since", "1", "--only-job-id-out").stdout == ""
+    assert cli("qstat", "--since", "1h", "--only-job-id-out").stdout.split() == [job_id]  # --since implies -x
     assert cli("qstat", "-x", "--since", "all", "--only-job-id-out").stdout.split() == [job_id]
 
 
