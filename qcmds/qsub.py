@@ -224,7 +224,12 @@ def qsub(
         sys.stdout.write("".join(f"{j.job_id}\n" for j in jobs))
         sys.stdout.flush()
     if wait:
-        raise typer.Exit(svc.wait_for(ctx, waited or jobs))
+        try:
+            raise typer.Exit(svc.wait_for(ctx, waited or jobs))
+        except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the job: say so, as PBS's qsub -W block does
+            ids = " ".join(j.job_id for j in jobs)
+            sys.stderr.write(f"qsub: stopped waiting; {ids} keeps running (qdel {ids} stops it)\n")
+            raise typer.Exit(130) from None
 
 
 def _option_names(context: typer.Context) -> set[str]:

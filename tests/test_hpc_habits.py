@@ -441,3 +441,15 @@ def test_resources_and_priority_are_the_reasons_on_a_full_cluster(home):
     assert ("    comment = Priority: queue urgent (priority 50) has 1 queued task(s) on cluster one\n"
             in cli("qstat", "-f", low).stdout)
     cli("qdel", busy, urgent, low, check=True)
+
+
+def test_ctrl_c_during_wait_says_the_job_keeps_running(home):
+    proc = subprocess.Popen([str(BIN / "qsub"), "--wait", "--", "sleep", "60"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: cli("qstat", "-r", "--only-job-id-out").stdout.strip())
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and out == "1\n"
+    assert err == "qsub: stopped waiting; 1 keeps running (qdel 1 stops it)\n"
+    assert status("1")["state"] == "RUNNING"
+    cli("qdel", "1", check=True)
