@@ -453,3 +453,16 @@ def test_ctrl_c_during_wait_says_the_job_keeps_running(home):
     assert err == "qsub: stopped waiting; 1 keeps running (qdel 1 stops it)\n"
     assert status("1")["state"] == "RUNNING"
     cli("qdel", "1", check=True)
+
+
+def test_qstat_t_never_shows_finished_or_deleted_elements_as_queued(home):
+    held = submit("-h", "-J", "1-4", "--", "true")
+    cli("qdel", "1[2]", check=True)
+    assert cli("qstat", "-t", "--only-job-id-out").stdout.split() == ["1[]", "1[1]", "1[3]", "1[4]"]
+    cli("qdel", held, check=True)
+    running = submit("-J", "1-4%1", "--", "sh", "-c", "test $PBS_ARRAY_INDEX -lt 3 || sleep 30")
+    base = running[:-2]
+    wait_until(lambda: status(f"{base}[3]")["state"] == "RUNNING")
+    rows = [line.split() for line in cli("qstat", "-t").stdout.splitlines()[2:]]
+    assert [(r[0], r[-2]) for r in rows] == [(running, "B"), (f"{base}[3]", "R"), (f"{base}[4]", "Q")]
+    cli("qdel", running, check=True)

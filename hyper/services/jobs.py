@@ -413,7 +413,9 @@ def list_jobs(ctx: Context, flt: JobFilter, *, states: set[JobState] | None = No
         if since is not None and parent.state.finished and (parent.ended or 0) < since:
             group.clear()
             return
-        elements = group[1:] + (_unstarted_elements(parent, group[1:]) if flt.elements and parent.is_array else [])
+        elements = group[1:]
+        if flt.elements and parent.is_array:
+            elements += _unlisted_elements(ctx, parent, group[1:], flt.include_finished)
         members = [parent, *sorted(elements, key=lambda j: j.index)]
         out.extend(j for j in members if (states is None or j.state in states) and (name is None or j.name == name))
         group.clear()
@@ -426,18 +428,37 @@ def list_jobs(ctx: Context, flt: JobFilter, *, states: set[JobState] | None = No
     return out
 
 
-def _unstarted_elements(parent: Job, started: list[Job]) -> list[Job]:
-    """The elements of an active array no worker has taken yet (the store keeps them as one record)."""
+def _unlisted_elements(ctx: Context, parent: Job, listed: list[Job], include_finished: bool) -> list[Job]:
+    """The elements of an active array the store did not list: not started yet (the store keeps them as one
+    record), shown QUEUED, or HELD while the array is held. When some elements have finished and only active
+    ones were listed, the rest are looked up, so a finished or deleted element is never shown as queued."""
     if parent.state.finished or parent.array is None:
         return []
     from hyper.parsing.arrays import parse_array
 
-    seen = {j.index for j in started}
+    seen = {j.index for j in listed}
+    unseen = [i for i in parse_array(parent.array) if i not in seen]
+    if not unseen:
+        return []
+    if not include_finished and (parent.array_done or parent.array_deleted):
+        found, _ = ctx.store.get_jobs([JobRef(parent.id, parse_array(_ranges_text(unseen)), False)])
+        return [j for j in found if not j.state.finished]
     state = JobState.HELD if parent.state is JobState.HELD else JobState.QUEUED
     return [Job(id=parent.id, index=i, name=parent.name, user=parent.user, queue=parent.queue,
                 definition=parent.definition, state=state, priority=parent.priority, submitted=parent.submitted,
-                retries=parent.retries, spec=parent.spec, array=parent.array)
-            for i in parse_array(parent.array) if i not in seen]
+                retries=parent.retries, spec=parent.spec, array=parent.array) for i in unseen]
+
+
+def _ranges_text(indices: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3,7": an array range the parser reads back."""
+    parts, start = [], None
+    for i, index in enumerate(indices):
+        if start is None:
+            start = index
+        if i + 1 == len(indices) or indices[i + 1] != index + 1:
+            parts.append(str(start) if start == index else f"{start}-{index}")
+            start = None
+    return ",".join(parts)
 
 
 def delete_jobs(ctx: Context, refs: list[JobRef]) -> list[DeleteResult]:
