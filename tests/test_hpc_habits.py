@@ -466,3 +466,14 @@ def test_qstat_t_never_shows_finished_or_deleted_elements_as_queued(home):
     rows = [line.split() for line in cli("qstat", "-t").stdout.splitlines()[2:]]
     assert [(r[0], r[-2]) for r in rows] == [(running, "B"), (f"{base}[3]", "R"), (f"{base}[4]", "Q")]
     cli("qdel", running, check=True)
+
+
+def test_every_filename_pattern_expands():
+    from hyper.models import Job
+    from hyper.worker.runner import expand_path
+
+    element = Job(id=12, index=3, name="sweep", user="ann", array="1-5")
+    host = os.uname().nodename.split(".")[0]
+    assert expand_path("%j|%A|%a|%x|%u|%N|%J|%I|^array_index^|%%", element) == f"12_3|12|3|sweep|ann|{host}|12|3|3|%"
+    single = Job(id=7, name="one", user="ann")
+    assert expand_path("out.%J.%I|%j|%a|^array_index^", single) == "out.7.0|7||"  # LSF's %I is 0 outside arrays
