@@ -18,12 +18,12 @@ SUMMARY_OVER = 5  # more results than this are summed up in one line instead of 
 @app.command(cls=QCommand)
 @cli_errors("qdel")
 def qdel(
-    job_ids: Annotated[Optional[List[str]], typer.Argument(help="Jobs: 12 13 12[] 12[3] 12[1-5] 100-110. "
-                                                                "None (an empty `$(qstat ...)`): nothing to do.")] = None,
+    job_ids: Annotated[Optional[List[str]], typer.Argument(help="Jobs: 12 13 12[] 12[3] 12[1-5] 100-110. None "
+                                                                "(an empty `$(qstat ...)`): nothing.")] = None,
     user: Annotated[Optional[str], typer.Option("-u", "--user", help="Every active job of this user.")] = None,
     state: Annotated[Optional[str], typer.Option("--state", help="Only jobs in these states: Q,H,R or names.")] = None,
     queue: Annotated[Optional[str], typer.Option("-q", "--queue", help="Only jobs of this queue (the seed's "
-                                                                       "`qdel -q QUEUE $(qstat -q QUEUE ...)`).")] = None,
+                                                                       "qdel -q Q $(qstat -q Q ...)).")] = None,
     name: Annotated[Optional[str], typer.Option("-j", "--job-name", help="Every active job with this name.")] = None,
     host: HostOption = None,
     version: VersionOption = False,

@@ -145,7 +145,7 @@ def qstat(
     job_ids: Annotated[Optional[List[str]], typer.Argument(help="Jobs to show: 12, 12[], 12[3], 100-110.")] = None,
     queue: Annotated[Optional[str], typer.Option("-q", "--queue", help="Only jobs of this queue.")] = None,
     user: Annotated[Optional[str], typer.Option("-u", "--user", help="Only jobs of this user.")] = None,
-    finished: Annotated[bool, typer.Option("-x", help="Include finished jobs (of the last 24 h; see --since).")] = False,
+    finished: Annotated[bool, typer.Option("-x", help="Include finished jobs (last 24 h; see --since).")] = False,
     since: Annotated[Optional[str], typer.Option("--since", help="With -x: finished within this long, e.g. 2h, 7d, "
                                                                  "or `all`.")] = None,
     full: Annotated[bool, typer.Option("-f", help="Full record of each job.")] = False,

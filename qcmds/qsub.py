@@ -91,7 +91,7 @@ def qsub(
     x11: Annotated[bool, typer.Option("-X", help="Refused: X11 needs an interactive job.")] = False,
     job_name: Annotated[Optional[str], typer.Option("--job-name", help="Slurm: the job name (as -N).")] = None,
     partition: Annotated[Optional[str], typer.Option("--partition", help="Slurm: the queue (as -q).")] = None,
-    time_limit: Annotated[Optional[str], typer.Option("--time", help="Slurm: walltime, e.g. 90 (minutes) or 1:30:00.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="Slurm: walltime, 90 (min) or 1:30:00.")] = None,
     mem: Annotated[Optional[str], typer.Option("--mem", help="Slurm: memory, e.g. 4G (MB without a unit).")] = None,
     cpus: Annotated[Optional[str], typer.Option("--cpus-per-task", help="Slurm: vCPUs.")] = None,
     gres: Annotated[Optional[str], typer.Option("--gres", help="Slurm: gpu:N.")] = None,
@@ -101,14 +101,13 @@ def qsub(
 ) -> None:
     import getpass
     import os
+    import shlex
 
     from hyper.errors import UsageError
     from hyper.parsing.directives import Directives, parse_dependency, parse_directives, parse_options
     from hyper.services import jobs as svc
     from hyper.services.context import open_context
     from hyper.states import JobState
-
-    import shlex
 
     command = context.meta.get("qsub_command")
     if deferred is not None:
