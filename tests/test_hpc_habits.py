@@ -477,3 +477,10 @@ def test_every_filename_pattern_expands():
     assert expand_path("%j|%A|%a|%x|%u|%N|%J|%I|^array_index^|%%", element) == f"12_3|12|3|sweep|ann|{host}|12|3|3|%"
     single = Job(id=7, name="one", user="ann")
     assert expand_path("out.%J.%I|%j|%a|^array_index^", single) == "out.7.0|7||"  # LSF's %I is 0 outside arrays
+
+
+def test_pbs_join_eo_writes_the_error_file(home, tmp_path):
+    job_id = submit(script(tmp_path / "p.sh", "#!/bin/sh\n#PBS -N both\n#PBS -j eo\necho out; echo err >&2\n"))
+    wait_finished(job_id)
+    assert (tmp_path / f"both.e{job_id}").read_text() == "out\nerr\n"
+    assert not (tmp_path / f"both.o{job_id}").exists()

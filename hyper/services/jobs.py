@@ -224,8 +224,8 @@ def retry_policy(d: Directives, definition: Definition, retry_on_exit: bool = Fa
     return definition.retries, retry_on_exit or bool(d.retry_on_exit) or definition.retry_on == "all"
 
 
-def default_output_files(family: str | None, name: str, is_array: bool, output: str | None, error: str | None,
-                         join: str | None) -> tuple[str | None, str | None]:
+def default_output_files(family: str | None, name: str, is_array: bool, output: str | None,
+                         error: str | None) -> tuple[str | None, str | None]:
     """The files a family writes when the script names none (relative: in the submit directory).
 
     Slurm: slurm-%j.out (slurm-%A_%a.out for arrays), stderr joined unless -e says otherwise. PBS: NAME.oID and
@@ -237,8 +237,7 @@ def default_output_files(family: str | None, name: str, is_array: bool, output: 
     elif family == "PBS":
         stem, suffix = name.replace("%", "%%"), (".^array_index^" if is_array else "")
         output = output if output is not None else f"{stem}.o%A{suffix}"
-        if join is None and error is None:
-            error = f"{stem}.e%A{suffix}"
+        error = error if error is not None else f"{stem}.e%A{suffix}"  # -j oe/eo then picks the one file
     return output, error
 
 
@@ -283,7 +282,7 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     join = d.join if d.join != "n" else None
     output, error = d.output, d.error
     if local:
-        output, error = default_output_files(d.family, name, d.array is not None, output, error, join)
+        output, error = default_output_files(d.family, name, d.array is not None, output, error)
     spec = JobSpec(command=command, script=script, script_name=script_name, env=env, submit_dir=cwd,
                    chdir=chdir, output=output, error=error, join=join,
                    walltime=d.walltime, retry_on_exit=retry_on_exit, vcpus=d.vcpus, memory_mib=d.memory_mib,
