@@ -161,4 +161,11 @@ def worker_run(
 
 
 def main() -> None:
+    import os
+    import sys
+
+    # typer's completion support costs ~30 ms of imports: only when it can be used (as in qcmds.common.run)
+    wanted = ("--install-completion", "--show-completion", "--help", "-h")
+    app._add_completion = (any(a in wanted for a in sys.argv[1:]) or len(sys.argv) == 1
+                           or "_HYPER_COMPLETE" in os.environ)
     app(prog_name="hyper")
