@@ -109,6 +109,7 @@ class Definition(Resource):
     gpus: int = 0
     timeout: int | None = None  # seconds; a job's own walltime may only be shorter
     retries: int = 0
+    retry_on: str = "infra"  # what the default retries cover: infra (lost workers) or all (non-zero exits too)
     ratio: int = 1  # jobs per worker: N queued jobs want ceil(N / ratio) workers
     environment: dict[str, str] = field(default_factory=dict)
     job_role: str = ""  # IAM role ARN each job assumes (hyper/worker/credentials.py); "" = no AWS rights
@@ -134,6 +135,8 @@ class JobSpec(Record):
     memory_mib: int | None = None
     gpus: int | None = None
     host: str = "local"
+    family: str | None = None  # the script's directive family (PBS, SBATCH, BSUB, HYPER), as submitted
+    args: list[str] = field(default_factory=list)  # arguments after the script (`qsub job.sh a b`, PBS -F)
     # data-parallel workflows (hyper/workflows): where an array's parts are, the array a finaliser closes,
     # files copied in and out through the host's staging area, and who is told when the job ends
     split: dict | None = None  # {"area": "file"|"s3", "location": dir or key prefix, "parts": N, "source": name}

@@ -45,3 +45,11 @@ def pbs_letter(state: JobState, *, is_array: bool = False, started: bool = False
     if is_array and not state.finished and started:
         return "B"
     return PBS_LETTERS[state]
+
+
+def shell_exit_code(code: int | None) -> int | None:
+    """The one exit code every view shows: a job killed by signal N is 128+N, as the shell (and `qsub --wait`,
+    which can only exit 0-255) says it; the runner records it PBS-style as 256+N."""
+    if code is None or code < 256:
+        return code
+    return 128 + (code - 256)

@@ -12,17 +12,18 @@ from typing import Annotated, Optional
 import typer
 
 from hyper.cli.common import cli_errors
-from qcmds.common import APP_SETTINGS, HostOption
+from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 
 app = typer.Typer(**APP_SETTINGS)
 
 
-@app.command()
+@app.command(cls=QCommand)
 @cli_errors("qget")
 def qget(
     job_id: Annotated[str, typer.Argument(help="The job: 12, 12[] (every element) or 12[3].")],
     dest: Annotated[Optional[str], typer.Option("-d", "--dest", help="Put the files in this directory.")] = None,
     host: HostOption = None,
+    version: VersionOption = False,
 ) -> None:
     """Download a job's stageout files; prints one `source -> file` line per file."""
     from hyper.parsing.jobids import parse_job_id
@@ -35,4 +36,4 @@ def qget(
 
 
 def main() -> None:
-    app(prog_name="qget")
+    run(app, "qget")

@@ -7,16 +7,17 @@ from typing import Annotated, List
 import typer
 
 from hyper.cli.common import cli_errors, print_error
-from qcmds.common import APP_SETTINGS, HostOption, wake_agent
+from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run, wake_agent
 
 
 def _command(hold: bool, prog: str) -> typer.Typer:
     app = typer.Typer(**APP_SETTINGS)
 
-    @app.command(help="Hold queued jobs." if hold else "Release held jobs.")
+    @app.command(cls=QCommand, help="Hold queued jobs." if hold else "Release held jobs.")
     @cli_errors(prog)
     def run(job_ids: Annotated[List[str], typer.Argument(help="Jobs: 12 12[] 100-110.")],
-            host: HostOption = None) -> None:
+            host: HostOption = None, version: VersionOption = False) -> None:
+        from hyper.errors import EXIT_ERROR, EXIT_UNKNOWN_JOB
         from hyper.parsing.jobids import parse_job_ids
         from hyper.services import jobs as svc
         from hyper.services.context import open_context
@@ -26,17 +27,20 @@ def _command(hold: bool, prog: str) -> typer.Typer:
         results = svc.hold_jobs(ctx, refs, hold)
         if not hold and any(r.ok for r in results):
             wake_agent(ctx)  # released jobs are queued: the agent may have gone idle meanwhile
+        code = 0
         for r in results:
             if not r.ok:
                 print_error(prog, r.message)
-        raise typer.Exit(0 if all(r.ok for r in results) else 1)
+                unknown = r.message.startswith("unknown job id")  # 153 as in qdel/qstat/qlog (PBSE_UNKJOBID)
+                code = EXIT_UNKNOWN_JOB if unknown and code in (0, EXIT_UNKNOWN_JOB) else (code or EXIT_ERROR)
+        raise typer.Exit(code)
 
     return app
 
 
 def main_hold() -> None:
-    _command(True, "qhold")(prog_name="qhold")
+    run(_command(True, "qhold"), "qhold")
 
 
 def main_release() -> None:
-    _command(False, "qrls")(prog_name="qrls")
+    run(_command(False, "qrls"), "qrls")

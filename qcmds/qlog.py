@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from hyper.cli.common import cli_errors
-from qcmds.common import APP_SETTINGS, HostOption
+from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -23,7 +23,7 @@ def tail_lines(path, n: int) -> bytes:
     return tail(path, n)
 
 
-@app.command()
+@app.command(cls=QCommand)
 @cli_errors("qlog")
 def qlog(
     job_id: Annotated[str, typer.Argument(help="The job: 12 or 12[3].")],
@@ -32,6 +32,7 @@ def qlog(
     tail: Annotated[Optional[int], typer.Option("--tail", "-n", help="Only the last N lines.")] = None,
     attempt: Annotated[Optional[int], typer.Option("--attempt", help="An earlier run's output (aws hosts).")] = None,
     host: HostOption = None,
+    version: VersionOption = False,
 ) -> None:
     """Print a job's stdout (or stderr with -e)."""
     from hyper.parsing.jobids import parse_job_id
@@ -48,4 +49,4 @@ def qlog(
 
 
 def main() -> None:
-    app(prog_name="qlog")
+    run(app, "qlog")

@@ -7,16 +7,16 @@ import sys
 from typing import Annotated, List, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from hyper.cli.common import cli_errors
-from qcmds.common import APP_SETTINGS, HostOption, wake_agent
+from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run, wake_agent
 
 app = typer.Typer(**APP_SETTINGS)
 
 
-class _DashDash(TyperCommand):
-    """Keeps what follows `--` as the job's command: click would otherwise fold it into the arguments."""
+class _DashDash(QCommand):
+    """Keeps what follows `--` as the job's command (or, after a script, the script's arguments): click would
+    otherwise fold it into the arguments."""
 
     def parse_args(self, ctx, args):
         if "--" in args:
@@ -26,12 +26,28 @@ class _DashDash(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-@app.command(cls=_DashDash)
+HELP = "\n\n".join((
+    "Submit a job. Prints its id.",
+    "Where it runs on a local host: a script with #SBATCH or #BSUB directives runs in the directory it was "
+    "submitted from (Slurm's and LSF's default); #PBS, #HYPER, plain scripts and `-- command` run in their "
+    "worker's reused work directory (PBS_O_WORKDIR names the submit directory). -D DIR overrides both.",
+    "Default output on a local host: #SBATCH writes slurm-%j.out (slurm-%A_%a.out per array element) in the "
+    "submit directory, #PBS writes NAME.oID and NAME.eID (NAME.oID.INDEX per element) there; others write under "
+    "$HYPER_HOME/local/logs. `qlog ID` reads any of them, `qstat -f ID` shows where. Patterns in -o/-e: Slurm "
+    "%j %A %a %x %u %N, LSF %J %I, PBS ^array_index^.",
+    "Options stop at the script: what follows it is the script's arguments (`qsub job.sh a b`, or -F \"a b\").",
+))
+
+
+@app.command(cls=_DashDash, help=HELP,
+             context_settings={**APP_SETTINGS["context_settings"], "allow_interspersed_args": False})
 @cli_errors("qsub")
 def qsub(
     context: typer.Context,
     script: Annotated[Optional[str], typer.Argument(help="Job script (default: read from stdin). "
                                                          "Or `-- command args`.")] = None,
+    script_args: Annotated[Optional[List[str]], typer.Argument(help="Arguments for the script.",
+                                                               show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option("-N", "--name", help="Job name.")] = None,
     queue: Annotated[Optional[str], typer.Option("-q", "--queue", help="Queue.")] = None,
     definition: Annotated[Optional[str], typer.Option("-d", "--definition", help="Job definition.")] = None,
@@ -63,11 +79,28 @@ def qsub(
     notify: Annotated[Optional[str], typer.Option("--notify", help="URL to POST to when the job ends.")] = None,
     stagein: Annotated[Optional[List[str]], typer.Option("--stagein", help="EXEC_PATH@HOST:SUBMIT_PATH.")] = None,
     stageout: Annotated[Optional[List[str]], typer.Option("--stageout", help="EXEC_PATH@HOST:SUBMIT_PATH.")] = None,
+    args_text: Annotated[Optional[str], typer.Option("-F", help='Arguments for the script, e.g. -F "a b".')] = None,
+    account: Annotated[Optional[str], typer.Option("-A", "--account", help="Account (noted, no effect).")] = None,
+    mail_events: Annotated[Optional[str], typer.Option("-m", help="Mail events abe|n (noted, no effect).")] = None,
+    mail_users: Annotated[Optional[str], typer.Option("-M", help="Mail addresses (noted, no effect).")] = None,
+    shell: Annotated[Optional[str], typer.Option("-S", help="Shell (noted; the script's #! line decides).")] = None,
+    project: Annotated[Optional[str], typer.Option("-P", help="Project (noted, no effect).")] = None,
+    keep: Annotated[Optional[str], typer.Option("-k", help="Keep output on the host oe|n (noted, no effect).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("-c", help="Checkpoint (noted, no effect).")] = None,
+    interactive: Annotated[bool, typer.Option("-I", help="Refused: hyper jobs are batch jobs.")] = False,
+    x11: Annotated[bool, typer.Option("-X", help="Refused: X11 needs an interactive job.")] = False,
+    job_name: Annotated[Optional[str], typer.Option("--job-name", help="Slurm: the job name (as -N).")] = None,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="Slurm: the queue (as -q).")] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="Slurm: walltime, 90 (min) or 1:30:00.")] = None,
+    mem: Annotated[Optional[str], typer.Option("--mem", help="Slurm: memory, e.g. 4G (MB without a unit).")] = None,
+    cpus: Annotated[Optional[str], typer.Option("--cpus-per-task", help="Slurm: vCPUs.")] = None,
+    gres: Annotated[Optional[str], typer.Option("--gres", help="Slurm: gpu:N.")] = None,
     deferred: Annotated[Optional[str], typer.Option("-a", hidden=True)] = None,
     host: HostOption = None,
+    version: VersionOption = False,
 ) -> None:
-    """Submit a job. Prints its id."""
     import os
+    import shlex
 
     from hyper.errors import UsageError
     from hyper.parsing.directives import Directives, parse_dependency, parse_directives, parse_options
@@ -80,10 +113,23 @@ def qsub(
     if deferred is not None:
         raise UsageError("-a (PBS deferred start time) is not supported",
                          "submit later with `at`/cron, or use --sweep FILE for parameter sweeps")
-    if command is not None and script is not None:
-        raise UsageError(f"give either a script ({script}) or a command after --, not both",
-                         "e.g. qsub job.sh or qsub -- python train.py")
-    if command is not None and not command:
+    if interactive or x11:
+        raise UsageError(f"{'-I (interactive job)' if interactive else '-X (X11 forwarding)'} is not supported",
+                         "hyper runs batch jobs: run the command directly, or qsub --wait job.sh")
+    extra_args = list(script_args or [])
+    if args_text is not None:
+        try:
+            extra_args += shlex.split(args_text)
+        except ValueError as exc:
+            raise UsageError(f'-F "{args_text}": {exc}', 'quote the arguments like a shell: -F "a \'b c\'"') from None
+    misplaced = [a for a in script_args or [] if a in _option_names(context)]
+    if misplaced:  # sbatch's rule, but a PBS habit may put options last: say where they went
+        sys.stderr.write(f"qsub: note: {' '.join(misplaced)} after the script are the script's arguments; put qsub "
+                         "options before the script\n")
+    if command is not None and script is not None:  # qsub job.sh -- a b: the script's arguments
+        extra_args += command
+        command = None
+    elif command is not None and not command:
         raise UsageError("nothing follows --", "e.g. qsub -- python train.py")
     script_text, script_name = None, ""
     if command is None:
@@ -124,7 +170,16 @@ def qsub(
         words.append("-h")
     if export_all:
         words.append("-V")
+    for flag, value in (("-A", account), ("-m", mail_events), ("-M", mail_users), ("-S", shell), ("-P", project),
+                        ("-k", keep), ("-c", checkpoint)):
+        if value is not None:
+            words += [flag, value]
     cli = parse_options(words, "PBS")
+    slurm = [f"--{key}={value}" for key, value in (("job-name", job_name), ("partition", partition),
+                                                    ("time", time_limit), ("mem", mem), ("cpus-per-task", cpus),
+                                                    ("gres", gres)) if value is not None]
+    parse_options(slurm, "SBATCH", into=cli)
+    cli.args = extra_args
     if dependency:
         cli.depend = parse_dependency(dependency, "SBATCH")
     if definition is not None:
@@ -143,6 +198,7 @@ def qsub(
     from hyper.services.environment import plan_environment
 
     env_notes = plan_environment(ctx.host, merged, submit_env).notes()
+    notes = svc.submission_notes(ctx, merged, script_text, command)
     waited = None
     if (split or finalize or notify or merged.stagein or merged.stageout
             or lines_per_part is not None or parts is not None):
@@ -161,7 +217,7 @@ def qsub(
                           retry_on_exit=retry_on_exit)
     if any(j.state is not JobState.HELD for j in jobs):  # held jobs wait for qrls or their dependencies
         wake_agent(ctx)
-    for note in env_notes:
+    for note in [*env_notes, *notes]:
         sys.stderr.write(f"qsub: note: {note}\n")
     if merged.ignored:
         sys.stderr.write(f"qsub: note: no effect here, ignored: {', '.join(merged.ignored)}\n")
@@ -169,8 +225,18 @@ def qsub(
         sys.stdout.write("".join(f"{j.job_id}\n" for j in jobs))
         sys.stdout.flush()
     if wait:
-        raise typer.Exit(svc.wait_for(ctx, waited or jobs))
+        try:
+            raise typer.Exit(svc.wait_for(ctx, waited or jobs))
+        except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the job: say so, as PBS's qsub -W block does
+            ids = " ".join(j.job_id for j in jobs)
+            sys.stderr.write(f"qsub: stopped waiting; {ids} keeps running (qdel {ids} stops it)\n")
+            raise typer.Exit(130) from None
+
+
+def _option_names(context: typer.Context) -> set[str]:
+    return {name for param in context.command.params for name in getattr(param, "opts", [])
+            if name.startswith("-")}
 
 
 def main() -> None:
-    app(prog_name="qsub")
+    run(app, "qsub")

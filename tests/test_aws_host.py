@@ -587,7 +587,8 @@ def test_job_commands_work_unchanged_on_an_aws_host(aws, home):
         "Job Id: 1", "    id = 1", "    name = echo",
         "    user = arn:aws:sts::123456789012:user/moto", "    queue = q1",  # the STS caller, not $LOGNAME
         "    definition = small", "    state = QUEUED", "    priority = 0", "    attempts = 0", "    retries = 0",
-        "    job_state = Q", f"    submit_dir = {os.getcwd()}", "    command = ['echo', 'hi']", ""]
+        "    job_state = Q", f"    submit_dir = {os.getcwd()}", "    command = echo hi",
+        "    comment = waiting for a worker to start", ""]
     summary = runner.invoke(qstat.app, ["-Q"]).stdout.splitlines()
     assert summary[2].split() == ["q1", "1001", "1001", "0", "0", "0", "0", "0"]
     array = json.loads(runner.invoke(qstat.app, ["-f", "-F", "json", "2[]"]).stdout)[0]
@@ -609,6 +610,13 @@ def test_job_commands_work_unchanged_on_an_aws_host(aws, home):
     result = runner.invoke(qdel.app, ["99"])
     assert (result.exit_code, result.stdout, result.stderr) == (153, "", "qdel: unknown job id 99\n")
     assert list(home.rglob("agent.lock")) == []
+    # a Slurm script on an aws host keeps the worker's directory, and qsub says so once (issue 14)
+    slurm = home.parent / "reader.sh"
+    slurm.write_text("#!/bin/sh\n#SBATCH --partition=q1\ncat input.txt\n")
+    proc = q("qsub", "-d", "small", str(slurm))
+    assert proc.stderr == ("qsub: note: on aws host prod a job runs in its worker's work directory, which cannot "
+                           "see the submit directory; copy files in with -W stagein=FILE@HOST:PATH\n")
+    assert q("qsub", "-q", "q1", "-d", "small", "--", "echo", "hi").stderr == ""
 
 
 # ---------------------------------------------------------------- 7. unreachable endpoint

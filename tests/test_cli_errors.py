@@ -55,8 +55,9 @@ def test_qsub_quiet_prints_nothing(home):
     (["-W", "depend=afterok:42", "--", "true"], 1,
      "qsub: dependency afterok:42 names no job (check the id with `qstat -x`; depend only on jobs that exist)\n"),
     (["-l", "ncpus=64", "--", "true"], 1,
-     "qsub: the job asks for 64 vCPUs but definition 'default' gives 1 (pick a bigger definition with -d NAME "
-     "or ask for less)\n"),
+     "qsub: the job asks for 64 vCPUs but definition 'default' gives 1; no definition on queue 'default' fits, "
+     "the largest is 'default' (1 vCPUs, 1GiB, 0 GPUs) (ask for less, or an admin adds a bigger definition "
+     "with `hyper definitions add-definition`)\n"),
     (["-a", "1200", "--", "true"], 2,
      "qsub: -a (PBS deferred start time) is not supported (submit later with `at`/cron, or use --sweep FILE "
      "for parameter sweeps)\n"),

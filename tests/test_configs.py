@@ -1,4 +1,5 @@
-"""The shipped examples work: configs/ applies to an aws host, and example-worker-image's entrypoint runs jobs.
+"""The shipped examples work: configs/aws/ applies to an aws host, configs/local/ to a fresh local host, and
+example-worker-image's entrypoint runs jobs.
 
 The aws host's store is DynamoDB on moto's server (127.0.0.1), reached through boto3 exactly as AWS would be.
 """
@@ -21,6 +22,17 @@ def _aws_host(endpoint: str, prefix: str) -> None:
         "--endpoint-url", endpoint, "--table-prefix", prefix, check=True)
 
 
+def test_local_configs_apply_to_a_fresh_local_host_and_run_jobs(home):
+    applied = cli("hyper", "apply", "-f", str(ROOT / "configs" / "local"))
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines()[-1] == "6 resources, 6 changed"
+    again = cli("hyper", "apply", "-f", str(ROOT / "configs" / "local"), check=True)
+    assert again.stdout.splitlines()[-1] == "6 resources, 0 changed"
+    job = cli("qsub", "--wait", "-q", "sweep", "-d", "tiny", "--", "sh", "-c", "echo $HYPER_QUEUE $HYPER_DEFINITION")
+    assert job.returncode == 0, job.stderr
+    assert cli("qlog", job.stdout.strip(), check=True).stdout == "sweep tiny\n"
+
+
 def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
     """Everything deploys into moto (stacks in two regions) except the image build, which needs Docker and a
     registry: that one is recorded FAILED with the reason, and so are the definitions that use it (each
@@ -31,7 +43,7 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
     requests.post(f"{moto_endpoint}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
     monkeypatch.setenv("HYPER_DOCKER", "")  # as on a machine without Docker
     _aws_host(moto_endpoint, "cfg-apply-")
-    dry = cli("hyper", "apply", "-f", str(ROOT / "configs"), "--dry-run", check=True).stdout.splitlines()
+    dry = cli("hyper", "apply", "-f", str(ROOT / "configs" / "aws"), "--dry-run", check=True).stdout.splitlines()
     assert dry[-1] == "9 resources, 9 to change"
     # create-host recorded the main region; the file adds its VPC settings
     assert "region us-east-1: would update (deploy-stack cfg-apply-network in us-east-1, deploy-stack " \
@@ -42,7 +54,7 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
            "register-definition cfg-apply-train in eu-west-1)" in dry
     assert "queue gpu: would create" in dry
     assert cli("hyper", "queues", "list-queues", "-o", "json", check=True).stdout.strip() == "[]"
-    applied = cli("hyper", "apply", "-f", str(ROOT / "configs"))
+    applied = cli("hyper", "apply", "-f", str(ROOT / "configs" / "aws"))
     assert applied.returncode == 1, applied.stderr
     out = applied.stdout.splitlines()
     assert out[-1] == "9 resources, 9 changed, 3 failed to deploy"
@@ -76,7 +88,7 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
     assert train["message"].startswith("register-definition cfg-apply-train in us-east-1: ECR repository "
                                        "cfg-apply-worker has no image tagged latest")
     # nothing changed: nothing is redeployed, except what failed, which is tried again
-    again = cli("hyper", "apply", "-f", str(ROOT / "configs"))
+    again = cli("hyper", "apply", "-f", str(ROOT / "configs" / "aws"))
     assert again.returncode == 1
     assert again.stdout.splitlines()[-1] == "9 resources, 3 changed, 3 failed to deploy"
     assert "cluster gpu-spot: unchanged" in again.stdout.splitlines()
@@ -90,7 +102,8 @@ def test_shipped_configs_apply_to_an_aws_host(home, moto_endpoint, monkeypatch):
 def test_worker_image_entrypoint_runs_aws_jobs_once_each(home, moto_endpoint, tmp_path):
     """start.sh as Batch would start it: adopts the host by its prefix, claims from DynamoDB, exits when idle."""
     _aws_host(moto_endpoint, "cfg-worker-")
-    cli("hyper", "apply", "-f", str(ROOT / "configs" / "regions.yaml"), "-f", str(ROOT / "configs" / "clusters.yaml"),
+    cli("hyper", "apply", "-f", str(ROOT / "configs" / "aws" / "regions.yaml"),
+        "-f", str(ROOT / "configs" / "aws" / "clusters.yaml"),
         check=True)
     cli("hyper", "clusters", "list-clusters", check=True)
     cli("hyper", "queues", "add-queue", "q", "--cluster", "cpu", check=True)

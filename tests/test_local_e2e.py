@@ -126,7 +126,10 @@ def test_walltime_kills_and_fails(home):
     rec = wait_finished(job_id, timeout=20)
     assert rec["state"] == "FAILED"
     assert rec["reason"] == "walltime 00:00:01 exceeded"
-    assert rec["exit_code"] == 256 + signal.SIGTERM
+    assert rec["exit_code"] == 128 + signal.SIGTERM  # the code qsub --wait exits with (issue 14)
+    assert "    exit_code = 143\n" in cli("qstat", "-x", "-f", job_id).stdout
+    waited = cli("qsub", "--wait", "-l", "walltime=00:00:01", "--", "sleep", "60")
+    assert waited.returncode == 128 + signal.SIGTERM
 
 
 def test_retry_on_exit_counts_runs(home, tmp_path):

@@ -457,7 +457,7 @@ def test_generated_sbatch_script_is_recovered(name, queue, spec, days, hours, mi
     )
     assert parse_directives(script, "job.sh") == Directives(
         name=name, queue=queue, array=spec, walltime=days * 86400 + hours * 3600 + minutes * 60, vcpus=cpus,
-        export_all=True)
+        export_all=True, join="oe")  # Slurm joins stderr into the output file unless -e names another
 
 
 # ================================================================ directives: example tests
@@ -468,7 +468,7 @@ def parse(script: str) -> Directives:
 
 
 def test_sbatch_J_is_a_name_but_pbs_J_is_an_array():
-    assert parse("#SBATCH -J x\n") == Directives(name="x", export_all=True)
+    assert parse("#SBATCH -J x\n") == Directives(name="x", export_all=True, join="oe")
     assert parse("#PBS -J 1-10\n") == Directives(array=one(1, 10))
     assert parse("#PBS -t 0-3%2\n") == Directives(array=one(0, 3, limit=2))  # Torque
     assert parse("#SBATCH --array=0-15,20%4\n").array == ArraySpec((Range(0, 15), Range(20, 20)), 4)
@@ -548,6 +548,15 @@ def test_lsf_other_options():
     assert parse("#BSUB -env all\n").export_all is True
 
 
+def test_lsf_resource_requirements():
+    assert parse('#BSUB -R "rusage[mem=3000]"\n') == Directives(memory_mib=3000)
+    d = parse('#BSUB -R "select[mem>100] rusage[mem=2GB:ngpus_physical=1] span[hosts=1]"\n')
+    assert (d.memory_mib, d.gpus) == (2048, 1)
+    assert d.ignored == ["-R select[mem>100] rusage[mem=2GB:ngpus_physical=1] span[hosts=1]"]
+    assert usage_error(parse, '#BSUB -R "span[ptile=4]"\n').message == (
+        "job.sh:1: -R 'span[ptile=4]' spreads the job over several hosts")
+
+
 def test_directives_stop_at_first_executable_line():
     script = "#!/bin/bash\n#PBS -N before\n\n# comment\n  #PBS -q q1\nexport X=1\n#PBS -N after\n#PBS -Q bad\n"
     assert parse(script) == Directives(name="before", queue="q1")
@@ -563,7 +572,7 @@ def test_sbatch_defaults():
     assert parse("#SBATCH -o out.txt -e err.txt\n") == Directives(output="out.txt", error="err.txt",
                                                                    export_all=True)
     assert parse("#SBATCH --export=NONE\n").export_all is False
-    assert parse("#SBATCH --export=A=1,B\n") == Directives(export_all=False, env={"A": "1", "B": None})
+    assert parse("#SBATCH --export=A=1,B\n") == Directives(export_all=False, env={"A": "1", "B": None}, join="oe")
     # PBS has none of these defaults
     assert parse("#PBS -o out.txt\n") == Directives(output="out.txt")
 

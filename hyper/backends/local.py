@@ -140,6 +140,7 @@ class LocalAgent:
         self.settings = settings
         self.children: dict[str, subprocess.Popen] = {}
         self.slots: dict[str, int] = {}  # worker id -> work directory slot, reused by the next worker
+        self.gpus: dict[str, list[int]] = {}  # worker id -> the GPUs it (and so its one running job) owns
         self._stop = False
         self._lock_fh = None
         self._said: set[str] = set()  # scheduling problems already logged
@@ -239,6 +240,7 @@ class LocalAgent:
                 continue
             del self.children[wid]
             self.slots.pop(wid, None)
+            self.gpus.pop(wid, None)
             for job in self.store.requeue_worker(wid, now, kill_orphan):
                 log(f"job {job.job_id}: worker {wid} exited ({code}); now {job.state.value}")
             self._forget_cgroup(wid)
@@ -284,9 +286,28 @@ class LocalAgent:
         self._said = problems
         return bool(report.submitted)
 
+    def _take_gpus(self, wid: str, definition: str) -> list[int] | None:
+        """GPU ids for a new worker, none of them held by a live worker: a job sees only its own devices in
+        CUDA_VISIBLE_DEVICES. On a host with GPUs, a worker whose definition has none gets an empty list,
+        so its jobs see no GPU at all. None: this host has no GPUs to hand out."""
+        from hyper.services.context import local_gpu_count
+
+        total = local_gpu_count()
+        if not total:
+            return None
+        d = self.store.get_resource("definition", definition)
+        wanted = int(getattr(d, "gpus", 0) or 0)
+        held = {g for ids in self.gpus.values() for g in ids}
+        free = [g for g in range(total) if g not in held]
+        if wanted > len(free):  # the planner counts GPUs per cluster; a worker never starts without its own
+            raise HyperError(f"worker for definition {definition!r} needs {wanted} GPU(s); {len(free)} free")
+        self.gpus[wid] = free[:wanted]
+        return self.gpus[wid]
+
     def _spawn(self, queue: str, definition: str) -> str:
         wid = f"w{uuid.uuid4().hex[:10]}"
         now = time.time()
+        gpus = self._take_gpus(wid, definition)  # before registering: a worker without its GPUs never starts
         # registered before it starts, so the next tick counts it and does not start another
         self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", None, now, now, "STARTING"))
         slot = min(set(range(len(self.slots) + 1)) - set(self.slots.values()))
@@ -294,6 +315,8 @@ class LocalAgent:
         workdir = self.host.data_dir / "work" / f"slot-{slot}"
         argv = [sys.executable, "-m", "hyper.cli", "--host", self.host.name, "worker", "run",
                 "--queue", queue, "--definition", definition, "--worker-id", wid, "--workdir", str(workdir)]
+        if gpus is not None:
+            argv += ["--gpus", ",".join(str(g) for g in gpus)]
         log_file = open(self.host.data_dir / "agent.log", "ab")
         try:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from hyper.cli.common import HOST_CHOICE, cli_errors, open_cli_context
+from hyper.cli.common import HOST_CHOICE, cli_errors, open_cli_context, show_version
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="hyper: an HPC job system for the cloud (admin command). Users run qsub, qstat, qdel, qlog.")
 agent_app = typer.Typer(no_args_is_help=True, help="The local host's agent (scheduler + worker supervisor).")
@@ -36,7 +36,9 @@ _register_admin()
 
 @app.callback()
 def _global(host: Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST, "
-                                                         "else the selected one).")] = None) -> None:
+                                                         "else the selected one).")] = None,
+            version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                                  help="Print hyper's version and exit.")] = False) -> None:
     HOST_CHOICE["host"] = host
 
 
@@ -149,4 +151,11 @@ def worker_run(
 
 
 def main() -> None:
+    import os
+    import sys
+
+    # typer's completion support costs ~30 ms of imports: only when it can be used (as in qcmds.common.run)
+    wanted = ("--install-completion", "--show-completion", "--help", "-h")
+    app._add_completion = (any(a in wanted for a in sys.argv[1:]) or len(sys.argv) == 1
+                           or "_HYPER_COMPLETE" in os.environ)
     app(prog_name="hyper")

@@ -66,6 +66,20 @@ def cli_errors(prog: str) -> Callable:
     return wrap
 
 
+def show_version(value: bool) -> None:
+    """`--version` on every command (an eager option callback): the installed package's version."""
+    if value:
+        import typer
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("hyper-hpc")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            text = "unknown"
+        sys.stdout.write(f"hyper {text}\n")
+        raise typer.Exit(0)
+
+
 def check_format(fmt: str | None) -> str:
     fmt = (fmt or "table").lower()
     if fmt not in FORMATS:

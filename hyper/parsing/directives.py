@@ -64,6 +64,11 @@ class Directives:
     ignored: list[str] = field(default_factory=list)  # accepted options that have no effect here
     stagein: list[str] = field(default_factory=list)  # PBS staging specs (hyper/workflows/staging.py)
     stageout: list[str] = field(default_factory=list)
+    # which family's directives the script used (PBS, SBATCH, BSUB, HYPER; None: none): its working directory
+    # and default output files follow that family's documented behaviour (hyper/services/jobs.py)
+    family: str | None = field(default=None, compare=False)
+    args: list[str] = field(default_factory=list)  # the script's own arguments (`qsub job.sh a b`, PBS -F)
+    retry_on_exit: bool | None = None  # True: non-zero exits count as failures to retry (own retries imply it)
 
 
 # ---------------------------------------------------------------- dependencies
@@ -407,6 +412,27 @@ def _lsf_env(value: str, d: Directives) -> None:
         _env_list(value.replace(" ", ""), d)
 
 
+def _lsf_requirements(value: str, d: Directives) -> None:
+    """`-R "rusage[mem=4000] span[hosts=1]"`: memory (MB, LSF's default unit) and ngpus are requests; the
+    rest (select, order, same, span[hosts=1]) has no meaning on one worker and is noted."""
+    used = False
+    for m in re.finditer(r"rusage\[([^\]]*)\]", value):
+        for item in re.split(r"[,:]", m.group(1)):
+            key, _, amount = item.partition("=")
+            key = key.strip()
+            if key == "mem":
+                d.memory_mib = parse_memory(amount.strip().split("/")[0], "m")
+                used = True
+            elif key in ("ngpus_physical", "ngpus"):
+                d.gpus = _int(amount.strip(), key, 0)
+                used = True
+    if re.search(r"span\[\s*hosts\s*=\s*(?!1\b)", value) or re.search(r"span\[\s*ptile", value):
+        raise UsageError(f"-R '{value}' spreads the job over several hosts", "a hyper job runs on one worker")
+    rest = re.sub(r"rusage\[[^\]]*\]", "", value).strip()
+    if rest or not used:
+        d.ignored.append(f"-R {value}")
+
+
 _LSF: dict[str, Option] = {
     "-J": (True, _lsf_name),
     "-q": (True, _queue),
@@ -425,7 +451,7 @@ _LSF: dict[str, Option] = {
     "-env": (True, _lsf_env),
     "-b": (True, _unsupported("-b (deferred start time)", "submit later with `at` or cron")),
     "-I": (False, _unsupported("-I (interactive job)", "run the command directly, or qsub --wait")),
-    "-R": _ignore("-R"), "-P": _ignore("-P"), "-G": _ignore("-G"), "-u": _ignore("-u"), "-m": _ignore("-m"),
+    "-R": (True, _lsf_requirements), "-P": _ignore("-P"), "-G": _ignore("-G"), "-u": _ignore("-u"), "-m": _ignore("-m"),
     "-x": _ignore("-x", False), "-B": _ignore("-B", False), "-N": _ignore("-N", False),
 }
 
@@ -508,12 +534,14 @@ def parse_directives(text: str, path: str) -> Directives:
         except ValueError as exc:
             raise UsageError(f"{where}: {exc}", "close the quote") from None
         slurm_seen = slurm_seen or family == "SBATCH"
+        if d.family is None or d.family == "HYPER":  # a script written for a scheduler keeps that family
+            d.family = family
         parse_options(words, family, where, into=d)
     if slurm_seen:
         # Slurm's defaults: export the submitting environment; stderr goes with stdout unless -e says otherwise
         if d.export_all is None:
             d.export_all = True
             d.export_default = True
-        if d.output is not None and d.error is None and d.join is None:
+        if d.error is None and d.join is None:
             d.join = "oe"
     return d

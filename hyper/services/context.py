@@ -68,6 +68,15 @@ def local_gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+def host_size() -> tuple[int, int]:
+    """This machine's cores and memory (MiB; 0 when unknown): the most a local host can ever give one worker."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        memory = 0
+    return os.cpu_count() or 1, memory
+
+
 def bootstrap_local(store: Store) -> None:
     """A fresh local host gets a `local` cluster (all cores), a `default` queue and definition."""
     if store.get_resource("queue", DEFAULT_QUEUE) is not None:

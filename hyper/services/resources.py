@@ -246,6 +246,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("timeout", "timeout", _duration, "longest a job may run, e.g. 12:00:00 (none: no limit)",
               show=lambda v: format_duration(v) if v else None),
         Field("retries", "retries", _int(0, 9), "reruns after a failure (2 = at most 3 runs)"),
+        Field("retry-on", "retry_on", _choice(("infra", "all")), "what --retries covers: infra (lost workers, "
+              "the default) or all (non-zero exits too); a job's own -r/--retries always covers both",
+              show=lambda v: v if v == "all" else None, prompt=False),
         Field("ratio", "ratio", _int(1), "jobs per worker: N queued jobs want ceil(N/ratio) workers"),
         Field("environment", "environment", _environment, "environment for every job, e.g. A=1,B=2", prompt=False),
         Field("job-role", "job_role", _job_role, "IAM role ARN each job takes on (named <prefix>job-...; "
@@ -400,6 +403,17 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
         if resource.image == "local" and host_type != "local":
             raise HyperError(f"definition {resource.name!r} uses image local on an aws host",
                              "add an image with `hyper images add-image` and name it with --image")
+        if host_type == "local":  # a worker bigger than this machine would never start: say so now, not never
+            from hyper.services.context import host_size
+
+            cores, memory = host_size()
+            if resource.vcpus > cores:
+                raise HyperError(f"definition {resource.name!r} has {resource.vcpus} vCPUs but this local host has "
+                                 f"{cores} cores, so its jobs could never start", f"use --vcpus {cores} or fewer")
+            if memory and resource.memory_mib > memory:
+                raise HyperError(f"definition {resource.name!r} has {format_memory(resource.memory_mib)} of memory "
+                                 f"but this local host has {format_memory(memory)}, so its jobs could never start",
+                                 f"use --memory {format_memory(memory)} or less")
     elif isinstance(resource, Region):
         if resource.vpc_id and resource.vpc_cidr:
             raise HyperError(f"region {resource.name!r}: give --vpc-cidr (new VPC) or --vpc-id (existing), not both",

@@ -29,6 +29,7 @@ from typing import Callable
 from hyper.config import private_dir, private_file
 from hyper.errors import HyperError
 from hyper.models import Definition, Job
+from hyper.worker import memory
 from hyper.retry import EXITED, KILLED, LOST
 from hyper.states import JobState
 from hyper import diskspace
@@ -77,16 +78,24 @@ def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None
     return env
 
 
-_SLURM_PATTERN = re.compile(r"%(%|[jAaxu])")
+_PATTERN = re.compile(r"%(%|[jAaxuNJI])")
 
 
 def expand_path(pattern: str, job: Job) -> str:
-    """Slurm filename patterns (%j %A %a %x %u) and PBS's ^array_index^ in -o/-e paths."""
+    """Filename patterns in -o/-e paths, so array elements never share one file.
+
+    Slurm: %j (job id; id_index for an element), %A (array's id), %a (index), %x (name), %u (user), %N (host).
+    LSF: %J (job id), %I (index, 0 outside arrays). PBS: ^array_index^. %% is a literal %.
+    """
     index = "" if job.index is None else str(job.index)
     values = {"%": "%", "j": str(job.id) if job.index is None else f"{job.id}_{index}", "A": str(job.id),
-              "a": index, "x": job.name, "u": job.user}
-    out = _SLURM_PATTERN.sub(lambda m: values[m.group(1)], pattern)
+              "a": index, "x": job.name, "u": job.user, "N": os.uname().nodename.split(".")[0],
+              "J": str(job.id), "I": index or "0"}
+    out = _PATTERN.sub(lambda m: values[m.group(1)], pattern)
     return out.replace("^array_index^", index)
+
+
+PER_ELEMENT_PATTERNS = ("%a", "%j", "%I", "^array_index^")  # any one keeps array elements apart
 
 
 def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
@@ -98,8 +107,8 @@ def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
         if not path:
             return logs_dir / default
         p = Path(expand_path(path, job))
-        if not p.is_absolute():
-            p = Path(spec.submit_dir) / p
+        if not p.is_absolute():  # Slurm and LSF: relative to the job's working directory; PBS: the submit dir
+            p = Path(spec.chdir if spec.family in ("SBATCH", "BSUB") and spec.chdir else spec.submit_dir) / p
         if p.is_dir():  # PBS: a directory gets the default file name inside it
             p = p / default
         return p
@@ -123,14 +132,14 @@ def open_output(path: Path):
 def _prepare_command(job: Job, workdir: Path) -> list[str]:
     spec = job.spec
     if spec.command:
-        return list(spec.command)
+        return [*spec.command, *spec.args]
     script = workdir / ".hyper" / f"job-{job.id}{'' if job.index is None else '.' + str(job.index)}.sh"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(spec.script or "")
     script.chmod(0o700)
     if (spec.script or "").startswith("#!"):
-        return [str(script)]
-    return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script)]
+        return [str(script), *spec.args]
+    return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script), *spec.args]
 
 
 # waits for the worker's go on its stdin (the pipe), swaps it for /dev/null and becomes the job; EOF (the worker
@@ -232,6 +241,8 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     next_check = time.monotonic() + check_every
+    memory_limit = spec.memory_mib or definition.memory_mib  # the job's request, else its worker's size
+    next_memory = time.monotonic() + memory.CHECK_EVERY if memory_limit else None
     ending: Outcome | None = None
     term_sent_at: float | None = None
     try:
@@ -242,12 +253,21 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                 wake = min(wake, deadline)
             if term_sent_at is not None:
                 wake = min(wake, term_sent_at + kill_grace)
+            if next_memory is not None and ending is None:
+                wake = min(wake, next_memory)
             timeout_ms = max(0, int((wake - now) * 1000)) if pidfd is not None else min(50, int((wake - now) * 1000))
             poller.poll(max(0, timeout_ms)) if pidfd is not None else time.sleep(max(0, timeout_ms) / 1000)
             code = proc.poll()
             if code is not None:
                 break
             now = time.monotonic()
+            if ending is None and next_memory is not None and now >= next_memory:
+                next_memory = now + memory.CHECK_EVERY
+                why = memory.over_limit(proc.pid, memory_limit)
+                if why:  # as the kernel's OOM killer would: at once, no grace period to allocate more
+                    kill_group(proc.pid, signal.SIGKILL)
+                    ending = Outcome(KILLED, None, why)
+                    continue
             if ending is None:
                 if stop_requested():
                     ending = Outcome(LOST, None, "worker interrupted (SIGTERM)")
