@@ -99,7 +99,11 @@ def qstat(
     queues: Annotated[bool, typer.Option("-Q", help="Summary per queue.")] = False,
     elements: Annotated[bool, typer.Option("-t", help="Show array elements too.")] = False,
     only_ids: Annotated[bool, typer.Option("--only-job-id-out", help="Print job ids only, one per line.")] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-F", help="table, json, yaml or csv.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="table, json, yaml or csv.")] = None,
+    pbs_format: Annotated[Optional[str], typer.Option("-F", help="PBS Pro's json or dsv document (with -f); "
+                                                       "table, yaml, csv as --output.")] = None,
+    delimiter: Annotated[str, typer.Option("-D", help="Delimiter of -F dsv.")] = "|",
+    alternate: Annotated[bool, typer.Option("-a", help="PBS Pro's alternative display.")] = False,
     host: HostOption = None,
 ) -> None:
     """Show jobs (running, queued and held; -x adds finished ones)."""
@@ -110,6 +114,9 @@ def qstat(
     from hyper.services.context import open_context
     from hyper.store.base import JobFilter
 
+    pbs_doc = (pbs_format or "").lower() in ("json", "dsv")
+    if pbs_format and not pbs_doc:
+        output = output or pbs_format  # -F table|yaml|csv: hyper's formats, as before
     fmt = check_format(output)
     refs = parse_job_ids(job_ids) if job_ids else None
     ctx = open_context(host)
@@ -126,12 +133,17 @@ def qstat(
         found, missing = svc.get_jobs(ctx, refs)
         found = [j for j in found if (not queue or j.queue == queue) and (not user or j.user == user)]
     else:
+        with_spec = full or pbs_doc or alternate or fmt in ("json", "yaml")
         found = svc.list_jobs(ctx, JobFilter(queue=queue, user=user, include_finished=finished,
-                                             elements=elements, with_spec=full or fmt in ("json", "yaml")))
+                                             elements=elements, with_spec=with_spec))
     for job_id in missing:
         print_error("qstat", f"Unknown Job Id {job_id}")
     if only_ids:
         sys.stdout.write("".join(f"{j.job_id}\n" for j in found))
+    elif pbs_doc or alternate:
+        from qcmds.pbs_formats import print_pbs  # PBS Pro's shapes, for the tools that parse them
+
+        print_pbs(ctx, found, pbs_format.lower() if pbs_doc else "alternate", job_ids, delimiter)
     elif full:
         details = aws_details(ctx, found)
         if any(j.spec is not None and (j.spec.notify or j.spec.split or j.spec.finalizes or j.spec.stagein

@@ -63,6 +63,7 @@ def qsub(
     notify: Annotated[Optional[str], typer.Option("--notify", help="URL to POST to when the job ends.")] = None,
     stagein: Annotated[Optional[List[str]], typer.Option("--stagein", help="EXEC_PATH@HOST:SUBMIT_PATH.")] = None,
     stageout: Annotated[Optional[List[str]], typer.Option("--stageout", help="EXEC_PATH@HOST:SUBMIT_PATH.")] = None,
+    account: Annotated[Optional[str], typer.Option("-A", help="Account (accepted; no effect here).")] = None,
     deferred: Annotated[Optional[str], typer.Option("-a", hidden=True)] = None,
     host: HostOption = None,
 ) -> None:
@@ -111,7 +112,7 @@ def qsub(
         if value.strip().lower() not in ("block=true", "block=t", "block=false", "block=f"):
             words += ["-W", value]
     for flag, value in (("-N", name), ("-q", queue), ("-J", array), ("-o", output), ("-e", error),
-                        ("-j", join), ("-r", rerunnable), ("-p", None if priority is None else str(priority))):
+                        ("-j", join), ("-r", rerunnable), ("-A", account), ("-p", None if priority is None else str(priority))):
         if value is not None:
             words += [flag, value]
     for value in variables or []:
