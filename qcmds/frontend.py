@@ -19,6 +19,14 @@ from hyper.parsing.directives import TABLES, Directives, parse_directives, parse
 
 def read_script(path: str | None, prog: str) -> tuple[str, str]:
     """(text, name) of the job script at `path`, or of stdin when there is none (`bsub < job.sh`)."""
+    text, name = _read(path, prog)
+    if not text.strip():
+        raise UsageError(f"the job script {'on stdin' if name == 'STDIN' else name} is empty",
+                         "give a script with a command in it")
+    return text, name
+
+
+def _read(path: str | None, prog: str) -> tuple[str, str]:
     if path is None or path == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("no job script given", f"{prog} job.sh, or pipe a script in: {prog} < job.sh")

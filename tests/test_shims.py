@@ -129,6 +129,8 @@ def test_slurm_front_ends_refuse_bad_input_in_one_line(shim_bin):
         (("sbatch", "--nodes=4", "--wrap", "true"), 2, "sbatch: --nodes=4 asks for several nodes"),
         (("scancel",), 2, "scancel: no job identification provided"),
         (("bkill",), 2, "bkill: no job id given"),
+        (("bsub",), 2, "bsub: the job script on stdin is empty"),
+        (("sbatch", "--parsable"), 2, "sbatch: the job script on stdin is empty"),
         (("bjobs", "-o", "jobid nope"), 2, "bjobs: bjobs field 'nope' is not supported"),
     ]
     for args, code, start in cases:
@@ -212,4 +214,6 @@ def test_qstat_f_F_json_and_dsv_are_pbs_pro_documents(home, tmp_path):
     assert alternate[5].split()[-2] == "R"
     # hyper's own JSON is unchanged
     assert json.loads(cli("qstat", "-x", "--output", "json", "1", check=True).stdout)[0]["state"] == "SUCCEEDED"
-    cli("qdel", "2", check=True)
+    assert cli("qstat", "-F", "csv", "1").stdout.splitlines()[0] == "Job ID,Name,User,Time Use,S,Queue"  # as before
+    cli("qdel", "2.local", check=True)  # PBS Pro's id form, as its tools pass it back
+    assert finished("2") == "DELETED"
