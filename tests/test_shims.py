@@ -107,6 +107,11 @@ def test_sbatch_squeue_sacct_scancel_speak_slurm(shim_bin, tmp_path):
     assert [line.split() for line in polled.stdout.splitlines()] == [
         ["1", "COMPLETED"], ["2", "RUNNING"], ["3", "FAILED"], ["4", "TIMEOUT"]]
 
+    # Snakemake's Slurm executor's poll
+    snakemake = run(shim_bin, "sacct", "-X", "--parsable2", "--clusters", "all", "--noheader",
+                    "--format=JobIdRaw,State", "--starttime", "2000-01-01T00:00", "--endtime", "now", "--name", "hello")
+    assert snakemake.stdout == "1|COMPLETED\n"
+
     assert run(shim_bin, "scancel", "-n", "held").returncode == 0
     assert run(shim_bin, "scancel", "2").returncode == 0
     finished("2")

@@ -34,6 +34,8 @@ def sacct(
     partitions: Annotated[Optional[List[str]], typer.Option("-r", "--partition", help="Partitions.")] = None,
     since: Annotated[Optional[str], typer.Option("-S", "--starttime",
                                                  help="Jobs submitted since: 2026-12-01[T08:00[:00]] (default: midnight).")] = None,
+    until: Annotated[Optional[str], typer.Option("-E", "--endtime", help="Jobs submitted before: a time or now.")] = None,
+    clusters: Annotated[Optional[str], typer.Option("-M", "--clusters", help="Accepted (one cluster here).")] = None,
 ) -> None:
     """Show accounting data of jobs (Slurm's sacct over hyper). Without -j: your jobs submitted today."""
     from hyper.services.context import open_context
@@ -49,15 +51,18 @@ def sacct(
     found, _ = select_jobs(ctx, ids, users=user_list, names=comma_list(names), queues=comma_list(partitions),
                            finished=True, elements=True)
     if not ids or since:  # sacct's window: since midnight unless -S says
-        start = _since(since) if since else time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+        start = _since(since, "-S") if since else time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
         found = [j for j in found if (j.submitted or 0) >= start]
+    if until and until.lower() != "now":
+        end = _since(until, "-E")
+        found = [j for j in found if (j.submitted or 0) <= end]
     found = [j for j in found if wanted is None or common.state(j)[0] in wanted]
     delim = delimiter if parsable or parsable2 else None
     lines = sacct_lines(found, fmt or SACCT_DEFAULT, not noheader, delim, trailing=parsable and not parsable2)
     sys.stdout.write("".join(line + "\n" for line in lines))
 
 
-def _since(text: str) -> float:
+def _since(text: str, option: str) -> float:
     from datetime import datetime
 
     from hyper.errors import UsageError
@@ -65,7 +70,7 @@ def _since(text: str) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise UsageError(f"-S {text!r} is not a time", "write 2026-12-01 or 2026-12-01T08:00:00") from None
+        raise UsageError(f"{option} {text!r} is not a time", "write 2026-12-01 or 2026-12-01T08:00:00") from None
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ def scancel(
     name: Annotated[Optional[str], typer.Option("-n", "--name", "--jobname", help="Only jobs of this name.")] = None,
     state: Annotated[Optional[str], typer.Option("-t", "--state", help="Only jobs in this state: PENDING, RUNNING.")] = None,
     partition: Annotated[Optional[str], typer.Option("-p", "--partition", help="Only jobs of this partition.")] = None,
+    clusters: Annotated[Optional[str], typer.Option("-M", "--clusters", help="Accepted (one cluster here).")] = None,
     quiet: Annotated[bool, typer.Option("-Q", "--quiet", help="No message for jobs already finished.")] = False,
 ) -> None:
     """Cancel jobs (Slurm's scancel over hyper): queued ones never start; running ones are stopped."""

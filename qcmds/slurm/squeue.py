@@ -26,6 +26,7 @@ def squeue(
     fmt: Annotated[Optional[str], typer.Option("-o", "--format", help="e.g. '%.18i %.9P %.8j %.8u %.2t %.10M'.")] = None,
     noheader: Annotated[bool, typer.Option("-h", "--noheader", help="No header line.")] = False,
     all_partitions: Annotated[bool, typer.Option("-a", "--all", help="Accepted (every partition is shown).")] = False,
+    clusters: Annotated[Optional[str], typer.Option("-M", "--clusters", help="Accepted (one cluster here).")] = None,
     array: Annotated[bool, typer.Option("-r", "--array", help="One line per array element.")] = False,
 ) -> None:
     """Show queued and running jobs (Slurm's squeue over hyper). With -j, finished jobs show too."""
