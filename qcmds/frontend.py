@@ -119,6 +119,15 @@ def select_jobs(ctx, ids: list[str] | None, *, users: list[str] | None = None, n
     return jobs, missing
 
 
+def refs_of(jobs: list[Job]) -> list:
+    """The references that name exactly these jobs: a job, a whole array, or one element."""
+    from hyper.parsing.arrays import parse_array
+    from hyper.parsing.jobids import JobRef
+
+    return [JobRef(j.id, None, j.is_array) if j.index is None else JobRef(j.id, parse_array(str(j.index)))
+            for j in jobs]
+
+
 def comma_list(values: list[str] | None) -> list[str]:
     """`-u a,b -u c` -> [a, b, c]: Slurm and LSF take lists both ways."""
     return [v for value in values or [] for v in value.replace(" ", ",").split(",") if v]

@@ -24,10 +24,10 @@ def bkill(
 ) -> None:
     """Kill jobs (LSF's bkill over hyper): pending ones never start; running ones are stopped."""
     from hyper.errors import UsageError
-    from hyper.parsing.jobids import JobRef, parse_job_ids
+    from hyper.parsing.jobids import parse_job_ids
     from hyper.services import jobs as svc
     from hyper.services.context import open_context
-    from qcmds.frontend import select_jobs
+    from qcmds.frontend import refs_of, select_jobs
 
     ids = [i for i in job_ids or [] if i != "0"]
     everything = "0" in (job_ids or [])
@@ -38,7 +38,7 @@ def bkill(
     ctx = open_context(None)
     found, missing = select_jobs(ctx, ids or None, users=users if not ids or user else None,
                                  names=[name] if name else None, queues=[queue] if queue else None)
-    refs = [JobRef(j.id, None, j.is_array) if j.index is None else JobRef(j.id, _single(j.index)) for j in found]
+    refs = refs_of(found)
     for job_id in missing:
         sys.stderr.write(f"Job <{job_id}>: No matching job found\n")
     for result in svc.delete_jobs(ctx, refs) if refs else []:
@@ -50,12 +50,6 @@ def bkill(
     if not found and not missing:
         sys.stderr.write("No unfinished job found\n")
     raise typer.Exit(255 if missing else 0)
-
-
-def _single(index: int):
-    from hyper.parsing.arrays import parse_array
-
-    return parse_array(str(index))
 
 
 def main() -> None:

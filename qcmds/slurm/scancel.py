@@ -28,10 +28,9 @@ def scancel(
 ) -> None:
     """Cancel jobs (Slurm's scancel over hyper): queued ones never start; running ones are stopped."""
     from hyper.errors import UsageError
-    from hyper.parsing.jobids import JobRef
     from hyper.services import jobs as svc
     from hyper.services.context import open_context
-    from qcmds.frontend import comma_list, select_jobs
+    from qcmds.frontend import comma_list, refs_of, select_jobs
     from qcmds.slurm import common
 
     wanted = common.parse_states([state]) if state else None
@@ -42,7 +41,7 @@ def scancel(
     found, missing = select_jobs(ctx, comma_list(job_ids), users=user_list, names=comma_list([name] if name else []),
                                  queues=comma_list([partition] if partition else []))
     found = [j for j in found if wanted is None or common.state(j)[0] in wanted]
-    refs = [JobRef(j.id, None, j.is_array) if j.index is None else JobRef(j.id, _single(j.index)) for j in found]
+    refs = refs_of(found)
     code = 0
     for job_id in missing:
         sys.stderr.write(f"scancel: error: Kill job error on job id {job_id}: Invalid job id specified\n")
@@ -51,12 +50,6 @@ def scancel(
         if not result.ok and not quiet:
             sys.stderr.write(f"scancel: error: Kill job error on job id {result.job_id}: {result.message}\n")
     raise typer.Exit(code)
-
-
-def _single(index: int):
-    from hyper.parsing.arrays import parse_array
-
-    return parse_array(str(index))
 
 
 def main() -> None:
