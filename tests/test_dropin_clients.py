@@ -129,6 +129,8 @@ def test_parsl_provider_scales_out_computes_scales_in_and_leaves_no_job(kind, sh
         assert sum(f.result(timeout=180) for f in [square(i) for i in range(20)]) == 2470
         # idle for max_idletime: the strategy cancels its blocks through the provider (qdel/scancel/bkill)
         wait_until(lambda: not active(), timeout=90)
+        # and Parsl sees them end through its next status poll (sacct / bjobs / qstat -x -f -F json)
+        wait_until(lambda: all(r["status"].terminal for r in provider.resources.values()), timeout=30)
         states = {job_id: record["status"].state.name for job_id, record in provider.resources.items()}
     submitted = jobs()
     # Parsl read every block's state right: had it taken a running block for COMPLETED (what hyper's own
