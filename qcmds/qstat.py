@@ -166,7 +166,10 @@ def qstat(
                                                                    "Ctrl-C.", show_default=False)] = None,
     only_ids: Annotated[bool, typer.Option("--only-job-id-out", help="Print job ids only, one per line "
                                                                      "(`--only-job-id-out true|false` too).")] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", "-F", help="table, json, yaml or csv.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="table, json, yaml or csv.")] = None,
+    pbs_format: Annotated[Optional[str], typer.Option("-F", help="PBS Pro's json or dsv document (with -f); "
+                                                       "table, yaml, csv as --output.")] = None,
+    delimiter: Annotated[str, typer.Option("-D", help="Delimiter of -F dsv.")] = "|",
     host: HostOption = None,
     version: VersionOption = False,
 ) -> None:
@@ -178,6 +181,9 @@ def qstat(
     from hyper.states import JobState
     from hyper.store.base import JobFilter
 
+    pbs_doc = (pbs_format or "").lower() in ("json", "dsv")
+    if pbs_format and not pbs_doc:
+        output = output or pbs_format  # -F table|yaml|csv: hyper's formats, as before
     fmt = check_format(output)
     refs = parse_job_ids(job_ids) if job_ids else None
     states = svc.parse_states(state) if state else None
@@ -208,11 +214,16 @@ def qstat(
                      and (states is None or j.state in states) and (not job_name or j.name == job_name)]
         else:
             flt = JobFilter(queue=queue, user=user, include_finished=finished, elements=elements,
-                            with_spec=full or alternative or fmt in ("json", "yaml"))
+                            with_spec=full or pbs_doc or alternative or fmt in ("json", "yaml"))
             found = svc.list_jobs(ctx, flt, states=states, name=job_name, since=since_at)
         for job_id in missing:
             print_error("qstat", f"Unknown Job Id {job_id}")
-        show_jobs(ctx, found, view)
+        if pbs_doc or (alternative and fmt == "table" and not only_ids):
+            from qcmds.pbs_formats import print_pbs  # PBS Pro's shapes, for the tools that parse them
+
+            print_pbs(ctx, found, pbs_format.lower() if pbs_doc else "alternate", job_ids, delimiter)
+        else:
+            show_jobs(ctx, found, view)
         return EXIT_UNKNOWN_JOB if missing else 0
 
     if watch is None:

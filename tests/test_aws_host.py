@@ -591,7 +591,7 @@ def test_job_commands_work_unchanged_on_an_aws_host(aws, home):
         "    comment = waiting for a worker to start", ""]
     summary = runner.invoke(qstat.app, ["-Q"]).stdout.splitlines()
     assert summary[2].split() == ["q1", "1001", "1001", "0", "0", "0", "0", "0"]
-    array = json.loads(runner.invoke(qstat.app, ["-f", "-F", "json", "2[]"]).stdout)[0]
+    array = json.loads(runner.invoke(qstat.app, ["-f", "--output", "json", "2[]"]).stdout)[0]
     assert (array["array"], array["array_total"], array["job_state"]) == ("1-1000", 1000, "Q")
 
     ids = q("qstat", "--only-job-id-out").stdout

@@ -22,6 +22,7 @@ def _register_admin() -> None:
     from hyper.cli import hosts as hosts_cli
     from hyper.cli import iam as iam_cli
     from hyper.cli import scheduler as scheduler_cli
+    from hyper.cli import shims as shims_cli
     from hyper.cli.resources import kind_app
     from hyper.services.resources import KIND_ORDER, PLURAL
 
@@ -30,6 +31,7 @@ def _register_admin() -> None:
         app.add_typer(kind_app(kind), name=PLURAL[kind])
     app.add_typer(iam_cli.app, name="iam")
     app.add_typer(scheduler_cli.app, name="scheduler")
+    app.add_typer(shims_cli.app, name="shims")
 
 
 _register_admin()

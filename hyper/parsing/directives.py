@@ -345,6 +345,11 @@ def _slurm_nodes(value: str, d: Directives) -> None:
         raise UsageError(f"--nodes={value} asks for several nodes", "a hyper job runs on one worker: use 1")
 
 
+def _one_node(value: str, option: str) -> None:
+    if value.strip().lstrip("0") != "1":
+        raise UsageError(f"{option} {value} asks for several nodes", "a hyper job runs on one worker: use 1")
+
+
 def _slurm_mem(value: str, d: Directives) -> None:
     d.memory_mib = parse_memory(value, "m")
 
@@ -441,6 +446,7 @@ _LSF: dict[str, Option] = {
     "-e": (True, _set("error")), "-eo": (True, _set("error")),
     "-w": (True, _add_depend("BSUB")),
     "-n": (True, _set("vcpus", lambda v: _int(v, "-n", 1))),
+    "-nnodes": (True, lambda v, d: _one_node(v, "-nnodes")),  # LSF on CORAL machines; Parsl's LSFProvider
     "-M": (True, _set("memory_mib", lambda v: parse_memory(v, "m"))),
     "-gpu": (True, _lsf_gpu),
     "-H": (False, _flag("hold")),
