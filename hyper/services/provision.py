@@ -182,37 +182,8 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
     elif isinstance(resource, Cluster):
         from hyper.provisioning import provisioner_for
 
-        provisioner = provisioner_for(resource.type)
-        if provisioner is not None:  # one module per cluster type (hyper/provisioning/)
-            return provisioner(ctx, resource, delete=delete, previous=previous, view=view)
-        if resource.type != "batch":
-            return []
-        name = names.stack(host, "cluster", resource.name)
-        if not delete:  # a change Batch cannot make in place deploys a new compute environment (blue/green)
-            resource.environment_generation, why = templates.environment_generation(
-                previous if isinstance(previous, Cluster) else None, resource)
-            if why:
-                steps.append(Step("replace-compute-environment", ",".join(resource.regions),
-                                  names.compute_environment(host, resource.name, resource.environment_generation),
-                                  {"reason": why, "replaces": names.compute_environment(
-                                      host, resource.name, previous.environment_generation)}, done=True))
-        if isinstance(previous, Cluster) and previous.type == "batch" and not delete:
-            for region in sorted(set(previous.regions) - set(resource.regions)):  # dropped: remove its share
-                steps.append(Step("delete-stack", region, name,
-                                  run=lambda region=region: stacks.delete_stack(host, region, name)))
-        for region in resource.regions:
-            if delete:
-                steps.append(Step("delete-stack", region, name,
-                                  run=lambda region=region: stacks.delete_stack(host, region, name)))
-                continue
-            template = templates.render_cluster_stack(host, resource, region)
-
-            def run(region=region, template=template):
-                stacks.check_cluster_region(host, resource, region)
-                stacks.ensure_batch_service_linked_role(host)
-                return stacks.deploy_stack(host, region, name, template)
-
-            steps.append(Step("deploy-stack", region, name, template, run))
+        provisioner = provisioner_for(resource.type)  # one module per cluster type (hyper/provisioning/)
+        return provisioner(ctx, resource, delete=delete, previous=previous, view=view) if provisioner else []
     elif isinstance(resource, Definition):
         target = names.job_definition(host, resource.name)
         refs = ImageRefs(ctx, resource, view)  # one digest lookup for every region's step
@@ -373,8 +344,8 @@ def refresh(ctx, resource: Resource) -> Resource:
         from hyper.provisioning import provisioner
 
         module = provisioner(resource.type)
-        name = module.stack_name(ctx.host, resource) if module else names.stack(ctx.host, "cluster", resource.name)
-        targets += [(r, name) for r in resource.regions]
+        if module is not None:
+            targets += [(r, module.stack_name(ctx.host, resource)) for r in resource.regions]
     if not targets:
         return resource
     results = [stacks.stack_status(ctx.host, region, name) for region, name in targets]

@@ -1,0 +1,50 @@
+"""Provisioning of a cluster of type ``batch``: one CloudFormation stack ``<prefix>cluster-<name>`` per region
+(compute environment + job queue, hyper/aws/templates.py), replaced blue/green when Batch cannot update the
+compute environment in place, and removed from regions the cluster no longer spans."""
+
+from __future__ import annotations
+
+from hyper.aws import names
+from hyper.config import Host
+from hyper.models import Cluster
+
+
+def stack_name(host: Host, cluster: Cluster) -> str:
+    return names.stack(host, "cluster", cluster.name)
+
+
+def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Cluster | None = None,
+                 view=None) -> list:
+    """Steps per region; ``--dry-run`` prints them (a replacement shows its reason)."""
+    from hyper.aws import stacks, templates
+    from hyper.services.provision import Step
+
+    host = ctx.host
+    name = stack_name(host, resource)
+    steps: list[Step] = []
+    if not delete:  # a change Batch cannot make in place deploys a new compute environment (blue/green)
+        resource.environment_generation, why = templates.environment_generation(
+            previous if isinstance(previous, Cluster) else None, resource)
+        if why:
+            steps.append(Step("replace-compute-environment", ",".join(resource.regions),
+                              names.compute_environment(host, resource.name, resource.environment_generation),
+                              {"reason": why, "replaces": names.compute_environment(
+                                  host, resource.name, previous.environment_generation)}, done=True))
+    if isinstance(previous, Cluster) and previous.type == resource.type and not delete:
+        for region in sorted(set(previous.regions) - set(resource.regions)):  # dropped: remove its share
+            steps.append(Step("delete-stack", region, name,
+                              run=lambda region=region: stacks.delete_stack(host, region, name)))
+    for region in resource.regions:
+        if delete:
+            steps.append(Step("delete-stack", region, name,
+                              run=lambda region=region: stacks.delete_stack(host, region, name)))
+            continue
+        template = templates.render_cluster_stack(host, resource, region)
+
+        def run(region=region, template=template):
+            stacks.check_cluster_region(host, resource, region)
+            stacks.ensure_batch_service_linked_role(host)
+            return stacks.deploy_stack(host, region, name, template)
+
+        steps.append(Step("deploy-stack", region, name, template, run))
+    return steps
