@@ -44,7 +44,7 @@ def initial_admins(host: Host) -> list[str]:
 def host_admins(host: Host) -> list[str]:
     """The admin patterns recorded in the host's config item (none when the item predates them)."""
     from hyper.aws.session import aws_errors, client
-    from hyper.aws.tables import table_names
+    from hyper.aws.names import table_names
 
     with aws_errors(host, "dynamodb", "get_item"):
         item = client(host, "dynamodb").get_item(

@@ -11,9 +11,13 @@ from hyper.config import Host
 
 
 def prefix(host: Host) -> str:
-    from hyper.aws.tables import prefix as table_prefix
+    """Every AWS name of the host starts with this (its tables' prefix)."""
+    return host.table_prefix if host.table_prefix is not None else f"hyper-{host.name}-"
 
-    return table_prefix(host)
+
+def table_names(host: Host) -> dict[str, str]:
+    p = prefix(host)
+    return {"jobs": f"{p}jobs", "meta": f"{p}meta"}
 
 
 def job_queue(host: Host, cluster: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+from hyper.aws.names import prefix, table_names  # noqa: F401  (tables.prefix/table_names: their old home)
 from hyper.config import Host
 from hyper.errors import HyperError
 
@@ -44,13 +45,6 @@ LIST_ATTRIBUTES = [
 ]
 
 
-def prefix(host: Host) -> str:
-    return host.table_prefix if host.table_prefix is not None else f"hyper-{host.name}-"
-
-
-def table_names(host: Host) -> dict[str, str]:
-    p = prefix(host)
-    return {"jobs": f"{p}jobs", "meta": f"{p}meta"}
 
 
 def settings(host: Host) -> dict[str, int]:

@@ -36,13 +36,13 @@ import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import wraps
 from typing import Any, Callable, Iterable, Iterator
 
 import botocore.exceptions as bx
 
 from hyper.aws import session as aws
+from hyper.aws.attributes import _av, _item, _unitem
 from hyper.aws import tables
 from hyper.config import Host
 from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
@@ -76,67 +76,7 @@ ACTIVE_STATES = ("HELD", "QUEUED", "RUNNING")
 QUEUED, RUNNING, HELD, DELETED = "QUEUED", "RUNNING", "HELD", "DELETED"
 
 
-# attribute values ------------------------------------------------------------------------------------
-def _num(value: int | float) -> str:
-    if isinstance(value, bool):
-        raise TypeError("bool is not a number")
-    if isinstance(value, int):
-        return str(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{value} cannot be stored in DynamoDB")
-    return format(Decimal(repr(value)), "f")
-
-
-def _av(value: Any) -> dict:
-    """A Python value as a DynamoDB AttributeValue (floats exactly, via their repr)."""
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, (int, float)):
-        return {"N": _num(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, (bytes, bytearray)):
-        return {"B": bytes(value)}
-    if isinstance(value, (list, tuple)):
-        return {"L": [_av(v) for v in value]}
-    if isinstance(value, dict):
-        return {"M": {str(k): _av(v) for k, v in value.items()}}
-    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
-
-
-def _py(av: dict) -> Any:
-    ((kind, value),) = av.items()
-    if kind == "S":
-        return value
-    if kind == "N":
-        return int(value) if value.lstrip("-").isdigit() else float(value)
-    if kind == "BOOL":
-        return value
-    if kind == "NULL":
-        return None
-    if kind == "B":
-        return bytes(value)
-    if kind == "L":
-        return [_py(v) for v in value]
-    if kind == "M":
-        return {k: _py(v) for k, v in value.items()}
-    if kind in ("SS", "BS"):
-        return set(value)
-    if kind == "NS":
-        return {int(v) if v.lstrip("-").isdigit() else float(v) for v in value}
-    raise TypeError(f"unknown DynamoDB type {kind}")
-
-
-def _item(data: dict) -> dict:
-    return {k: _av(v) for k, v in data.items() if v is not None}
-
-
-def _unitem(item: dict) -> dict:
-    return {k: _py(v) for k, v in item.items()}
-
-
+# keys --------------------------------------------------------------------------------------------------
 def _k(*parts: str) -> str:
     """A composite key; '#' and '%' inside names are escaped so (a#b, c) and (a, b#c) never collide."""
     return "#".join(str(p).replace("%", "%25").replace("#", "%23") for p in parts)
@@ -320,6 +260,7 @@ def _public(fn):
 class DynamoStore(DynamoNotices):
     """Store protocol on an aws host's DynamoDB tables; thread-safe, any number of processes."""
 
+    SPEC_TTL = SPEC_TTL  # notices (hyper/store/notices.py) expire like specs
     IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
     TOUCH_EVERY = 20.0  # a worker's IDLE/BUSY registry write at most this often (1 write unit each)
     STATE_POLL = 60.0  # longest wait between a running worker's qdel checks (each an eventually consistent

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 
+from hyper.aws.attributes import _av, _item, _unitem
+
 OPEN_STATES = ("PENDING", "SENDING")
 FINAL_STATES = ("SENT", "FAILED")
 TOMBSTONE_SECONDS = 86400  # an open DynamoDB item outlives its outcome this long (then TTL removes it)
@@ -84,29 +86,28 @@ class SQLiteNotices:
 
 
 class DynamoNotices:
-    """Notice records as meta-table items (``self.db``/``self.meta``/``self.count_shards`` from DynamoStore)."""
+    """Notice records as meta-table items (``self.db``/``self.meta``/``self.count_shards``/``SPEC_TTL`` from
+    DynamoStore)."""
+
+    SPEC_TTL: int
 
     def _notice_key(self, job_id: int, final: bool = False) -> dict:
         return {"pk": {"S": f"{'ntcx' if final else 'ntc'}#{job_id % self.count_shards}"}, "sk": {"S": str(job_id)}}
 
     def _notice_items(self, jobs, now: float) -> list[tuple[str, dict]]:
         """Put requests for submit's batch: written before the job items, so no job exists without its notice."""
-        from hyper.store.dynamodb import SPEC_TTL, _item
-
         out = []
         for job in jobs:
             if job.spec is not None and job.spec.notify:
                 # expires long after any job could end, like dependency edges: a submission whose job items
                 # were never written (throttled) leaves no notice behind for ever
                 body = {**new_notice(job.id, job.spec.notify, now), "pk": self._notice_key(job.id)["pk"]["S"],
-                        "sk": str(job.id), "expires": int(now + SPEC_TTL)}
+                        "sk": str(job.id), "expires": int(now + self.SPEC_TTL)}
                 out.append((self.meta, {"PutRequest": {"Item": _item(body)}}))
         return out
 
     @staticmethod
     def _notice_from(item: dict) -> dict:
-        from hyper.store.dynamodb import _unitem
-
         data = _unitem(item)
         out = {k: data.get(k) for k in FIELDS}
         out["job"] = int(data["sk"])
@@ -141,8 +142,6 @@ class DynamoNotices:
         return sorted(out, key=lambda n: n["job"])
 
     def claim_notice(self, job_id: int, owner: str, lease_until: float, now: float) -> dict | None:
-        from hyper.store.dynamodb import _av
-
         try:
             item = self.db.update_item(
                 TableName=self.meta, Key=self._notice_key(job_id), ReturnValues="ALL_NEW",
@@ -159,8 +158,6 @@ class DynamoNotices:
 
     def record_notice(self, job_id: int, owner: str, state: str, *, next_at: float = 0.0, status: int | None = None,
                       error: str = "", now: float | None = None) -> bool:
-        from hyper.store.dynamodb import _av, _item
-
         now = time.time() if now is None else now
         current = self.db.get_item(TableName=self.meta, Key=self._notice_key(job_id), ConsistentRead=True).get("Item")
         if not current:
