@@ -191,13 +191,11 @@ def _array_ready(row: dict) -> int:
 
 
 def _private_database(path: Path) -> None:
-    """The database 0600 before SQLite opens it (its -wal and -shm files take the database's mode), and any
-    of the three left wider by an older version tightened."""
-    try:
-        os.close(private_file(path, os.O_RDONLY | os.O_CREAT))
-    except IsADirectoryError:
+    """Any of the database and its -wal and -shm files left wider by an older version tightened (a new
+    database is built 0600 in :meth:`SQLiteStore._create_if_missing`, and its -wal/-shm take its mode)."""
+    if path.is_dir():
         return  # SQLite says what is wrong with it
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm"):
         try:
             tighten(Path(f"{path}{suffix}"), PRIVATE_FILE)
         except FileNotFoundError:
@@ -298,6 +296,7 @@ class SQLiteStore(SQLiteNotices):
             if self.path.exists():  # another process created it while we waited
                 self._refuse_empty()
                 return
+            os.close(private_file(tmp, os.O_RDONLY | os.O_CREAT))  # 0600 before SQLite writes a page
             con = sqlite3.connect(tmp, isolation_level=None)
             try:
                 con.execute("PRAGMA journal_mode=WAL")
