@@ -75,6 +75,39 @@ def enter_cgroup(worker_id: str, pid: int) -> Path | None:
         return None
 
 
+def limit_memory(group: Path, limit_mib: int) -> bool:
+    """A hard memory limit for the job in its worker's cgroup (``memory.max``, and no swap), where the memory
+    controller is delegated to hyper's subtree; False where it is not, and the RSS watch in
+    :mod:`hyper.worker.memory` stops the job instead. One job runs in a worker's cgroup at a time."""
+    parent = group.parent
+    try:
+        if "memory" not in (parent / "cgroup.controllers").read_text().split():
+            return False
+        if "memory" not in (parent / "cgroup.subtree_control").read_text().split():
+            (parent / "cgroup.subtree_control").write_text("+memory\n")
+        (group / "memory.max").write_text(f"{limit_mib * 1024 * 1024}\n")
+        swap = group / "memory.swap.max"
+        if swap.exists():
+            swap.write_text("0\n")
+        return True
+    except OSError:
+        return False
+
+
+def oom_kills(group: Path | None) -> int:
+    """How many processes the kernel killed in ``group`` for passing ``memory.max`` (``memory.events``)."""
+    if group is None:
+        return 0
+    try:
+        for line in (group / "memory.events").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def kill_cgroup(group: Path, remove: bool = True) -> None:
     """Kill every process in ``group`` and wait (briefly) until it is empty; remove it if asked."""
     if not group.is_dir():

@@ -215,6 +215,9 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     group = containment.enter_cgroup(worker_id, proc.pid)
     if group is None:
         containment.become_subreaper()  # no cgroup: whatever leaves the session comes back to us
+    memory_limit = spec.memory_mib or definition.memory_mib  # the job's request, else its worker's size
+    kernel_limit = bool(group is not None and memory_limit and containment.limit_memory(group, memory_limit))
+    oom_before = containment.oom_kills(group) if kernel_limit else 0
     try:
         on_start(proc.pid)  # the job's identity is in the store before it can do anything
         try:
@@ -241,7 +244,6 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     next_check = time.monotonic() + check_every
-    memory_limit = spec.memory_mib or definition.memory_mib  # the job's request, else its worker's size
     next_memory = time.monotonic() + memory.CHECK_EVERY if memory_limit else None
     ending: Outcome | None = None
     term_sent_at: float | None = None
@@ -296,8 +298,11 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
         if pidfd is not None:
             os.close(pidfd)
     kill_group(proc.pid, signal.SIGKILL)  # anything the job left behind in its group
+    oom = kernel_limit and containment.oom_kills(group) > oom_before
     _clean_up(group)  # and anything that left the group (setsid daemons)
     exit_code = code if code >= 0 else 256 - code  # signal n -> 256 + n, as PBS reports it
+    if oom and ending is None:  # the kernel enforced memory.max before the RSS watch saw it
+        return Outcome(KILLED, exit_code, f"killed for memory: cgroup limit {memory_limit} MiB")
     if (ending is not None and ending.reason == "disk full") or (code != 0 and _fills_disk(outputs)):
         # only this job fails: its output makes room again so its end (and everything else) can be recorded
         diskspace.truncate_outputs(outputs)
