@@ -157,7 +157,7 @@ def qsub(
         if value.strip().lower() not in ("block=true", "block=t", "block=false", "block=f"):
             words += ["-W", value]
     for flag, value in (("-N", name), ("-q", queue), ("-J", array), ("-o", output), ("-e", error),
-                        ("-j", join), ("-r", rerunnable), ("-A", account), ("-p", None if priority is None else str(priority))):
+                        ("-j", join), ("-r", rerunnable), ("-p", None if priority is None else str(priority))):
         if value is not None:
             words += [flag, value]
     for value in variables or []:

@@ -614,7 +614,10 @@ def test_job_commands_work_unchanged_on_an_aws_host(aws, home):
     slurm = home.parent / "reader.sh"
     slurm.write_text("#!/bin/sh\n#SBATCH --partition=q1\ncat input.txt\n")
     proc = q("qsub", "-d", "small", str(slurm))
-    assert proc.stderr == ("qsub: note: on aws host prod a job runs in its worker's work directory, which cannot "
+    # ... and that Slurm's implicit export-all is off there (issue 11: no secret leaves the submitter)
+    assert proc.stderr == ("qsub: note: #SBATCH: the whole environment is not exported on an aws host; pass -V to "
+                           "export it\n"
+                           "qsub: note: on aws host prod a job runs in its worker's work directory, which cannot "
                            "see the submit directory; copy files in with -W stagein=FILE@HOST:PATH\n")
     assert q("qsub", "-q", "q1", "-d", "small", "--", "echo", "hi").stderr == ""
 
