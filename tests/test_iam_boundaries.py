@@ -70,7 +70,9 @@ def test_printed_policies_cannot_escalate(tmp_path, monkeypatch, role):
 
 def rendered_roles() -> dict[str, dict]:
     stacks = {
-        "region": templates.render_region_stack(PROD, Region(name="us-east-1", main=True, vpc_cidr="10.0.0.0/16")),
+        # with the custom Batch role older compute environments still use, so it is checked too
+        "region": templates.render_region_stack(PROD, Region(name="us-east-1", main=True, vpc_cidr="10.0.0.0/16"),
+                                                legacy_batch_role=True),
         "eks": render_eks_stack(PROD, Cluster(name="g", type="eks", eks_cluster="k", create_eks=True,
                                               regions=["us-east-1"]), "us-east-1"),
     }
