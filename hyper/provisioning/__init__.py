@@ -23,3 +23,4 @@ def provisioner(cluster_type: str) -> Any:
 def provisioner_for(cluster_type: str) -> Callable | None:
     module = provisioner(cluster_type)
     return module.plan_cluster if module is not None else None
+

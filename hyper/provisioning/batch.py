@@ -7,6 +7,7 @@ from __future__ import annotations
 from hyper.aws import names
 from hyper.config import Host
 from hyper.models import Cluster
+from hyper.provisioning.steps import removal_steps
 
 
 def stack_name(host: Host, cluster: Cluster) -> str:
@@ -30,15 +31,10 @@ def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Clus
                               names.compute_environment(host, resource.name, resource.environment_generation),
                               {"reason": why, "replaces": names.compute_environment(
                                   host, resource.name, previous.environment_generation)}, done=True))
-    if isinstance(previous, Cluster) and previous.type == resource.type and not delete:
-        for region in sorted(set(previous.regions) - set(resource.regions)):  # dropped: remove its share
-            steps.append(Step("delete-stack", region, name,
-                              run=lambda region=region: stacks.delete_stack(host, region, name)))
+    steps += removal_steps(host, resource, previous, name, delete=delete)  # all on delete, else dropped regions
+    if delete:
+        return steps
     for region in resource.regions:
-        if delete:
-            steps.append(Step("delete-stack", region, name,
-                              run=lambda region=region: stacks.delete_stack(host, region, name)))
-            continue
         template = templates.render_cluster_stack(host, resource, region)
 
         def run(region=region, template=template):

@@ -23,6 +23,7 @@ from hyper.backends.kubernetes import SERVICE_ACCOUNT, namespace_of
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster
+from hyper.provisioning.steps import removal_steps
 
 EKS_VERSION = "1.33"
 NVIDIA_AMI = "AL2023_x86_64_NVIDIA"
@@ -154,16 +155,10 @@ def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Clus
 
     host = ctx.host
     name = stack_name(host, resource)
-    steps = []
-    if isinstance(previous, Cluster) and previous.type == "eks" and not delete:
-        for region in sorted(set(previous.regions) - set(resource.regions)):
-            steps.append(Step("delete-stack", region, name,
-                              run=lambda region=region: stacks.delete_stack(host, region, name)))
+    steps = removal_steps(host, resource, previous, name, delete=delete)  # all on delete, else dropped regions
+    if delete:
+        return steps
     for region in resource.regions:
-        if delete:
-            steps.append(Step("delete-stack", region, name,
-                              run=lambda region=region: stacks.delete_stack(host, region, name)))
-            continue
         template = render_eks_stack(host, resource, region)
         stack = Step("deploy-stack", region, name, template,
                      lambda region=region, template=template: stacks.deploy_stack(host, region, name, template))
