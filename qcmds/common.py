@@ -4,15 +4,15 @@ completion, `--version`, and click's usage errors as one line like every other e
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
 
 from hyper.cli.common import show_version
 
-APP_SETTINGS = dict(add_completion=True, pretty_exceptions_enable=False,
-                    context_settings={"help_option_names": ["--help"]})
+APP_SETTINGS: dict[str, Any] = dict(add_completion=True, pretty_exceptions_enable=False,
+                                    context_settings={"help_option_names": ["--help"]})
 
 HostOption = Annotated[Optional[str], typer.Option("--host", help="Host to use (else $HYPER_HOST).")]
 
