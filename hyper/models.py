@@ -7,29 +7,36 @@ item attributes (DynamoDB) without knowing their fields, and every renderer can 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
+from hyper.errors import HyperError
 from hyper.states import JobState
 
+_FIELDS: dict[type, frozenset[str]] = {}
 
-@functools.cache
-def _fields(cls) -> frozenset[str]:
+
+def _fields(cls: type[Record]) -> frozenset[str]:
     """Field names per class, computed once: listing 100,000 jobs builds 200,000 records."""
-    return frozenset(f.name for f in dataclasses.fields(cls))
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return known
 
 
 class Record:
     """Serialisation shared by every record: unknown keys are dropped so old rows load in new code."""
 
+    # declared (not set) so the type checker knows every record is a dataclass; @dataclass fills it per subclass
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[arg-type]
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         known = _fields(cls)
-        return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[call-arg]
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -182,6 +189,13 @@ class Job(Record):
     @property
     def is_array(self) -> bool:
         return self.array is not None and self.index is None
+
+    def require_spec(self) -> JobSpec:
+        """The spec of a job read with it (claimed, or fetched whole): the worker's hooks and the workflow
+        commands only see such jobs, so a row without one is a bug, reported as one line rather than a crash."""
+        if self.spec is None:
+            raise HyperError(f"job {self.job_id} was read without its spec", "report this as a bug in hyper")
+        return self.spec
 
     @property
     def job_id(self) -> str:

@@ -61,11 +61,11 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
         return _checked(seconds, raw, what)
     total, pos = 0.0, 0
     compact = text.replace(" ", "")
-    for m in _SUFFIXED.finditer(compact):
-        if m.start() != pos:
+    for match in _SUFFIXED.finditer(compact):
+        if match.start() != pos:
             raise fail
-        total += float(m.group(1)) * _UNITS[m.group(2).lower()]
-        pos = m.end()
+        total += float(match.group(1)) * _UNITS[match.group(2).lower()]
+        pos = match.end()
     if pos != len(compact) or pos == 0:
         raise fail
     return _checked(total, raw, what)
