@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TypeAlias
 
 from hyper.config import Host
 from hyper.errors import HyperError
@@ -97,5 +98,8 @@ class S3Area:
         return f"s3://{s3.bucket_name(self.host)}/{key}"
 
 
-def area_for(host: Host):
+Area: TypeAlias = "LocalArea | S3Area"
+
+
+def area_for(host: Host) -> Area:
     return S3Area(host) if host.type == "aws" else LocalArea(host)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Iterable
+
 from hyper.workflows import notify
 
+if TYPE_CHECKING:
+    from hyper.models import Job
+    from hyper.services.context import Context
 
-def workflow_details(ctx, jobs) -> dict[str, dict]:
+
+def workflow_details(ctx: Context, jobs: Iterable[Job]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for job in jobs:
         spec = job.spec

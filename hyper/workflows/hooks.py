@@ -18,20 +18,28 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Job
 from hyper.parsing.jobids import JobRef
 from hyper.workflows import notify, staging
-from hyper.workflows.area import area_for
+from hyper.workflows.area import Area, LocalArea, area_for
 from hyper.workflows.split import part_name
+
+if TYPE_CHECKING:
+    from hyper.states import JobState
+    from hyper.store.base import Store
+
+T = TypeVar("T")
 
 RETENTION = "HYPER_PART_RETENTION"  # seconds a local host keeps parts and staged files after the job ended
 
 
 def _cwd(job: Job, workdir: Path) -> Path:
-    return Path(job.spec.chdir) if job.spec.chdir else workdir
+    chdir = job.require_spec().chdir
+    return Path(chdir) if chdir else workdir
 
 
 def _private(workdir: Path, job: Job) -> Path:
@@ -47,7 +55,7 @@ def output_key(array_id: int, index: int) -> str:
     return f"outputs/{array_id}/{index}.out"
 
 
-def with_lease(work, check, every: float):
+def with_lease(work: Callable[[], T], check: Callable[[], JobState | None], every: float) -> T | None:
     """Run ``work()`` in a thread while renewing the job's lease with ``check()`` every ``every`` seconds.
 
     Returns what ``work`` returned, or None when the job was deleted or lost to another worker meanwhile (its
@@ -56,13 +64,14 @@ def with_lease(work, check, every: float):
 
     from hyper.states import JobState
 
-    box: dict = {}
+    box: dict[str, T] = {}
+    failed: list[BaseException] = []
 
     def run() -> None:
         try:
             box["value"] = work()
         except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
+            failed.append(exc)
 
     thread = threading.Thread(target=run, name="hyper-job-inputs", daemon=True)
     thread.start()
@@ -73,13 +82,13 @@ def with_lease(work, check, every: float):
             break
         state = check()
         alive = alive and state is not None and state is not JobState.DELETED
-    if "error" in box:
-        raise box["error"]
+    if failed:
+        raise failed[0]
     return box.get("value") if alive else None
 
 
-def before_job(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
-    spec = job.spec
+def before_job(store: Store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
+    spec = job.require_spec()
     if not (spec.split or spec.finalizes or spec.stagein):
         return {}
     for stale in (workdir / ".hyper").glob("wf-*"):  # left by attempts that were deleted or lost mid-run
@@ -91,20 +100,20 @@ def before_job(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> di
                          "check the worker's disk and permissions") from None
 
 
-def _inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
-    spec = job.spec
+def _inputs(store: Store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[str, str]:
+    spec = job.require_spec()
     env: dict[str, str] = {}
     area = area_for(host)
     if spec.split and job.index is not None:
         key = f"{spec.split['location']}/{part_name(job.index)}"
-        if area.kind == "s3":
-            path = _private(workdir, job) / part_name(job.index)
-            area.get(key, path)
-        else:
+        if isinstance(area, LocalArea):
             path = area.path(key)
             if not path.exists():
                 raise HyperError(f"part {job.index} of job {job.id} ({path}) is missing",
                                  "it was removed with the job's retention; submit the split again")
+        else:
+            path = _private(workdir, job) / part_name(job.index)
+            area.get(key, path)
         env.update(HYPER_PART_FILE=str(path), HYPER_PART_INDEX=str(job.index), HYPER_PARTS=str(spec.split["parts"]))
     if spec.finalizes:
         env.update(_finaliser_inputs(store, host, job, workdir, logs_dir, area))
@@ -113,23 +122,25 @@ def _inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path) -> dict[
     return env
 
 
-def _finaliser_inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path, area) -> dict[str, str]:
+def _finaliser_inputs(store: Store, host: Host, job: Job, workdir: Path, logs_dir: Path, area: Area
+                      ) -> dict[str, str]:
     """HYPER_PART_OUTPUTS: a file naming every part's stdout, one path a line, in part order (1..N)."""
     from hyper.parsing.arrays import parse_array
     from hyper.worker.runner import output_paths
 
-    final = job.spec.finalizes
+    final = job.require_spec().finalizes or {}  # called for finalisers only
     array_id, parts = int(final["array"]), int(final["parts"])
     indices = parse_array(final.get("indices") or f"1-{parts}")  # a split's 1..N, or the -J array's own
     found, _ = store.get_jobs([JobRef(array_id, indices, False)])
     private = _private(workdir, job)
     private.mkdir(parents=True, exist_ok=True)
     paths = []
-    for element in sorted(found, key=lambda e: e.index):
+    elements = {e.index: e for e in found if e.index is not None}  # get_jobs of indices: elements only
+    for index, element in sorted(elements.items()):
         if area.kind == "s3":
-            local = private / "outputs" / f"{element.index}.out"
+            local = private / "outputs" / f"{index}.out"
             try:
-                area.get(output_key(array_id, element.index), local)
+                area.get(output_key(array_id, index), local)
             except HyperError:
                 if element.state.value == "SUCCEEDED":
                     raise
@@ -140,7 +151,7 @@ def _finaliser_inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path
             paths.append(str(output_paths(element, logs_dir)[0]))
     listing = private / "part-outputs.txt"
     listing.write_text("".join(p + "\n" for p in paths))
-    states = {}
+    states: dict[str, int] = {}
     for element in found:
         states[element.state.value] = states.get(element.state.value, 0) + 1
     return {"HYPER_PART_OUTPUTS": str(listing), "HYPER_PARTS": str(parts), "HYPER_ARRAY_JOB_ID": f"{array_id}[]",
@@ -149,7 +160,7 @@ def _finaliser_inputs(store, host: Host, job: Job, workdir: Path, logs_dir: Path
 
 def after_job(host: Host, job: Job, workdir: Path, logs_dir: Path) -> list[str]:
     """Stageout and part outputs; returns warnings (the job's own outcome stands)."""
-    spec = job.spec
+    spec = job.require_spec()
     warnings: list[str] = []
     if not (spec.split or spec.stageout or spec.finalizes):
         return warnings
@@ -168,7 +179,7 @@ def after_job(host: Host, job: Job, workdir: Path, logs_dir: Path) -> list[str]:
     return warnings
 
 
-def job_ended(store, host: Host, job: Job, state, owner: str) -> None:
+def job_ended(store: Store, host: Host, job: Job, state: JobState | None, owner: str) -> None:
     """After the end is recorded: notify when the job, or the whole array of this element, has ended."""
     if state is None or not state.finished or job.spec is None or not job.spec.notify:
         return
@@ -180,7 +191,7 @@ def job_ended(store, host: Host, job: Job, state, owner: str) -> None:
         sys.stderr.write(f"hyper worker {owner}: notice of job {job.id} left to the sweep: {exc.message}\n")
 
 
-def sweep(store, host: Host, owner: str, now: float | None = None) -> int:
+def sweep(store: Store, host: Host, owner: str, now: float | None = None) -> int:
     """Send due notices; on a local host also remove expired parts. Returns notices still to retry."""
     now = time.time() if now is None else now
     if not hasattr(store, "open_notices"):  # a store without notices (test doubles of the scheduler)
@@ -194,7 +205,7 @@ def sweep(store, host: Host, owner: str, now: float | None = None) -> int:
 _last_expiry: dict[str, float] = {}
 
 
-def _expire_local(store, host: Host, now: float) -> None:
+def _expire_local(store: Store, host: Host, now: float) -> None:
     """Parts and staging copies of jobs that ended more than HYPER_PART_RETENTION ago (default 7 days)."""
     try:
         keep = float(os.environ.get(RETENTION, 7 * 86400))
@@ -203,7 +214,7 @@ def _expire_local(store, host: Host, now: float) -> None:
     if now - _last_expiry.get(host.name, 0.0) < min(60.0, keep):  # a look a minute is plenty for days
         return
     _last_expiry[host.name] = now
-    area = area_for(host)
+    area = LocalArea(host)  # sweep calls this for local hosts only
     root = area.root / "parts"
     if not root.is_dir():
         return

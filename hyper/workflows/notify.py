@@ -27,12 +27,16 @@ import os
 import socket
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from hyper.config import Host
 from hyper.errors import UsageError
 from hyper.models import Job
 from hyper.parsing.jobids import JobRef
+
+if TYPE_CHECKING:
+    from hyper.store.base import Store
 
 SIGNATURE_HEADER = "X-Hyper-Signature"
 DELIVERY_HEADER = "X-Hyper-Delivery"
@@ -103,10 +107,11 @@ def _counts(array: Job) -> dict:
 
 def document(job: Job, host: Host, array: Job | None = None) -> dict:
     """What the receiver gets: who, what state, exit code, times; an array's element counts."""
-    doc = {"event": "job.blocked" if can_never_run(job) else "job.ended", "host": host_identity(host), "job_id": job.job_id, "id": job.id, "name": job.name,
-           "user": job.user, "queue": job.queue, "state": job.state.value, "exit_code": job.exit_code,
-           "reason": job.reason, "submitted": _iso(job.submitted), "started": _iso(job.started),
-           "ended": _iso(job.ended)}
+    doc: dict[str, Any] = {
+        "event": "job.blocked" if can_never_run(job) else "job.ended", "host": host_identity(host),
+        "job_id": job.job_id, "id": job.id, "name": job.name, "user": job.user, "queue": job.queue,
+        "state": job.state.value, "exit_code": job.exit_code, "reason": job.reason, "submitted": _iso(job.submitted),
+        "started": _iso(job.started), "ended": _iso(job.ended)}
     if job.is_array:
         doc["array"] = _counts(job)
     final = job.spec.finalizes if job.spec else None
@@ -155,7 +160,7 @@ def post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[bool, in
 
 
 # sending ----------------------------------------------------------------------------------------------------
-def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None, job: Job | None = None
+def deliver(store: Store, host: Host, job_id: int, owner: str, now: float | None = None, job: Job | None = None
             ) -> dict | None:
     """Send the notice of job ``job_id`` if it ended and nobody else holds the notice; returns the record."""
     conf = settings()
@@ -197,7 +202,7 @@ def deliver(store, host: Host, job_id: int, owner: str, now: float | None = None
     return store.get_notice(job_id)
 
 
-def sweep(store, host: Host, owner: str, now: float | None = None) -> int:
+def sweep(store: Store, host: Host, owner: str, now: float | None = None) -> int:
     """Send every notice that is due; returns how many notices of ended jobs are still open (to retry)."""
     now = time.time() if now is None else now
     notices = store.open_notices()

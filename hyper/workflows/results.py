@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hyper.errors import HyperError, UnknownJobError, UsageError
 from hyper.parsing.jobids import JobRef
 from hyper.workflows import staging
 from hyper.workflows.area import area_for
 
+if TYPE_CHECKING:
+    from hyper.models import Job
+    from hyper.services.context import Context
 
-def fetch_results(ctx, ref: JobRef, dest_dir: str | None) -> list[tuple[str, str]]:
+
+def fetch_results(ctx: Context, ref: JobRef, dest_dir: str | None) -> list[tuple[str, str]]:
     from hyper.parsing.arrays import parse_array
 
     jobs, missing = ctx.store.get_jobs([JobRef(ref.id, None, ref.whole_array)])
@@ -18,8 +24,8 @@ def fetch_results(ctx, ref: JobRef, dest_dir: str | None) -> list[tuple[str, str
     if job.spec is None or not job.spec.stageout:
         raise UsageError(f"job {job.job_id} stages nothing out",
                          "submit with -W stageout=RESULT@HOST:PATH (or #HYPER --stageout) to get files back")
-    elements = []
-    if job.is_array:
+    elements: list[Job] = []
+    if job.array is not None and job.index is None:  # job.is_array, told to the type checker
         elements, _ = ctx.store.get_jobs([JobRef(job.id, ref.indices or parse_array(job.array), False)])
         elements = [e for e in elements if e.state.finished]
     elif not job.state.finished:

@@ -3,15 +3,23 @@
 Streaming: the file is read line by line (one line in memory at a time, never the whole file), once to count
 lines when ``--parts K`` needs the count, and once to write the parts. Each finished part goes to the host's
 area (a rename under the local data directory, or an upload to S3 and the local copy removed; four uploads
-run while the next parts are written), so a split needs at most a few parts of scratch space. Parts are ``part-000001`` ... matching array indices 1..N.
+run while the next parts are written), so a split needs at most a few parts of scratch space. Parts are
+``part-000001`` ... matching array indices 1..N.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from hyper.errors import UsageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from hyper.workflows.area import Area
 
 MAX_PARTS = 100_000  # an array this big is already a lot of elements; beyond it use bigger parts
 
@@ -58,6 +66,7 @@ def plan(path: str, lines_per_part: int | None, parts: int | None) -> tuple[Path
         raise UsageError(f"split file {path} is empty (0 lines)", "nothing to split: give a file with lines")
     if parts is not None:
         lines_per_part = -(-total // parts)
+    assert lines_per_part is not None  # neither given was refused above
     count = -(-total // lines_per_part)
     if count > MAX_PARTS:
         raise UsageError(f"{path} would make {count} parts, more than {MAX_PARTS}",
@@ -69,9 +78,10 @@ class _Uploads:
     """Parts go to S3 a few at a time while the next ones are written (bounded: at most ``window`` parts wait
     on local disk); into the local area they are renames, done at once."""
 
-    def __init__(self, area, window: int = 8):
-        self.area, self.window, self.pending = area, window, []
-        self.pool = None
+    def __init__(self, area: Area, window: int = 8):
+        self.area, self.window = area, window
+        self.pending: list[Future[None]] = []
+        self.pool: ThreadPoolExecutor | None = None
         if area.kind == "s3":
             from concurrent.futures import ThreadPoolExecutor
 
@@ -95,30 +105,26 @@ class _Uploads:
                 self.pool.shutdown(wait=True)
 
 
-def write_parts(source: Path, lines_per_part: int, area, prefix: str) -> int:
+def write_parts(source: Path, lines_per_part: int, area: Area, prefix: str) -> int:
     """Write the parts to ``area`` under ``prefix``; returns how many were written."""
-    index, out, written, scratch = 0, None, 0, None
+    index = 0
     uploads = _Uploads(area)
     try:
         with open(source, "rb") as fh:
-            for line in fh:
-                if out is None:
-                    index += 1
-                    scratch = area.scratch(f"{prefix}/{part_name(index)}")
-                    out = open(scratch, "wb", buffering=1 << 20)
-                    written = 0
-                out.write(line)
-                written += 1
-                if written == lines_per_part:
-                    out.close()
-                    out = None
-                    uploads.put(scratch, f"{prefix}/{part_name(index)}")
-        if out is not None:
-            out.close()
-            out = None
-            uploads.put(scratch, f"{prefix}/{part_name(index)}")
+            for first in fh:
+                index += 1
+                key = f"{prefix}/{part_name(index)}"
+                scratch = area.scratch(key)
+                _write_part(first, fh, lines_per_part - 1, scratch)
+                uploads.put(scratch, key)
     finally:
-        if out is not None:
-            out.close()
         uploads.finish()
     return index
+
+
+def _write_part(first: bytes, rest: Iterator[bytes], more: int, path: Path) -> None:
+    """One part: ``first`` and the next ``more`` lines of ``rest`` (fewer at the end of the file)."""
+    with open(path, "wb", buffering=1 << 20) as out:
+        out.write(first)
+        for line in itertools.islice(rest, more):
+            out.write(line)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hyper.errors import HyperError, UsageError
 from hyper.models import Job
+from hyper.workflows.area import Area, S3Area
 
 
 def parse(items: list[str], cwd: str, what: str) -> list[tuple[str, str]]:
@@ -44,9 +45,11 @@ def parse(items: list[str], cwd: str, what: str) -> list[tuple[str, str]]:
     return out
 
 
-def prepare(stagein: list[str], stageout: list[str], cwd: str, area, token: str) -> tuple[list[dict], list[dict]]:
+def prepare(stagein: list[str], stageout: list[str], cwd: str, area: Area, token: str
+            ) -> tuple[list[dict], list[dict]]:
     """Check (and on an aws host upload) the stagein files at submit; records for the job's spec."""
-    ins, outs = [], []
+    ins: list[dict] = []
+    outs: list[dict] = []
     for n, (job_path, src) in enumerate(parse(stagein, cwd, "stagein")):
         if "%" not in src and "^" not in src:
             p = Path(src)
@@ -61,7 +64,7 @@ def prepare(stagein: list[str], stageout: list[str], cwd: str, area, token: str)
     return ins, outs
 
 
-def upload_stagein(ins: list[dict], area) -> None:
+def upload_stagein(ins: list[dict], area: Area) -> None:
     if area.kind == "s3":
         for item in ins:
             area.put(Path(item["src"]), item["key"])
@@ -77,9 +80,9 @@ def out_key(item: dict, job: Job) -> str:
     return item["key"].replace("{element}", "job" if job.index is None else str(job.index))
 
 
-def stage_in(job: Job, cwd: Path, area) -> None:
+def stage_in(job: Job, cwd: Path, area: Area) -> None:
     """Before the job: its stagein files into its working directory (copy locally, download on aws)."""
-    for item in job.spec.stagein:
+    for item in job.require_spec().stagein:
         dest = cwd / _expand(item["job"], job)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if area.kind == "s3":
@@ -92,10 +95,10 @@ def stage_in(job: Job, cwd: Path, area) -> None:
             raise HyperError(f"stagein of {src} failed: {exc.strerror}", "the file moved after qsub") from None
 
 
-def stage_out(job: Job, cwd: Path, area) -> list[str]:
+def stage_out(job: Job, cwd: Path, area: Area) -> list[str]:
     """After the job: results back (copy locally, upload on aws). Returns warnings for missing results."""
     warnings = []
-    for item in job.spec.stageout:
+    for item in job.require_spec().stageout:
         src = cwd / _expand(item["job"], job)
         if not src.is_file():
             warnings.append(f"stageout: {src} was not produced by the job")
@@ -112,15 +115,15 @@ def stage_out(job: Job, cwd: Path, area) -> list[str]:
     return warnings
 
 
-def fetch(job: Job, elements: list[Job], area, dest_dir: str | None) -> list[tuple[str, str]]:
+def fetch(job: Job, elements: list[Job], area: Area, dest_dir: str | None) -> list[tuple[str, str]]:
     """``qget``: download a finished job's stageout files; [(source, local path)]."""
     got = []
     for element in elements or [job]:
-        for item in job.spec.stageout:
+        for item in job.require_spec().stageout:
             dest = Path(_expand(item["dest"], element))
             if dest_dir:
                 dest = Path(dest_dir) / dest.name
-            if area.kind == "s3":
+            if isinstance(area, S3Area):
                 key = out_key(item, element)
                 if not area.exists(key):
                     continue
