@@ -279,6 +279,16 @@ def test_a_last_line_without_newline_is_counted():
     assert split.count_lines(Path(fh.name)) == 3
 
 
+def test_a_hook_given_a_job_read_without_its_spec_says_so_in_one_line(tmp_path):
+    """The hooks only see jobs read whole; a row without its spec is a HyperError naming the job, not a crash."""
+    from hyper.errors import HyperError
+    from hyper.models import Job
+    from hyper.workflows import hooks
+
+    with pytest.raises(HyperError, match=r"job 7\[2\] was read without its spec"):
+        hooks.after_job(Host(name="local"), Job(id=7, index=2, array="1-3"), tmp_path, tmp_path)
+
+
 # the store's schema --------------------------------------------------------------------------------------------
 def test_a_version_2_database_gains_the_notices_table_and_keeps_its_jobs(tmp_path):
     from hyper.store import sqlite as sq
