@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from hyper.aws import names
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Definition
+
+if TYPE_CHECKING:
+    from hyper.aws.session import AwsClient
 
 MAX_ARRAY_SIZE = 10_000  # Batch: array jobs have 2..10,000 children
 ACTIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")  # listed in this order: see live
@@ -37,7 +40,7 @@ TICK_PATTERN = re.compile(r"^[0-9a-z]+$")
 
 
 # ---------------------------------------------------------------- clients per region
-def regional_client(host: Host, service: str, region: str, *, max_attempts: int | None = None):
+def regional_client(host: Host, service: str, region: str, *, max_attempts: int | None = None) -> AwsClient:
     """A client for `service` in `region` (see hyper.aws.session.client)."""
     from hyper.aws.session import client
 
@@ -291,7 +294,7 @@ class BatchApi:
         self.host = host
         self.max_pages = max_pages
 
-    def client(self, region: str, *, submit: bool = False):
+    def client(self, region: str, *, submit: bool = False) -> AwsClient:
         # SubmitJob has no idempotency token: botocore must not resend one whose answer was lost (a second
         # array would start). Throttled or never-sent submissions are retried by the scheduler instead.
         return regional_client(self.host, "batch", region, max_attempts=1 if submit else None)

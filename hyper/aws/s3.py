@@ -41,7 +41,7 @@ def bucket_name(host: Host) -> str:
     return (bucket_stem(host) + account)[:63]
 
 
-def _client(host: Host):
+def _client(host: Host) -> aws.AwsClient:
     return aws.client(host, "s3")
 
 

@@ -19,10 +19,14 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeAlias
 
 from hyper.config import Host
 from hyper.errors import HyperError
+
+# boto3 ships no types (pyproject's mypy overrides): its sessions and clients are Any, named for the reader
+AwsSession: TypeAlias = Any
+AwsClient: TypeAlias = Any
 
 DEFAULT_RETRY_MODE = "standard"
 DEFAULT_MAX_ATTEMPTS = 5
@@ -48,6 +52,15 @@ _clients: dict[tuple, Any] = {}
 # what a host resolves to -----------------------------------------------------------------------------
 def region_of(host: Host) -> str | None:
     return host.main_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def main_region(host: Host) -> str:
+    """The region a host's own calls go to; a one-line error when neither the host nor the environment names one."""
+    region = region_of(host)
+    if not region:
+        raise HyperError(f"no AWS region for host {host.name!r}",
+                         "set the host's main region (hyper hosts create-host --main-region ...) or AWS_REGION")
+    return region
 
 
 def endpoint_of(host: Host) -> str | None:
@@ -96,7 +109,7 @@ def _env_key() -> tuple:
     return tuple(os.environ.get(k) for k in _CREDENTIAL_ENV)
 
 
-def session(host: Host):
+def session(host: Host) -> AwsSession:
     """The boto3 session of a host (one per profile and region, shared by every client of the process)."""
     key = (host.profile, region_of(host), _env_key())
     with _lock:
@@ -117,13 +130,11 @@ def session(host: Host):
         return found
 
 
-def client(host: Host, service: str, *, region: str | None = None, max_attempts: int | None = None):
+def client(host: Host, service: str, *, region: str | None = None,
+           max_attempts: int | None = None) -> AwsClient:
     """A client for `service` in `region` (default: the host's main region), from the host's one session,
     endpoint and retry settings; cached, since boto3 clients are thread-safe and slow to create."""
-    region = region or region_of(host)
-    if not region:
-        raise HyperError(f"no AWS region for host {host.name!r}",
-                         "set the host's main region (hyper hosts create-host --main-region ...) or AWS_REGION")
+    region = region or main_region(host)
     retries = retry_settings(host, max_attempts)
     key = (host.profile, region, endpoint_of(host), service, retries["mode"], retries["max_attempts"], _env_key())
     with _lock:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from hyper.aws import names, templates
-from hyper.aws.session import aws_errors, error_code
+from hyper.aws.session import AwsClient, aws_errors, error_code
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition
@@ -34,7 +34,7 @@ NEVER_CREATED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED"}
 DEFAULT_TIMEOUT = 3600.0  # a new VPC with a NAT gateway takes a few minutes; GPU environments longer
 
 # clients in any region ---------------------------------------------------------------------------------------
-def regional_client(host: Host, service: str, region: str | None = None):
+def regional_client(host: Host, service: str, region: str | None = None) -> AwsClient:
     """A client for ``service`` in ``region`` (default: the main region), with the host's retry settings."""
     from hyper.aws.session import client
 
@@ -157,7 +157,7 @@ def failure_reasons(events: Iterable[dict], stack_name: str) -> list[str]:
 
 
 # reading a stack -----------------------------------------------------------------------------------------------
-def _describe(cfn, name: str) -> dict | None:
+def _describe(cfn: AwsClient, name: str) -> dict | None:
     try:
         stacks = cfn.describe_stacks(StackName=name).get("Stacks") or []
     except cfn.exceptions.ClientError as exc:
@@ -167,7 +167,7 @@ def _describe(cfn, name: str) -> dict | None:
     return stacks[0] if stacks else None
 
 
-def _events(cfn, stack_id: str, limit: int = 200) -> list[dict]:
+def _events(cfn: AwsClient, stack_id: str, limit: int = 200) -> list[dict]:
     events: list[dict] = []
     token = None
     while len(events) < limit:
@@ -180,7 +180,7 @@ def _events(cfn, stack_id: str, limit: int = 200) -> list[dict]:
     return events
 
 
-def _result(cfn, name: str, region: str, stack: dict | None, action: str = "none") -> StackResult:
+def _result(cfn: AwsClient, name: str, region: str, stack: dict | None, action: str = "none") -> StackResult:
     if stack is None:
         return StackResult(name, region, "MISSING", action=action)
     result = StackResult(name, region, stack["StackStatus"], action=action,
@@ -223,7 +223,7 @@ def stack_action(host: Host, region: str, stack_name: str) -> str:
     return "update"
 
 
-def _wait(cfn, name: str, stack_id: str, timeout: float) -> dict | None:
+def _wait(cfn: AwsClient, name: str, stack_id: str, timeout: float) -> dict | None:
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
@@ -319,7 +319,7 @@ def stack_importers(host: Host, region: str, stack_name: str) -> dict[str, list[
         return users
 
 
-def _importers_by_template(host: Host, cfn, stack_name: str, exports: list[str]) -> dict[str, list[str]]:
+def _importers_by_template(host: Host, cfn: AwsClient, stack_name: str, exports: list[str]) -> dict[str, list[str]]:
     users: dict[str, list[str]] = {}
     paginator = cfn.get_paginator("list_stacks")
     for page in paginator.paginate():
@@ -411,7 +411,7 @@ def network_roles(host: Host, region: str) -> tuple[str, str]:
                          f"(`hyper regions update-region {region}`)") from None
 
 
-def _revisions(batch, name: str) -> list[dict]:
+def _revisions(batch: AwsClient, name: str) -> list[dict]:
     found: list[dict] = []
     token = None
     while True:

@@ -37,7 +37,10 @@ import math
 import re
 import statistics
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from hyper.config import Host
 
 SCALE = 100  # the best region's weight
 MAX_SCORE = 10
@@ -47,7 +50,8 @@ EXACT_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")  # g5.xlarge, u-6tb1.m
 
 def exact_types(instance_types: Iterable[str]) -> tuple[list[str], list[str]]:
     """(exact instance types, the rest): only exact types can be scored and priced."""
-    exact, other = [], []
+    exact: list[str] = []
+    other: list[str] = []
     for t in instance_types:
         (exact if EXACT_TYPE.match(str(t).strip().lower()) else other).append(str(t).strip())
     return sorted(set(exact)), sorted(set(other))
@@ -197,7 +201,7 @@ def is_aws_error(exc: BaseException) -> bool:
     return module.startswith(("botocore", "boto3", "urllib3"))
 
 
-def failure_text(exc: BaseException, host=None, action: str = "") -> str:
+def failure_text(exc: BaseException, host: Host | None = None, action: str = "") -> str:
     """Why a call failed, in one short line (AccessDenied, throttled, not implemented by the endpoint...)."""
     from hyper.errors import HyperError
 

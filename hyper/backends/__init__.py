@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hyper.errors import HyperError
+
+if TYPE_CHECKING:
+    from hyper.models import Cluster
 
 BACKENDS: dict[str, str] = {
     "local": "hyper.backends.processes:LocalBackend",
@@ -65,7 +69,7 @@ def default_type(host_type: str) -> str:
     return types_for(host_type)[0]
 
 
-def check_cluster(cluster) -> None:
+def check_cluster(cluster: Cluster) -> None:
     """The checks only the cluster's own type knows (an EKS cluster name, a Job template that renders)."""
     kind = cluster_type(cluster.type)
     if kind.check:

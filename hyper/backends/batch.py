@@ -25,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence
 
 from hyper.aws import names
-from hyper.aws.batch import BatchApi, SubmitRequest, live_workers, render_submissions
+from hyper.aws.batch import BatchApi, LiveJob, SubmitRequest, live_workers, render_submissions
 from hyper.backends import instances
 from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem, setting
 from hyper.config import Host
 from hyper.errors import HyperError
+from hyper.models import Cluster
 from hyper.store.base import Store
 
 DEFAULT_SUBMIT_RATE = 50.0  # SubmitJob per second per account (AWS Batch quota)
@@ -178,11 +179,13 @@ class BatchBackend:
                                 thread_name_prefix="hyper-batch") as pool:
             return dict(zip(regions, pool.map(fn, regions)))
 
-    def _inspect(self, region: str, cluster_names: set[str], known_pairs):
-        """Which job queues exist in a region, and the unfinished worker jobs in them."""
+    def _inspect(self, region: str, cluster_names: set[str], known_pairs: Sequence[tuple[str, str]]
+                 ) -> tuple[set[str], set[str], list[tuple[str, LiveJob, dict]], list[str]]:
+        """Which job queues exist in a region, and the unfinished worker jobs in them: (usable clusters, clusters
+        whose jobs are all known, (cluster, job, its DescribeJobs entry) of live workers, problems)."""
         usable: set[str] = set()
         known: set[str] = set()
-        live: list = []
+        live: list[tuple[str, LiveJob, dict]] = []
         problems: list[str] = []
         wanted = {names.job_queue(self.host, c): c for c in sorted(cluster_names)}
         try:
@@ -290,7 +293,7 @@ class BatchBackend:
         return render_submissions(self.host, counts, definitions, clusters, tick, revisions=self._pinned,
                                   worker_idle=self.worker_idle)
 
-    def capacity(self, cluster, region: str) -> tuple[int, int | None]:
+    def capacity(self, cluster: Cluster, region: str) -> tuple[int, int | None]:
         from hyper.scheduler.loop import region_cap
 
         return region_cap(cluster, region), None  # a compute environment caps vCPUs only

@@ -105,10 +105,10 @@ def fit_problem(definition: Definition, cluster: Cluster, region: str | None = N
     """Why no instance type of the cluster can hold one worker of the definition; None when one can or the
     types are not all in the table (a family name like ``g5``, or ``optimal``: nothing to say for sure)."""
     types = cluster_types(cluster, region)
-    sizes = {t: SIZES.get(t) for t in types}
-    if not types or any(s is None for s in sizes.values()):
+    if not types or any(t not in SIZES for t in types):
         return None
-    if any(fits(definition, s, reserve) for s in sizes.values() if s):
+    sizes = {t: SIZES[t] for t in types}
+    if any(fits(definition, s, reserve) for s in sizes.values()):
         return None
     best = max(sizes.items(), key=lambda kv: reserve.allocatable(kv[1])[1])
     cpu, mem = reserve.allocatable(best[1])
@@ -126,7 +126,7 @@ def fits_cluster(definition: Definition, cluster: Cluster) -> bool | None:
         return False
     reserve = reserve_for(cluster)
     known = True
-    for region in cluster.regions or [None]:
+    for region in _regions(cluster):
         types = cluster_types(cluster, region)
         if not types or any(t not in SIZES for t in types):
             known = False
@@ -136,12 +136,17 @@ def fits_cluster(definition: Definition, cluster: Cluster) -> bool | None:
     return True if known else None
 
 
+def _regions(cluster: Cluster) -> list[str | None]:
+    """The regions a cluster lists, or one None (its types without a region's overrides) when it lists none."""
+    return [*cluster.regions] if cluster.regions else [None]
+
+
 def cluster_fit_problem(definition: Definition, cluster: Cluster) -> str | None:
     """The fit problem of the first region of the cluster (its own overrides applied) that cannot hold the
     definition's worker; None when every region can (or cannot be told)."""
     if cluster.type not in ("batch", "eks"):
         return None
-    for region in cluster.regions or [None]:
+    for region in _regions(cluster):
         why = fit_problem(definition, cluster, region, reserve=reserve_for(cluster))
         if why:
             return why

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from hyper.errors import HyperError
 from hyper.models import Cluster
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+T = TypeVar("T")
 
 
 class KubeError(Exception):
@@ -69,9 +74,9 @@ class KubeApi:
         self.cluster = cluster
         self.region = region
         self.transport = transport
-        self._client = None
+        self._client: Client | None = None
 
-    def client(self):
+    def client(self) -> Client:
         if self._client is None:
             try:
                 from lightkube import Client
@@ -93,7 +98,7 @@ class KubeApi:
             self._client = Client(config=config, transport=self.transport, field_manager="hyper")
         return self._client
 
-    def _call(self, fn, what: str):
+    def _call(self, fn: Callable[[], T], what: str) -> T:
         from lightkube import ApiError
 
         try:
@@ -122,8 +127,8 @@ class KubeApi:
 
         obj = codecs.from_dict(manifest)
         kind = manifest["kind"]
-        ns = manifest["metadata"].get("namespace")
-        return self._call(lambda: self.client().apply(obj, namespace=ns, force=True),
+        # apply() takes the namespace from the object's metadata, which is the manifest's
+        return self._call(lambda: self.client().apply(obj, force=True),
                           f"apply {kind} {manifest['metadata']['name']}").to_dict()
 
     def create_job(self, manifest: dict) -> dict:
@@ -135,14 +140,16 @@ class KubeApi:
     def list_jobs(self, namespace: str, labels: dict[str, str]) -> list[dict]:
         from lightkube.resources.batch_v1 import Job
 
+        selector: dict[str, Any] = {**labels}  # lightkube's selector values may also be operators or None
         return self._call(lambda: [j.to_dict() for j in self.client().list(Job, namespace=namespace,
-                                                                              labels=labels)], "list Jobs")
+                                                                              labels=selector)], "list Jobs")
 
     def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict]:
         from lightkube.resources.core_v1 import Pod
 
+        selector: dict[str, Any] = {**labels}  # lightkube's selector values may also be operators or None
         return self._call(lambda: [p.to_dict() for p in self.client().list(Pod, namespace=namespace,
-                                                                              labels=labels)], "list Pods")
+                                                                              labels=selector)], "list Pods")
 
     def delete_job(self, namespace: str, name: str) -> None:
         from lightkube.resources.batch_v1 import Job

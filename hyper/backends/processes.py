@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 from hyper.backends.base import Inventory, Pair, Submitted, WorkerState
+from hyper.models import Cluster
 
 PLACE = "localhost"
 
@@ -50,7 +51,7 @@ class LocalBackend:
         self.agent = agent
         self.live = list(live)  # WorkerInfo of workers that count (the agent already dropped dead ones)
 
-    def capacity(self, cluster, region: str) -> tuple[int, int | None]:
+    def capacity(self, cluster: Cluster, region: str) -> tuple[int, int | None]:
         return int(cluster.max_vcpus or os.cpu_count() or 1), int(cluster.gpus_per_instance or 0)  # as before: 0 GPUs
 
     def inventory(self, pairs: Sequence[Pair], known_pairs: Sequence[tuple[str, str]]) -> Inventory:
