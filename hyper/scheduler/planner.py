@@ -251,20 +251,21 @@ def cap_by_cost(counts: dict[tuple[str, str, str], int], prices: dict[tuple[str,
         if not asked:
             continue
         spent = sum(n * (prices.get(k) or 0.0) for k, n in live.items() if k[0] == queue and n > 0)
-        priced = {k: n for k, n in mine.items() if prices.get(k) is not None}
+        price = {k: p for k in mine if (p := prices.get(k)) is not None}  # per worker, where it is known
+        priced = {k: n for k, n in mine.items() if k in price}
         unknown = sorted(f"{k[1]} in {k[2]}" for k in mine if k not in priced)
-        cost = sum(n * prices[k] for k, n in priced.items())
+        cost = sum(n * price[k] for k, n in priced.items())
         left = max(0.0, budget - spent)
         if cost <= left + 1e-9:
             kept = dict(priced)
         else:
             share = left / cost
             kept = {k: int(n * share) for k, n in priced.items()}
-            used = sum(kept[k] * prices[k] for k in kept)
-            for k in sorted(priced, key=lambda k: (prices[k], k)):
-                while kept[k] < priced[k] and used + prices[k] <= left + 1e-9:
+            used = sum(kept[k] * price[k] for k in kept)
+            for k in sorted(priced, key=lambda k: (price[k], k)):
+                while kept[k] < priced[k] and used + price[k] <= left + 1e-9:
                     kept[k] += 1
-                    used += prices[k]
+                    used += price[k]
         out.update({k: n for k, n in kept.items() if n > 0})
         total = sum(kept.values())
         if total < asked:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from hyper.config import Host, Settings, current_host
 from hyper.errors import HyperError
@@ -28,7 +29,7 @@ class Context:
         return open_store(self.host)
 
     @property
-    def logs_dir(self):
+    def logs_dir(self) -> Path:
         return self.host.data_dir / "logs"
 
 

@@ -9,13 +9,19 @@ the file and line. Apply is declarative per resource: a key left out takes its d
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from hyper.errors import HyperError, UsageError
 from hyper.models import Cluster, Queue, Region, Resource
 from hyper.services import resources as res
+
+if TYPE_CHECKING:
+    import yaml
+
+    from hyper.services.context import Context
 
 
 @dataclass
@@ -51,7 +57,7 @@ def _files(paths: list[str]) -> list[Path]:
     return out
 
 
-def _where(path: Path, node) -> str:
+def _where(path: Path, node: yaml.Node) -> str:
     return f"{path}:{node.start_mark.line + 1}"
 
 
@@ -83,7 +89,7 @@ def load_items(paths: list[str]) -> list[Item]:
     return items
 
 
-def _document(path: Path, node, loader, seen: dict) -> list[Item]:
+def _document(path: Path, node: yaml.Node, loader: yaml.SafeLoader, seen: dict) -> list[Item]:
     import yaml
 
     if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
@@ -108,7 +114,7 @@ def _document(path: Path, node, loader, seen: dict) -> list[Item]:
     return items
 
 
-def _entry(path: Path, kind: str, entry, loader, seen: dict) -> Item:
+def _entry(path: Path, kind: str, entry: yaml.Node, loader: yaml.SafeLoader, seen: dict) -> Item:
     import yaml
 
     where = _where(path, entry)
@@ -145,7 +151,7 @@ def _comparable(resource: Resource) -> dict:
     return body
 
 
-def plan(ctx, items: list[Item]) -> list[Change]:
+def plan(ctx: Context, items: list[Item]) -> list[Change]:
     """What apply would do, fully validated against the store plus every new value (nothing written)."""
     store = ctx.store
     view = res.ResourceView(store)
@@ -153,22 +159,7 @@ def plan(ctx, items: list[Item]) -> list[Change]:
     order = {k: n for n, k in enumerate(res.KIND_ORDER)}
     for item in sorted(items, key=lambda i: order[i.kind]):
         current = store.get_resource(item.kind, item.name)
-        try:
-            values = dict(item.values)
-            if item.kind == "cluster" and not values.get("type"):
-                values["type"] = res.default_type(ctx.host.type)
-            resource = res.build(item.kind, item.name, values)
-            res._defaults(ctx, resource, view)
-        except HyperError as exc:
-            raise UsageError(f"{item.where}: {item.kind} {item.name}: {exc.message}", exc.hint) from None
-        if isinstance(resource, Region):
-            resource.main = bool(item.main) or ctx.host.main_region == item.name or \
-                bool(current is not None and current.main and item.main is None)
-        if isinstance(current, Cluster) and isinstance(resource, Cluster):  # provisioning's, not declared
-            resource.environment_generation = current.environment_generation
-        if isinstance(current, Queue):  # computed, not declared: refresh-weights owns them
-            resource.auto_weights, resource.auto_weights_at = current.auto_weights, current.auto_weights_at
-            resource.auto_weights_note = current.auto_weights_note
+        resource = _declared(ctx, item, current, view)
         if current is None:
             resource.status, resource.message = res.initial_status(ctx.host.type)
             action = "create"
@@ -180,33 +171,62 @@ def plan(ctx, items: list[Item]) -> list[Change]:
             action = "update"
         view.staged[(item.kind, item.name)] = resource
         changes.append(Change(action, resource, previous=current))
-    where = {(i.kind, i.name): i.where for i in items}
+    _check(ctx, changes, view, {(i.kind, i.name): i.where for i in items})
+    return changes
+
+
+def _declared(ctx: Context, item: Item, current: Resource | None, view: res.ResourceView) -> Resource:
+    """The resource an item declares, with its defaults and the fields the host owns (not the file) kept."""
+    try:
+        values = dict(item.values)
+        if item.kind == "cluster" and not values.get("type"):
+            values["type"] = res.default_type(ctx.host.type)
+        resource = res.build(item.kind, item.name, values)
+        res._defaults(ctx, resource, view)
+    except HyperError as exc:
+        raise UsageError(f"{item.where}: {item.kind} {item.name}: {exc.message}", exc.hint) from None
+    if isinstance(resource, Region):
+        resource.main = bool(item.main) or ctx.host.main_region == item.name or \
+            bool(isinstance(current, Region) and current.main and item.main is None)
+    if isinstance(current, Cluster) and isinstance(resource, Cluster):  # provisioning's, not declared
+        resource.environment_generation = current.environment_generation
+    if isinstance(current, Queue) and isinstance(resource, Queue):  # computed, not declared: refresh-weights
+        resource.auto_weights, resource.auto_weights_at = current.auto_weights, current.auto_weights_at
+        resource.auto_weights_note = current.auto_weights_note
+    return resource
+
+
+def _check(ctx: Context, changes: list[Change], view: res.ResourceView, where: dict[tuple[str, str], str]) -> None:
+    """Validate every change against the staged view, then render every template: a bad value stops apply
+    before its first write. Errors name the file and line that declared the resource."""
     for change in changes:
         r = change.resource
-        try:
+        with _declared_at(where[(r.KIND, r.name)]):
             res.validate(r, view, ctx.host.type)
-        except HyperError as exc:
-            raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
-    for change in changes:  # render every template now: a bad value stops apply before its first write
+    for change in changes:
         r = change.resource
         if change.action != "unchanged":
             from hyper.services import provision
 
-            try:
+            with _declared_at(where[(r.KIND, r.name)]):
                 change.steps = provision.plan(ctx, r, view=view, previous=change.previous)
-            except HyperError as exc:
-                raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
-            try:
+            with _declared_at(where[(r.KIND, r.name)]):
                 res.validate_dependents(r, view, ctx.host.type)
-            except HyperError as exc:
-                raise HyperError(f"{where[(r.KIND, r.name)]}: {exc.message}", exc.hint, exc.exit_code) from None
-    mains = [r.name for r in view.all("region") if r.main]
+    mains = [r.name for r in view.all("region") if isinstance(r, Region) and r.main]
     if len(mains) > 1:
         raise UsageError(f"more than one main region: {', '.join(mains)}", "mark exactly one region `main: true`")
-    return changes
 
 
-def apply(ctx, paths: list[str], dry_run: bool = False) -> list[Change]:
+@contextmanager
+def _declared_at(where: str) -> Iterator[None]:
+    """A HyperError raised inside, prefixed with the file:line that declared the resource."""
+    try:
+        yield
+    except HyperError as exc:
+        raise HyperError(f"{where}: {exc.message}", exc.hint, exc.exit_code) from None
+
+
+def apply(ctx: Context, paths: list[str], dry_run: bool = False) -> list[Change]:
     """Validate everything, then record and deploy each changed resource, referents first."""
     changes = plan(ctx, load_items(paths))  # validated and rendered: nothing can fail on input from here
     if dry_run:
@@ -218,7 +238,7 @@ def apply(ctx, paths: list[str], dry_run: bool = False) -> list[Change]:
     return changes
 
 
-def export(ctx) -> str:
+def export(ctx: Context) -> str:
     """Every resource of the host as an apply-able YAML document (no status: that belongs to the host)."""
     import yaml
 

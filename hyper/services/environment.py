@@ -83,9 +83,9 @@ def plan_environment(host: Host, d: Directives, submit_env: dict[str, str]) -> E
             if keep(key) and key not in env:
                 env[key] = value
                 exported.append(key)
-    for key, value in d.env.items():
+    for key, given in d.env.items():
         if keep(key):
-            env[key] = submit_env.get(key, "") if value is None else value
+            env[key] = submit_env.get(key, "") if given is None else given
     for key in SUBMIT_ENV:
         if key in submit_env and keep(f"PBS_O_{key}"):
             env.setdefault(f"PBS_O_{key}", submit_env[key])

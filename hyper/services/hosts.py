@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass
+from typing import Any
 
 from hyper.config import DEFAULT_HOST, Host, load_hosts, save_hosts
 from hyper.errors import HyperError, UsageError
@@ -43,7 +44,8 @@ def check_host_name(name: str) -> None:
                          "use lower-case letters, digits and -, starting with a letter, at most 31 characters")
 
 
-def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoint_url: str | None) -> None:
+def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoint_url: str | None) -> str:
+    """The main region, once every aws field is known good."""
     from hyper.services.resources import check_name
 
     if not main_region:
@@ -54,6 +56,7 @@ def _check_aws_fields(main_region: str | None, table_prefix: str | None, endpoin
                          "start with a letter; letters, digits and - only (it begins every AWS name of the host)")
     if endpoint_url and not re.match(r"^https?://[^\s/]+", endpoint_url):
         raise UsageError(f"endpoint URL {endpoint_url!r} is not an http(s) URL", "e.g. http://127.0.0.1:5000")
+    return main_region
 
 
 # host settings an admin may set (hosts.yaml, beside the host's fields): name -> (parse, example)
@@ -72,7 +75,7 @@ def check_settings(type_: str, settings: dict) -> dict:
     if type_ != "aws" and set(settings) - set(LOCAL_SETTINGS):
         raise UsageError("--setting is for aws hosts (shards, retries, scheduler timing), except "
                          f"{' and '.join(LOCAL_SETTINGS)}", "drop it, or use --type aws")
-    out = {}
+    out: dict[str, Any] = {}
     for key, raw in settings.items():
         kind = AWS_SETTINGS.get(key)
         if kind is None:
@@ -120,8 +123,8 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
 
         open_store(host).close()  # the database and the default queue and definition exist from the start
     else:
-        _check_aws_fields(main_region, table_prefix, endpoint_url)
-        host = Host(name=name, type="aws", main_region=main_region, profile=profile, table_prefix=table_prefix,
+        region = _check_aws_fields(main_region, table_prefix, endpoint_url)
+        host = Host(name=name, type="aws", main_region=region, profile=profile, table_prefix=table_prefix,
                     endpoint_url=endpoint_url, extra=dict(settings or {}))
         from hyper.aws.tables import ensure_tables
 
@@ -136,7 +139,7 @@ def create_host(name: str, type_: str = "local", *, main_region: str | None = No
                              "adopt them with `hyper hosts import-deployment --table-prefix "
                              f"{tables_prefix(host)} --main-region {main_region}`, or choose another --table-prefix")
         ensure_tables(host, wait=True)
-        _record_main_region(host)
+        _record_main_region(host, region)
     hosts[name] = host
     save_hosts(hosts, name if select else selected)
     return host
@@ -194,6 +197,7 @@ def _undeploy(host: Host) -> list[str]:
     with the reason, and the tables stay so it can be run again.
     """
     from hyper.aws import names, stacks
+    from hyper.aws.session import main_region
     from hyper.services import provision
     from hyper.services.context import Context
     from hyper.config import Settings
@@ -212,7 +216,7 @@ def _undeploy(host: Host) -> list[str]:
                                  "fix the cause and run the purge again (the tables are kept until then)")
             done.append(f"{kind} {resource.name}")
     main = names.stack(host, "main")
-    result = stacks.delete_stack(host, host.main_region, main)
+    result = stacks.delete_stack(host, main_region(host), main)
     if result.failed:
         raise HyperError(f"purge of host {host.name!r} stopped: {result.message}",
                          "fix the cause and run the purge again (the tables are kept until then)")
@@ -221,16 +225,16 @@ def _undeploy(host: Host) -> list[str]:
     return done
 
 
-def _record_main_region(host: Host) -> None:
+def _record_main_region(host: Host, region: str) -> None:
     """The host's main region is a region resource from the start (its tables live there)."""
     from hyper.models import Region
     from hyper.services.context import open_store
 
     store = open_store(host)
-    if store.get_resource("region", host.main_region) is None:
-        store.put_resource(Region(name=host.main_region, main=True, status="PENDING",
+    if store.get_resource("region", region) is None:
+        store.put_resource(Region(name=region, main=True, status="PENDING",
                                   message="holds the host's tables; deploy its network with `hyper regions "
-                                  f"init-main-region {host.main_region} --vpc-cidr CIDR`"), replace=True)
+                                  f"init-main-region {region} --vpc-cidr CIDR`"), replace=True)
 
 
 def import_deployment(table_prefix: str, main_region: str, *, name: str | None = None,

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from typing import TYPE_CHECKING
 
 from hyper.errors import HyperError
 from hyper.parsing.jobids import JobRef
 from hyper.store.base import DeleteResult
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
 
 LOCAL_ADMINS = ("root",)
 
@@ -34,7 +38,7 @@ def local_user() -> str:
         return str(os.getuid())
 
 
-def caller(ctx) -> str:
+def caller(ctx: Context) -> str:
     """The identity recorded as a job's owner when this process submits it."""
     if ctx.host.type == "aws":
         from hyper.aws.identity import caller_arn
@@ -53,7 +57,7 @@ def matches(owner: str, who: str) -> bool:
     return owner == who or display_name(owner) == who
 
 
-def is_admin(ctx, who: str) -> bool:
+def is_admin(ctx: Context, who: str) -> bool:
     if ctx.host.type == "aws":
         from hyper.aws.identity import is_admin as aws_admin
 
@@ -69,7 +73,7 @@ def refuse(label: str, owner: str, action: str) -> DeleteResult:
                                       f"may {action} it")
 
 
-def split_owned(ctx, refs: list[JobRef], action: str) -> tuple[list[JobRef], list[DeleteResult]]:
+def split_owned(ctx: Context, refs: list[JobRef], action: str) -> tuple[list[JobRef], list[DeleteResult]]:
     """The refs the caller may act on, and a refusal for each of the others' jobs (unknown ids pass through,
     so the store reports them as it always does). An admin may act on every job."""
     who = caller(ctx)
@@ -92,7 +96,7 @@ def split_owned(ctx, refs: list[JobRef], action: str) -> tuple[list[JobRef], lis
     return allowed, refused
 
 
-def check_owner(ctx, owner: str, label: str, action: str) -> None:
+def check_owner(ctx: Context, owner: str, label: str, action: str) -> None:
     """Raise unless the caller owns the job or is an admin (one job: qlog)."""
     who = caller(ctx)
     if owner != who and not is_admin(ctx, who):

@@ -74,7 +74,8 @@ def max_array_size(extra: dict | None) -> int:
 def check_array_size(count: int, limit: int, host: str) -> None:
     if count > limit:
         raise UsageError(f"the array has {count:,} elements; host {host!r} allows at most {limit:,}",
-                         "split it into several arrays, or raise max_array_size for the host (hosts.yaml or HYPER_MAX_ARRAY_SIZE)")
+                         "split it into several arrays, or raise max_array_size for the host "
+                         "(hosts.yaml or HYPER_MAX_ARRAY_SIZE)")
 
 
 def check_script(script: str, name: str) -> None:

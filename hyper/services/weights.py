@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hyper.aws.weights import (SCALE, compute_weights, exact_types, failure_text, is_aws_error, region_prices,
                                spot_placement_scores, spot_prices)
@@ -37,6 +37,10 @@ from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Queue, Region
 from hyper.scheduler.regions import enabled_regions, region_cap
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
+    from hyper.store.base import Store
 
 DEFAULT_REFRESH = 900.0  # seconds between the scheduler's refreshes (host setting weights_refresh)
 DEFAULT_TARGET_VCPUS = 64
@@ -89,7 +93,7 @@ def _number(host: Host, key: str, default: float) -> float:
 
 
 # ---------------------------------------------------------------- the use case
-def refresh(ctx, queue_names: Iterable[str] | None = None, *, clients: ClientFor | None = None,
+def refresh(ctx: Context, queue_names: Iterable[str] | None = None, *, clients: ClientFor | None = None,
             now: float | None = None, dry_run: bool = False) -> list[Result]:
     """Recompute the auto weights of the named queues (default: every queue with weights auto).
 
@@ -118,7 +122,7 @@ def refresh(ctx, queue_names: Iterable[str] | None = None, *, clients: ClientFor
     return refresh_queues(host, store, chosen, clusters, regions, clients=clients, now=now, write=not dry_run)
 
 
-def refresh_queues(host: Host, store, queues: list[Queue], clusters: dict[str, Cluster],
+def refresh_queues(host: Host, store: Store, queues: list[Queue], clusters: dict[str, Cluster],
                    regions: dict[str, Region], *, clients: ClientFor | None = None, now: float | None = None,
                    write: bool = True) -> list[Result]:
     """Refresh these queues (the scheduler passes what it already read). Each queue object is updated in
@@ -137,7 +141,7 @@ def refresh_queues(host: Host, store, queues: list[Queue], clusters: dict[str, C
     return results
 
 
-def _store(store, name: str, fields: dict) -> bool:
+def _store(store: Store, name: str, fields: dict) -> bool:
     """Write the auto fields onto the queue as stored now (an admin may have changed other fields meanwhile)."""
     current = store.get_resource("queue", name)
     if not isinstance(current, Queue) or current.weights != "auto":
@@ -179,14 +183,7 @@ def _compute(host: Host, queue: Queue, cluster: Cluster | None, regions: dict[st
         note = f"equal weights: cluster {cluster.name} is on-demand (spot scores and prices do not apply)"
         return _done(result, weights, "equal", note, now)
 
-    types_of: dict[str, tuple[str, ...]] = {}
-    unscorable: dict[str, list[str]] = {}
-    for r in enabled:
-        override = (cluster.overrides or {}).get(r) or {}
-        exact, other = exact_types(override.get("instance_types") or cluster.instance_types)
-        types_of[r] = tuple(exact)
-        if not exact:
-            unscorable[r] = other
+    types_of, unscorable = _types_per_region(cluster, enabled)
     if unscorable:
         shown = sorted({t for ts in unscorable.values() for t in ts}) or ["none"]
         return keep(f"no exact instance types to score in {', '.join(sorted(unscorable))} (instance types "
@@ -211,16 +208,7 @@ def _compute(host: Host, queue: Queue, cluster: Cluster | None, regions: dict[st
         scores.update({r: s for r, s in got.items() if r in group})
         described.append(f"{','.join(types)} at {target} vCPUs")
 
-    per_region: dict[str, dict[str, float]] = {}
-    price_failures = []
-    for r in enabled:
-        got = fetch.prices(r, types_of[r])
-        if isinstance(got, BaseException):
-            price_failures.append(f"{r}: {failure_text(got, host, 'DescribeSpotPriceHistory')}")
-        else:
-            per_region[r] = got
-    prices = {} if price_failures else region_prices(per_region)
-
+    prices, price_failures = _prices(host, fetch, types_of, enabled)
     weights, how = compute_weights(scores, prices, enabled)
     details = []
     for r in enabled:
@@ -235,6 +223,36 @@ def _compute(host: Host, queue: Queue, cluster: Cluster | None, regions: dict[st
         parts.append(f"fewer than {FEW_TYPES} instance types: AWS scores them low everywhere")
     source = "scores+prices" if prices and how.startswith("from spot placement scores and") else "scores"
     return _done(result, weights, source, "; ".join(parts), now)
+
+
+def _types_per_region(cluster: Cluster, enabled: list[str]
+                      ) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
+    """(the exact instance types per region, its overrides applied; the regions with none, and what they list
+    instead): only exact types can be scored."""
+    types_of: dict[str, tuple[str, ...]] = {}
+    unscorable: dict[str, list[str]] = {}
+    for r in enabled:
+        override = (cluster.overrides or {}).get(r) or {}
+        exact, other = exact_types(override.get("instance_types") or cluster.instance_types)
+        types_of[r] = tuple(exact)
+        if not exact:
+            unscorable[r] = other
+    return types_of, unscorable
+
+
+def _prices(host: Host, fetch: _Fetcher, types_of: dict[str, tuple[str, ...]], enabled: list[str]
+            ) -> tuple[dict[str, float], list[str]]:
+    """(each region's spot price, one line per region whose prices could not be read): one failure drops
+    every price, since weighing some regions by price and others not would compare unlike numbers."""
+    per_region: dict[str, dict[str, float]] = {}
+    failures = []
+    for r in enabled:
+        got = fetch.prices(r, types_of[r])
+        if isinstance(got, BaseException):
+            failures.append(f"{r}: {failure_text(got, host, 'DescribeSpotPriceHistory')}")
+        else:
+            per_region[r] = got
+    return ({} if failures else region_prices(per_region)), failures
 
 
 def _done(result: Result, weights: dict[str, int], source: str, note: str, now: float) -> tuple[Result, dict]:
@@ -257,10 +275,10 @@ class _Fetcher:
         self.host = host
         self.clients = clients
         self.now = datetime.fromtimestamp(now, timezone.utc)
-        self._scores: dict[tuple, Any] = {}
-        self._prices: dict[tuple, Any] = {}
+        self._scores: dict[tuple, dict[str, int] | BaseException] = {}
+        self._prices: dict[tuple, dict[str, float] | BaseException] = {}
 
-    def client(self, region: str):
+    def client(self, region: str) -> Any:
         if self.clients is not None:
             return self.clients(region)
         from hyper.aws.batch import regional_client
@@ -272,14 +290,14 @@ class _Fetcher:
 
         return region_of(self.host) or "us-east-1"
 
-    def scores(self, types: tuple[str, ...], regions: list[str], target: int):
+    def scores(self, types: tuple[str, ...], regions: list[str], target: int) -> dict[str, int] | BaseException:
         key = (types, tuple(regions), target)
         if key not in self._scores:
             self._scores[key] = self._call(lambda: spot_placement_scores(
                 self.client(self.main_region()), list(types), list(regions), target))
         return self._scores[key]
 
-    def prices(self, region: str, types: tuple[str, ...]):
+    def prices(self, region: str, types: tuple[str, ...]) -> dict[str, float] | BaseException:
         key = (region, types)
         if key not in self._prices:
             self._prices[key] = self._call(lambda: spot_prices(self.client(region), list(types), region,
