@@ -64,8 +64,8 @@ FIELDS: dict[str, tuple[str, Callable[[Job], object]]] = {
     "pend_reason": ("PEND_REASON", lambda j: j.reason if j.state in (JobState.QUEUED, JobState.HELD) else "-"),
     "priority": ("PRIORITY", lambda j: j.priority),
 }
-DEFAULT = [("jobid", 7), ("user", 7), ("stat", 5), ("queue", 10), ("from_host", 11), ("exec_host", 11),
-           ("job_name", 10), ("submit_time", 12)]
+DEFAULT: list[tuple[str, int | None]] = [("jobid", 7), ("user", 7), ("stat", 5), ("queue", 10), ("from_host", 11),
+                                         ("exec_host", 11), ("job_name", 10), ("submit_time", 12)]
 
 
 def parse_fields(spec: str) -> tuple[list[tuple[str, int | None]], str | None]:

@@ -28,6 +28,11 @@ def _limit(job: Job) -> int | None:
     return job.spec.walltime if job.spec and job.spec.walltime else None
 
 
+def _time_limit(job: Job) -> str:
+    limit = _limit(job)
+    return common.squeue_time(limit) if limit else "UNLIMITED"
+
+
 SQUEUE: dict[str, Field] = {
     "i": ("JOBID", lambda j, now: common.job_id(j)),
     "A": ("JOBID", lambda j, now: j.id),
@@ -41,7 +46,7 @@ SQUEUE: dict[str, Field] = {
     "q": ("QOS", lambda j, now: "normal"),
     "a": ("ACCOUNT", lambda j, now: "(null)"),
     "M": ("TIME", lambda j, now: common.squeue_time(common.elapsed_seconds(j, now))),
-    "l": ("TIME_LIMIT", lambda j, now: common.squeue_time(_limit(j)) if _limit(j) else "UNLIMITED"),
+    "l": ("TIME_LIMIT", lambda j, now: _time_limit(j)),
     "D": ("NODES", lambda j, now: 1),
     "C": ("CPUS", _cpus),
     "R": ("NODELIST(REASON)", lambda j, now: common.reason(j) if j.state.value == "RUNNING"
@@ -59,7 +64,8 @@ _SQUEUE_SPEC = re.compile(r"%(\.?)(\d*)([A-Za-z])")
 
 def squeue_format(fmt: str) -> list[tuple[str, str | None, bool, int | None]]:
     """`%.18i %t` -> pieces (literal text, field letter or None, right-justified, width)."""
-    pieces, pos = [], 0
+    pieces: list[tuple[str, str | None, bool, int | None]] = []
+    pos = 0
     for m in _SQUEUE_SPEC.finditer(fmt):
         if m.start() > pos:
             pieces.append((fmt[pos:m.start()], None, False, None))
@@ -78,12 +84,15 @@ def squeue_lines(jobs: list[Job], fmt: str, header: bool, now: float | None = No
     now = time.time() if now is None else now
     pieces = squeue_format(fmt)
 
-    def line(value_of) -> str:
+    def line(value_of: Callable[[str], object]) -> str:
         return "".join(text if letter is None else fixed(value_of(letter), width, right)
                        for text, letter, right, width in pieces).rstrip()
 
+    def row(job: Job) -> str:
+        return line(lambda letter: SQUEUE[letter][1](job, now))
+
     out = [line(lambda letter: SQUEUE[letter][0])] if header else []
-    out.extend(line(lambda letter, job=job: SQUEUE[letter][1](job, now)) for job in jobs)
+    out.extend(row(job) for job in jobs)
     return out
 
 

@@ -32,9 +32,10 @@ def sacct(
     states: Annotated[Optional[List[str]], typer.Option("-s", "--state", help="States: CD,F,CA,TO,R,PD.")] = None,
     names: Annotated[Optional[List[str]], typer.Option("--name", help="Job names.")] = None,
     partitions: Annotated[Optional[List[str]], typer.Option("-r", "--partition", help="Partitions.")] = None,
-    since: Annotated[Optional[str], typer.Option("-S", "--starttime",
-                                                 help="Jobs submitted since: 2026-12-01[T08:00[:00]] (default: midnight).")] = None,
-    until: Annotated[Optional[str], typer.Option("-E", "--endtime", help="Jobs submitted before: a time or now.")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "-S", "--starttime", help="Jobs submitted since: 2026-12-01[T08:00[:00]] (default: midnight).")] = None,
+    until: Annotated[Optional[str], typer.Option("-E", "--endtime",
+                                                 help="Jobs submitted before: a time or now.")] = None,
     clusters: Annotated[Optional[str], typer.Option("-M", "--clusters", help="Accepted (one cluster here).")] = None,
 ) -> None:
     """Show accounting data of jobs (Slurm's sacct over hyper). Without -j: your jobs submitted today."""
