@@ -34,7 +34,8 @@ from hyper.retry import EXITED, KILLED, LOST
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
 from hyper.worker.fence import LeaseKeeper, Watchdog
-from hyper.worker.runner import Outcome, output_paths, run_attempt
+from hyper.outputs import output_paths
+from hyper.worker.runner import Outcome, run_attempt
 
 
 class Worker:
