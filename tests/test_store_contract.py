@@ -67,6 +67,18 @@ def ddb(request, tmp_path):
     s.close()
 
 
+def test_every_store_has_every_member_of_the_protocol(store):
+    """Callers use the protocol's members directly (no getattr probing), so each store must have them all."""
+    from hyper.store.base import Store
+
+    members = set(Store.__annotations__) | {n for n, v in vars(Store).items() if callable(v) and not n.startswith("_")}
+    assert sorted(m for m in members if not hasattr(store, m)) == []
+    assert store.IDLE_POLL_CEILING > 0 and store.TOUCH_EVERY > 0 and store.STATE_POLL > 0
+    store.remember_submission("us-east-1", "batch-1", time.time(), 60)
+    recalled = store.recent_submissions(time.time() - 60)
+    assert recalled == ([] if store.host is None else [("us-east-1", "batch-1", pytest.approx(time.time(), abs=5))])
+
+
 def job(name="j", array=None, retries=0, retry_on_exit=False, queue=Q) -> Job:
     return Job(name=name, user="alice", queue=queue, definition=D, retries=retries, array=array,
                spec=JobSpec(command=["true"], retry_on_exit=retry_on_exit))
@@ -155,7 +167,7 @@ def _race_threads(store, n_workers: int) -> list[str]:
 
 @pytest.mark.parametrize("n_workers", [4])
 def test_racing_claimers_never_share_a_job(store, tmp_path, n_workers):
-    if not hasattr(store, "host"):  # SQLite: separate processes on one file
+    if store.host is None:  # SQLite: separate processes on one file
         submit(store, *[job(str(i)) for i in range(200)], job("arr", array="0-299"))
         out = multiprocessing.get_context("fork").Queue()
         procs = [multiprocessing.get_context("fork").Process(target=_race, args=(tmp_path / "hyper.db", f"w{i}", out))

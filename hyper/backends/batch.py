@@ -127,8 +127,7 @@ class BatchBackend:
         with self._lock:
             if not self._recalled:  # a restarted scheduler first recalls what its predecessor submitted
                 self._recalled = True
-                recall = getattr(self.store, "recent_submissions", None)
-                for region, job_id, at in (recall(now - RECENT_SECONDS) if recall else []):
+                for region, job_id, at in self.store.recent_submissions(now - RECENT_SECONDS):
                     self._recent.setdefault(region, {}).setdefault(job_id, at)
             for ids in self._recent.values():
                 for job_id in [j for j, t in ids.items() if now - t >= RECENT_SECONDS]:
@@ -364,14 +363,12 @@ class BatchBackend:
             with self._lock:
                 self._recent.setdefault(req.region, {})[job_id] = at
             done = Submitted(req.region, req.queue, req.definition, req.workers, req.job_name, job_id, self.kind)
-            remember = getattr(self.store, "remember_submission", None)
-            if remember is not None:
-                try:
-                    remember(req.region, job_id, at, RECENT_SECONDS)
-                except Exception as exc:  # the array runs anyway; only a restart in the next minutes could miss it
-                    return done, problem(f"region {req.region}: array {job_id} submitted but not recorded: "
-                                         f"{type(exc).__name__}", "a scheduler restarted in the next 5 minutes "
-                                         "may count it late")
+            try:
+                self.store.remember_submission(req.region, job_id, at, RECENT_SECONDS)
+            except Exception as exc:  # the array runs anyway; only a restart in the next minutes could miss it
+                return done, problem(f"region {req.region}: array {job_id} submitted but not recorded: "
+                                     f"{type(exc).__name__}", "a scheduler restarted in the next 5 minutes "
+                                     "may count it late")
             return done, None
 
     def _batch_problem(self, exc: BaseException, region: str, action: str) -> str:

@@ -43,7 +43,7 @@ class Worker:
                  logs_dir: Path, idle: float, lease: float, kill_grace: float, gpu_ids: str | None = None,
                  max_jobs: int | None = None, host=None):
         self.store = store
-        self.host = host if host is not None else getattr(store, "host", None)
+        self.host = host if host is not None else store.host
         self.aws = getattr(self.host, "type", None) == "aws"  # ship logs to CloudWatch
         self.id = worker_id
         self.queue = queue
@@ -53,9 +53,9 @@ class Worker:
         self.idle = idle
         # longest wait between empty polls: the store says what a poll costs (SQLite: nothing; DynamoDB: a
         # query per ready shard, so an idle worker must not ask five times a second)
-        self.poll_ceiling = getattr(store, "IDLE_POLL_CEILING", 0.2)
+        self.poll_ceiling = store.IDLE_POLL_CEILING
         # how often the registry item says IDLE/BUSY (a write on DynamoDB; liveness is the lease renewal)
-        self.touch_every = getattr(store, "TOUCH_EVERY", 1.0)
+        self.touch_every = store.TOUCH_EVERY
         self.lease = lease
         self.kill_grace = kill_grace
         self.gpu_ids = gpu_ids
@@ -179,7 +179,7 @@ class Worker:
         check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
                             on_renew=extended, until=job.lease,
-                            peek_ceiling=min(getattr(self.store, "STATE_POLL", 1.0), renew_every))
+                            peek_ceiling=min(self.store.STATE_POLL, renew_every))
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
