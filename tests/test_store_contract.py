@@ -350,6 +350,29 @@ def test_dependencies_release_and_never(store):
     assert jobs[1].reason == "dependency can never be satisfied: afterok:2 ended FAILED"
 
 
+def test_refusals_and_hold_reasons_are_typed(store):
+    """qdel/qhold callers branch on Refusal and Hold, never on message text: every store sets them alike."""
+    from hyper.dependencies import Hold, hold_of
+    from hyper.store.base import Refusal
+
+    a, b = submit(store, job("a"), job("b"))
+    (c,) = submit(store, job("c"), depends=[("afterok", a.id, None)])
+    (h,) = submit(store, job("h"), hold=True)
+    assert (hold_of(c.reason), hold_of(h.reason)) == (Hold.WAITING, Hold.USER)
+    ja, jb = claim(store, "w1"), claim(store, "w1")
+    assert (ja.id, jb.id) == (a.id, b.id)
+    store.finish(ja, "w1", EXITED, 1, "", time.time())
+    (c_now,), _ = store.get_jobs([JobRef(c.id)])
+    assert hold_of(c_now.reason) is Hold.NEVER and hold_of("") is None
+    now = time.time()
+    refusals = [r.refusal for r in store.delete([JobRef(99), JobRef(a.id), JobRef(b.id, parse_array("1"))], now)]
+    assert refusals == [Refusal.UNKNOWN_JOB, Refusal.FINISHED, Refusal.NOT_AN_ARRAY]
+    held = store.set_hold([JobRef(99), JobRef(jb.id), JobRef(c.id)], False, now)
+    assert [r.refusal for r in held] == [Refusal.UNKNOWN_JOB, Refusal.NOT_USER_HELD, Refusal.NOT_USER_HELD]
+    assert [r.refusal for r in store.set_hold([JobRef(jb.id)], True, now)] == [Refusal.CANNOT_HOLD]
+    assert all(r.refusal is None for r in store.delete([JobRef(b.id)], now))
+
+
 def test_dependency_on_unknown_job_writes_nothing(store):
     with pytest.raises(HyperError, match="dependency afterok:42 names no job"):
         store.submit([Submission(job("a")), Submission(job("b"), [("afterok", 42, None)])], time.time())

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence
 
 from hyper.aws import names
-from hyper.aws.batch import BatchApi, SubmitRequest, live_workers, render_submissions
+from hyper.aws.batch import BatchApi, BatchStatus, SubmitRequest, live_workers, render_submissions
 from hyper.backends import instances
 from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem, setting
 from hyper.config import Host
@@ -39,9 +39,10 @@ DEFAULT_STUCK_AFTER = 1800.0
 
 # Batch job statuses in the one worker-state language
 BATCH_STATES: dict[str, WorkerState] = {
-    "SUBMITTED": WorkerState.PENDING, "PENDING": WorkerState.PENDING, "RUNNABLE": WorkerState.PENDING,
-    "STARTING": WorkerState.STARTING, "RUNNING": WorkerState.RUNNING,
-    "SUCCEEDED": WorkerState.SUCCEEDED, "FAILED": WorkerState.FAILED,
+    BatchStatus.SUBMITTED: WorkerState.PENDING, BatchStatus.PENDING: WorkerState.PENDING,
+    BatchStatus.RUNNABLE: WorkerState.PENDING, BatchStatus.STARTING: WorkerState.STARTING,
+    BatchStatus.RUNNING: WorkerState.RUNNING, BatchStatus.SUCCEEDED: WorkerState.SUCCEEDED,
+    BatchStatus.FAILED: WorkerState.FAILED,
 }
 
 
@@ -88,9 +89,10 @@ def stuck_runnable(job: dict, now: float, limit: float) -> float | None:
     array = job.get("arrayProperties") or {}
     if "size" in array:
         summary = array.get("statusSummary") or {}
-        started = sum(int(summary.get(s) or 0) for s in ("STARTING", "RUNNING", "SUCCEEDED", "FAILED"))
-        return age if started == 0 and int(summary.get("RUNNABLE") or 0) > 0 else None
-    return age if job.get("status") == "RUNNABLE" else None
+        started = sum(int(summary.get(s) or 0) for s in (BatchStatus.STARTING, BatchStatus.RUNNING,
+                                                           BatchStatus.SUCCEEDED, BatchStatus.FAILED))
+        return age if started == 0 and int(summary.get(BatchStatus.RUNNABLE) or 0) > 0 else None
+    return age if job.get("status") == BatchStatus.RUNNABLE else None
 
 
 class BatchBackend:

@@ -17,7 +17,7 @@ from hyper.parsing.jobids import JobRef
 from hyper.services import owners
 from hyper.services.context import Context
 from hyper.states import JobState, shell_exit_code
-from hyper.store.base import DeleteResult, JobFilter
+from hyper.store.base import DeleteResult, JobFilter, Refusal
 from hyper.services.joblogs import log_location, output_files, read_log, tail_lines
 from hyper.services.submission import load_sweep, merge_directives, submission_notes, submit
 
@@ -89,10 +89,9 @@ def check_queue(ctx: Context, name: str) -> None:
 def delete_summary(results: list[DeleteResult]) -> str:
     """One line for many deletions: `deleted 10,000 jobs; 12 had finished; 3 unknown ids`."""
     done = sum(1 for r in results if r.ok)
-    finished = sum(1 for r in results if not r.ok and "has already finished" in r.message)
-    unknown = sum(1 for r in results if not r.ok and r.message.startswith("unknown job id"))
-    other = [r for r in results if not r.ok and "has already finished" not in r.message
-             and not r.message.startswith("unknown job id")]
+    finished = sum(1 for r in results if r.refusal is Refusal.FINISHED)
+    unknown = sum(1 for r in results if r.refusal is Refusal.UNKNOWN_JOB)
+    other = [r for r in results if not r.ok and r.refusal not in (Refusal.FINISHED, Refusal.UNKNOWN_JOB)]
     parts = [f"deleted {done:,} job{'s' if done != 1 else ''}"]
     if finished:
         parts.append(f"{finished:,} had finished")
@@ -201,12 +200,12 @@ def wait_for(ctx: Context, jobs: list[Job], poll: float = 0.1) -> int:
             codes = [e.exit_code for e in elements if e.exit_code]
             if codes:
                 return min(shell_exit_code(codes[0]), 255)
-            if job.state.value != "SUCCEEDED":
+            if job.state is not JobState.SUCCEEDED:
                 return 1
             continue
         if job.exit_code:
             return min(shell_exit_code(job.exit_code), 255)
-        if job.state.value != "SUCCEEDED":
+        if job.state is not JobState.SUCCEEDED:
             code = code or 1
     return code
 

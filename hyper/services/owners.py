@@ -19,7 +19,7 @@ import os
 
 from hyper.errors import HyperError
 from hyper.parsing.jobids import JobRef
-from hyper.store.base import DeleteResult
+from hyper.store.base import DeleteResult, Refusal
 
 LOCAL_ADMINS = ("root",)
 
@@ -66,7 +66,7 @@ def is_admin(ctx, who: str) -> bool:
 
 def refuse(label: str, owner: str, action: str) -> DeleteResult:
     return DeleteResult(label, False, f"job {label} belongs to {display_name(owner)}: only its owner or an admin "
-                                      f"may {action} it")
+                                      f"may {action} it", Refusal.NOT_OWNER)
 
 
 def split_owned(ctx, refs: list[JobRef], action: str) -> tuple[list[JobRef], list[DeleteResult]]:

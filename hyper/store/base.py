@@ -8,12 +8,13 @@ overwrite each other: a job is claimed at most once per attempt and a deleted jo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Callable, Iterable, Iterator, Protocol
 
 from hyper.config import Host
 from hyper.models import Job, Resource
 from hyper.parsing.jobids import JobRef
-from hyper.states import JobState
+from hyper.states import JobState, RunOutcome, WorkerActivity
 
 
 @dataclass
@@ -35,36 +36,52 @@ class JobFilter:
     with_spec: bool = True  # False: jobs come without their spec (the table view; decoding it dominates at 100k)
 
 
+class Refusal(StrEnum):
+    """Why qdel, qhold or qrls left a job alone. Callers branch on this (e.g. qdel's exit code for an unknown
+    id), never on the message, which is for people."""
+
+    UNKNOWN_JOB = "unknown job"
+    FINISHED = "already finished"
+    NOT_AN_ARRAY = "not an array"
+    NOT_WHOLE_JOB = "not a whole job"
+    NOT_USER_HELD = "not held by a user"
+    CANNOT_HOLD = "cannot be held"
+    NOT_OWNER = "not the owner"
+
+
 @dataclass
 class DeleteResult:
     job_id: str
     ok: bool
     message: str = ""
+    refusal: Refusal | None = None  # set when not ok
 
 
 def unknown_job(label: str, detail: str = "") -> DeleteResult:
     """The per-id refusals qdel/qhold/qrls print, worded once for every store (the contract suite compares them)."""
-    return DeleteResult(label, False, f"unknown job id {label}" + (f": {detail}" if detail else ""))
+    return DeleteResult(label, False, f"unknown job id {label}" + (f": {detail}" if detail else ""),
+                        Refusal.UNKNOWN_JOB)
 
 
 def already_finished(label: str, state: str) -> DeleteResult:
-    return DeleteResult(label, False, f"job {label} has already finished ({state})")
+    return DeleteResult(label, False, f"job {label} has already finished ({state})", Refusal.FINISHED)
 
 
 def not_an_array(label: str, job_id: int) -> DeleteResult:
-    return DeleteResult(label, False, f"job {job_id} is not an array; use qdel {job_id}")
+    return DeleteResult(label, False, f"job {job_id} is not an array; use qdel {job_id}", Refusal.NOT_AN_ARRAY)
 
 
 def not_whole_job(label: str, job_id: int) -> DeleteResult:
-    return DeleteResult(label, False, f"holds apply to whole jobs; name the array as {job_id}[]")
+    return DeleteResult(label, False, f"holds apply to whole jobs; name the array as {job_id}[]",
+                        Refusal.NOT_WHOLE_JOB)
 
 
 def not_user_held(label: str) -> DeleteResult:
-    return DeleteResult(label, False, f"job {label} is not held by a user")
+    return DeleteResult(label, False, f"job {label} is not held by a user", Refusal.NOT_USER_HELD)
 
 
 def cannot_hold(label: str, state: str) -> DeleteResult:
-    return DeleteResult(label, False, f"job {label} is {state}; only queued jobs can be held")
+    return DeleteResult(label, False, f"job {label} is {state}; only queued jobs can be held", Refusal.CANNOT_HOLD)
 
 
 @dataclass
@@ -76,8 +93,11 @@ class WorkerInfo:
     pid: int | None = None
     started: float = 0.0
     heartbeat: float = 0.0
-    state: str = "IDLE"  # IDLE | BUSY | EXITED
+    state: WorkerActivity = WorkerActivity.IDLE
     jobs_run: int = 0
+
+    def __post_init__(self) -> None:
+        self.state = WorkerActivity(self.state)  # the stores read it back as the stored word
 
 
 @dataclass
@@ -187,7 +207,7 @@ class Store(Protocol):
         """The job's state without renewing anything (the cheap qdel check between renewals)."""
         ...
 
-    def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
+    def finish(self, job: Job, worker: str, outcome: RunOutcome, exit_code: int | None, reason: str,
                now: float) -> JobState | None:
         """Record a run's end if this worker still owns it; applies the retry policy (hyper/retry.py)."""
         ...
@@ -218,7 +238,7 @@ class Store(Protocol):
     def register_worker(self, info: WorkerInfo) -> None:
         ...
 
-    def touch_worker(self, worker: str, now: float, state: str, jobs_run: int) -> None:
+    def touch_worker(self, worker: str, now: float, state: WorkerActivity, jobs_run: int) -> None:
         ...
 
     def list_workers(self, live_since: float | None = None) -> list[WorkerInfo]:

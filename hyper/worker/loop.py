@@ -30,7 +30,8 @@ from hyper import diskspace
 from hyper.config import private_dir
 from hyper.errors import DiskFullError, HyperError
 from hyper.models import Definition, Job
-from hyper.retry import EXITED, KILLED, LOST
+from hyper.retry import EXITED, LOST
+from hyper.states import WorkerActivity
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
 from hyper.worker.fence import LeaseKeeper, Watchdog
@@ -80,7 +81,7 @@ class Worker:
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
-                                                  identity.host_text(self.aws), os.getpid(), now, now, "IDLE"))
+                                                  identity.host_text(self.aws), os.getpid(), now, now, WorkerActivity.IDLE))
         idle_since = time.monotonic()
         last_touch = 0.0
         backoff = 0.005
@@ -101,7 +102,7 @@ class Worker:
                             break
                         idle_since = mono  # claims lost races (or an array waits at its %limit): stay
                     if mono - last_touch >= self.touch_every:
-                        self.store.touch_worker(self.id, now, "IDLE", self.jobs_run)
+                        self.store.touch_worker(self.id, now, WorkerActivity.IDLE, self.jobs_run)
                         last_touch = mono
                     time.sleep(backoff)
                     backoff = min(backoff * 2, self.poll_ceiling)
@@ -114,14 +115,14 @@ class Worker:
                 self.jobs_run += 1
                 idle_since = time.monotonic()
                 if time.monotonic() - last_touch >= self.touch_every:
-                    self.store.touch_worker(self.id, time.time(), "BUSY", self.jobs_run)
+                    self.store.touch_worker(self.id, time.time(), WorkerActivity.BUSY, self.jobs_run)
                     last_touch = time.monotonic()
                 if self.max_jobs and self.jobs_run >= self.max_jobs:
                     break
         finally:
             if self._watchdog is not None:
                 self._watchdog.close()
-            self.store.touch_worker(self.id, time.time(), "EXITED", self.jobs_run)
+            self.store.touch_worker(self.id, time.time(), WorkerActivity.EXITED, self.jobs_run)
         return 0
 
     def _work_left(self) -> bool:
@@ -234,11 +235,11 @@ class Worker:
                 # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
                 for warning in shipper.close(5.0 if self._stop else None):
                     self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
-        if outcome.kind in ("deleted", "disowned"):
+        if not outcome.kind.recorded:
             if check.fenced:
                 self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
-        kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED
+        kind = outcome.kind
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
             for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
                 self._warn(f"job {job.job_id}: {warning}")

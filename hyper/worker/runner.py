@@ -31,7 +31,7 @@ from hyper.models import Definition, Job
 from hyper.outputs import output_paths
 from hyper.worker import memory
 from hyper.retry import EXITED, KILLED, LOST
-from hyper.states import JobState
+from hyper.states import JobState, RunOutcome
 from hyper import diskspace
 from hyper.worker import containment
 
@@ -40,7 +40,7 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", 
 
 @dataclass
 class Outcome:
-    kind: str  # retry.EXITED | KILLED | LOST, or "deleted" (qdel), "disowned" (lease lost)
+    kind: RunOutcome
     exit_code: int | None
     reason: str = ""
 
@@ -240,9 +240,9 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                     state = _checked(check)
                     next_check = now + check_every
                     if state is None:
-                        ending = Outcome("disowned", None, "lease lost to another worker")
+                        ending = Outcome(RunOutcome.DISOWNED, None, "lease lost to another worker")
                     elif state is JobState.DELETED:
-                        ending = Outcome("deleted", None, "deleted by qdel")
+                        ending = Outcome(RunOutcome.DELETED, None, "deleted by qdel")
                 if ending is not None:
                     kill_group(proc.pid, signal.SIGTERM)
                     term_sent_at = now
