@@ -299,13 +299,7 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
                                          if command else "STDIN")
     env = environment.plan_environment(ctx.host, d, submit_env).env
     local = ctx.host.type == "local"
-    chdir = d.chdir
-    if chdir is None and local and d.family in RUNS_IN_SUBMIT_DIR:
-        chdir = cwd
-    if chdir and not os.path.isabs(chdir):
-        chdir = os.path.normpath(os.path.join(cwd, chdir))
-    if chdir:
-        checks.check_chdir(chdir, local)
+    chdir = _working_dir(d, cwd, local)
     join = d.join if d.join != "n" else None
     output, error = d.output, d.error
     if local:
@@ -320,18 +314,35 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     depend_text = [f"{dep.kind}:{dep.ref.text}" for dep in d.depend]
     subs = []
     for values in sweep or [None]:
-        job_spec = spec
-        if values is not None:
-            job_spec = dataclasses.replace(
-                spec, script=substitute(script, values, script_name or "the script", runs_in_a_shell(script))
-                if script else None,
-                command=[substitute(a, values, "the command") for a in command] if command else None,
-                env={**spec.env, **{f"HYPER_PARAM_{k}": str(v) for k, v in values.items()}})
+        job_spec = spec if values is None else _swept(spec, values)
         job = Job(name=name, user=user, queue=queue.name, definition=definition.name,
                   priority=d.priority or 0, retries=retries, spec=job_spec,
                   array=d.array.text if d.array else None, depends=depend_text)
         subs.append(Submission(job, depends, hold=bool(d.hold)))
     return ctx.store.submit(subs, time.time() if now is None else now)
+
+
+def _working_dir(d: Directives, cwd: str, local: bool) -> str | None:
+    """The job's working directory (-d / --chdir / -cwd), absolute and checked; Slurm and LSF jobs on a local
+    host run where they were submitted, as they do under Slurm and LSF."""
+    chdir = d.chdir
+    if chdir is None and local and d.family in RUNS_IN_SUBMIT_DIR:
+        chdir = cwd
+    if chdir and not os.path.isabs(chdir):
+        chdir = os.path.normpath(os.path.join(cwd, chdir))
+    if chdir:
+        checks.check_chdir(chdir, local)
+    return chdir
+
+
+def _swept(spec: JobSpec, values: dict) -> JobSpec:
+    """One sweep line's job: its values substituted into the script or command, and exported as HYPER_PARAM_*."""
+    script, command = spec.script, spec.command
+    return dataclasses.replace(
+        spec, script=substitute(script, values, spec.script_name or "the script", runs_in_a_shell(script))
+        if script else None,
+        command=[substitute(a, values, "the command") for a in command] if command else None,
+        env={**spec.env, **{f"HYPER_PARAM_{k}": str(v) for k, v in values.items()}})
 
 
 def _check_input(ctx: Context, d: Directives, script: str | None, script_name: str, command: list[str] | None,
