@@ -5,14 +5,12 @@
 
 from __future__ import annotations
 
-from hyper.states import JobState
+from hyper.states import JobState, RunOutcome
 
-LOST = "lost"  # the worker vanished (killed, spot interruption, lease expired): an infrastructure failure
-EXITED = "exited"  # the job's process ended by itself with an exit code
-KILLED = "killed"  # we ended it: walltime exceeded (never retried: it would only time out again)
+LOST, EXITED, KILLED = RunOutcome.LOST, RunOutcome.EXITED, RunOutcome.KILLED  # what each means: hyper/states.py
 
 
-def next_state(outcome: str, exit_code: int | None, attempts: int, retries: int, retry_on_exit: bool,
+def next_state(outcome: RunOutcome | str, exit_code: int | None, attempts: int, retries: int, retry_on_exit: bool,
                reason: str = "") -> tuple[JobState, str]:
     """The state a run's outcome leads to, and the reason qstat -f shows for it."""
     runs = f"run {attempts} of {retries + 1}"

@@ -6,7 +6,7 @@ One enum, with the PBS letter each state shows in ``qstat``. Backends translate 
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class JobState(str, Enum):
@@ -24,6 +24,32 @@ class JobState(str, Enum):
     @property
     def letter(self) -> str:
         return PBS_LETTERS[self]
+
+
+class RunOutcome(StrEnum):
+    """How one run of a job ended, as the worker tells the store (``Store.finish``) and the retry rule reads it
+    (hyper/retry.py). A StrEnum (unlike JobState): the values are formatted into messages as plain words."""
+
+    EXITED = "exited"  # the job's process ended by itself with an exit code
+    KILLED = "killed"  # we ended it: walltime, memory or disk (never retried: it would only happen again)
+    LOST = "lost"  # the worker vanished (killed, spot interruption, lease expired): an infrastructure failure
+    DELETED = "deleted"  # qdel stopped it: the store already says DELETED, nothing is recorded
+    DISOWNED = "disowned"  # the lease went to another worker: the end is not this worker's to record
+
+    @property
+    def recorded(self) -> bool:
+        """The worker records this end with ``Store.finish``."""
+        return self in (RunOutcome.EXITED, RunOutcome.KILLED, RunOutcome.LOST)
+
+
+class WorkerActivity(StrEnum):
+    """What a registered worker is doing, as the worker registry (``Store.register_worker`` / ``touch_worker``)
+    keeps it; stored as these words. Backends map it onto their worker states (hyper/backends/processes.py)."""
+
+    STARTING = "STARTING"  # spawned by the local agent, not yet claiming
+    IDLE = "IDLE"  # claiming, nothing to run
+    BUSY = "BUSY"  # running a job
+    EXITED = "EXITED"  # gone
 
 
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.DELETED})

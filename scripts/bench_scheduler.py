@@ -21,6 +21,7 @@ from hyper.config import Host
 from hyper.models import Cluster, Definition, Queue, Region
 from hyper.scheduler.aws import BatchScheduler
 from hyper.scheduler.planner import Demand, plan_regions
+from hyper.store.base import StoreDefaults
 
 HOST = Host(name="bench", type="aws", main_region="us-east-1", table_prefix="hyper-bench-")
 ALL_REGIONS = ["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "eu-north-1", "ap-south-1",
@@ -90,7 +91,7 @@ class MemoryBatch:
         raise AssertionError("a dry run sends nothing")
 
 
-class MemoryStore:
+class MemoryStore(StoreDefaults):
     def __init__(self, resources, backlog):
         self.resources, self._backlog = resources, backlog
 

@@ -17,7 +17,7 @@ from hyper.backends import instances
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Image, Queue, Region
 from hyper.parsing.directives import Directives
-from hyper.services import jobs
+from hyper.services import submission
 from hyper.services import resources as res
 
 US, EU = "us-east-1", "eu-west-1"
@@ -108,7 +108,7 @@ def test_qsub_to_a_queue_whose_cluster_cannot_hold_the_definition_is_refused():
     store = Records(GPU, Queue(name="gpu", cluster="gpu"), TRAIN)
     ctx = SimpleNamespace(store=store, host=SimpleNamespace(name="prod", type="aws"))
     with pytest.raises(HyperError) as err:
-        jobs._queue_and_definition(ctx, Directives(queue="gpu", definition="train"))
+        submission._queue_and_definition(ctx, Directives(queue="gpu", definition="train"))
     assert err.value.message.startswith("queue 'gpu' cannot start it: definition train (4 vCPU, 16384 MiB, 1 GPU) "
                                         "fits no instance type of cluster gpu (g5.xlarge)")
 

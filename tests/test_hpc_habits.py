@@ -470,7 +470,7 @@ def test_qstat_t_never_shows_finished_or_deleted_elements_as_queued(home):
 
 def test_every_filename_pattern_expands():
     from hyper.models import Job
-    from hyper.worker.runner import expand_path
+    from hyper.outputs import expand_path
 
     element = Job(id=12, index=3, name="sweep", user="ann", array="1-5")
     host = os.uname().nodename.split(".")[0]

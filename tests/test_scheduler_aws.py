@@ -26,6 +26,7 @@ from hyper.cli.scheduler import app as scheduler_app
 from hyper.config import Host
 from hyper.models import Cluster, Definition, Queue, Region
 from hyper.scheduler.aws import BatchScheduler, TokenBucket, effective_weights, region_cap
+from hyper.store.base import StoreDefaults
 
 runner = CliRunner()
 HOST = Host(name="prod", type="aws", main_region="us-east-1", table_prefix="hyper-prod-")
@@ -79,8 +80,9 @@ def plain(job_id: str, name: str, status: str, tags: dict | None, vcpus: int = 1
 TAGS = names.batch_job_tags(HOST, "q1", "small")
 
 
-class FakeStore:
-    """What the scheduler reads from a Store: resources, the backlog, the expired-lease sweep."""
+class FakeStore(StoreDefaults):
+    """What the scheduler reads from a Store: resources, the backlog, the expired-lease sweep (the rest: the
+    protocol's defaults, e.g. no memory of past submissions)."""
 
     def __init__(self, resources: list, backlog: dict[tuple[str, str], int]):
         self.resources = resources

@@ -160,7 +160,7 @@ def test_sweep_values_are_never_read_as_shell_syntax(home, tmp_path):
 
 
 def test_sweep_into_a_python_script_substitutes_the_value():
-    from hyper.services.jobs import runs_in_a_shell, substitute
+    from hyper.services.submission import runs_in_a_shell, substitute
 
     assert not runs_in_a_shell("#!/usr/bin/env python3\nlr = {lr}\n")
     assert runs_in_a_shell("#!/usr/bin/env -S bash -e\n") and runs_in_a_shell("echo {lr}\n")

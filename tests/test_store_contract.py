@@ -67,6 +67,18 @@ def ddb(request, tmp_path):
     s.close()
 
 
+def test_every_store_has_every_member_of_the_protocol(store):
+    """Callers use the protocol's members directly (no getattr probing), so each store must have them all."""
+    from hyper.store.base import Store
+
+    members = set(Store.__annotations__) | {n for n, v in vars(Store).items() if callable(v) and not n.startswith("_")}
+    assert sorted(m for m in members if not hasattr(store, m)) == []
+    assert store.IDLE_POLL_CEILING > 0 and store.TOUCH_EVERY > 0 and store.STATE_POLL > 0
+    store.remember_submission("us-east-1", "batch-1", time.time(), 60)
+    recalled = store.recent_submissions(time.time() - 60)
+    assert recalled == ([] if store.host is None else [("us-east-1", "batch-1", pytest.approx(time.time(), abs=5))])
+
+
 def job(name="j", array=None, retries=0, retry_on_exit=False, queue=Q) -> Job:
     return Job(name=name, user="alice", queue=queue, definition=D, retries=retries, array=array,
                spec=JobSpec(command=["true"], retry_on_exit=retry_on_exit))
@@ -155,7 +167,7 @@ def _race_threads(store, n_workers: int) -> list[str]:
 
 @pytest.mark.parametrize("n_workers", [4])
 def test_racing_claimers_never_share_a_job(store, tmp_path, n_workers):
-    if not hasattr(store, "host"):  # SQLite: separate processes on one file
+    if store.host is None:  # SQLite: separate processes on one file
         submit(store, *[job(str(i)) for i in range(200)], job("arr", array="0-299"))
         out = multiprocessing.get_context("fork").Queue()
         procs = [multiprocessing.get_context("fork").Process(target=_race, args=(tmp_path / "hyper.db", f"w{i}", out))
@@ -336,6 +348,29 @@ def test_dependencies_release_and_never(store):
     jobs, _ = store.get_jobs([JobRef(x, None, False) for x in (c.id, d.id, e.id)])
     assert [j.state for j in jobs] == [JobState.QUEUED, JobState.HELD, JobState.QUEUED]
     assert jobs[1].reason == "dependency can never be satisfied: afterok:2 ended FAILED"
+
+
+def test_refusals_and_hold_reasons_are_typed(store):
+    """qdel/qhold callers branch on Refusal and Hold, never on message text: every store sets them alike."""
+    from hyper.dependencies import Hold, hold_of
+    from hyper.store.base import Refusal
+
+    a, b = submit(store, job("a"), job("b"))
+    (c,) = submit(store, job("c"), depends=[("afterok", a.id, None)])
+    (h,) = submit(store, job("h"), hold=True)
+    assert (hold_of(c.reason), hold_of(h.reason)) == (Hold.WAITING, Hold.USER)
+    ja, jb = claim(store, "w1"), claim(store, "w1")
+    assert (ja.id, jb.id) == (a.id, b.id)
+    store.finish(ja, "w1", EXITED, 1, "", time.time())
+    (c_now,), _ = store.get_jobs([JobRef(c.id)])
+    assert hold_of(c_now.reason) is Hold.NEVER and hold_of("") is None
+    now = time.time()
+    refusals = [r.refusal for r in store.delete([JobRef(99), JobRef(a.id), JobRef(b.id, parse_array("1"))], now)]
+    assert refusals == [Refusal.UNKNOWN_JOB, Refusal.FINISHED, Refusal.NOT_AN_ARRAY]
+    held = store.set_hold([JobRef(99), JobRef(jb.id), JobRef(c.id)], False, now)
+    assert [r.refusal for r in held] == [Refusal.UNKNOWN_JOB, Refusal.NOT_USER_HELD, Refusal.NOT_USER_HELD]
+    assert [r.refusal for r in store.set_hold([JobRef(jb.id)], True, now)] == [Refusal.CANNOT_HOLD]
+    assert all(r.refusal is None for r in store.delete([JobRef(b.id)], now))
 
 
 def test_dependency_on_unknown_job_writes_nothing(store):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Iterable
 
 from hyper.aws import names
@@ -31,8 +32,24 @@ if TYPE_CHECKING:
     from hyper.aws.session import AwsClient
 
 MAX_ARRAY_SIZE = 10_000  # Batch: array jobs have 2..10,000 children
-ACTIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")  # listed in this order: see live
-FINISHED_STATUSES = ("SUCCEEDED", "FAILED")
+
+
+class BatchStatus(StrEnum):
+    """AWS Batch's job statuses, as its API spells them (hyper/backends/batch.py maps them onto the worker
+    states). A StrEnum: they compare equal to, and are sent as, the API's words."""
+
+    SUBMITTED = "SUBMITTED"
+    PENDING = "PENDING"
+    RUNNABLE = "RUNNABLE"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+ACTIVE_STATUSES = (BatchStatus.SUBMITTED, BatchStatus.PENDING, BatchStatus.RUNNABLE, BatchStatus.STARTING,
+                   BatchStatus.RUNNING)  # listed in this order: see live
+FINISHED_STATUSES = (BatchStatus.SUCCEEDED, BatchStatus.FAILED)
 PAGE_SIZE = 100  # ListJobs maxResults
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 DEFAULT_MAX_PAGES = 100  # per (region, job queue, status): 10,000 jobs before a listing counts as truncated

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence
 
 from hyper.aws import names
-from hyper.aws.batch import BatchApi, LiveJob, SubmitRequest, live_workers, render_submissions
+from hyper.aws.batch import BatchApi, BatchStatus, LiveJob, SubmitRequest, live_workers, render_submissions
 from hyper.backends import instances
 from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem, setting
 from hyper.config import Host
@@ -40,9 +40,10 @@ DEFAULT_STUCK_AFTER = 1800.0
 
 # Batch job statuses in the one worker-state language
 BATCH_STATES: dict[str, WorkerState] = {
-    "SUBMITTED": WorkerState.PENDING, "PENDING": WorkerState.PENDING, "RUNNABLE": WorkerState.PENDING,
-    "STARTING": WorkerState.STARTING, "RUNNING": WorkerState.RUNNING,
-    "SUCCEEDED": WorkerState.SUCCEEDED, "FAILED": WorkerState.FAILED,
+    BatchStatus.SUBMITTED: WorkerState.PENDING, BatchStatus.PENDING: WorkerState.PENDING,
+    BatchStatus.RUNNABLE: WorkerState.PENDING, BatchStatus.STARTING: WorkerState.STARTING,
+    BatchStatus.RUNNING: WorkerState.RUNNING, BatchStatus.SUCCEEDED: WorkerState.SUCCEEDED,
+    BatchStatus.FAILED: WorkerState.FAILED,
 }
 
 
@@ -89,9 +90,10 @@ def stuck_runnable(job: dict, now: float, limit: float) -> float | None:
     array = job.get("arrayProperties") or {}
     if "size" in array:
         summary = array.get("statusSummary") or {}
-        started = sum(int(summary.get(s) or 0) for s in ("STARTING", "RUNNING", "SUCCEEDED", "FAILED"))
-        return age if started == 0 and int(summary.get("RUNNABLE") or 0) > 0 else None
-    return age if job.get("status") == "RUNNABLE" else None
+        started = sum(int(summary.get(s) or 0) for s in (BatchStatus.STARTING, BatchStatus.RUNNING,
+                                                           BatchStatus.SUCCEEDED, BatchStatus.FAILED))
+        return age if started == 0 and int(summary.get(BatchStatus.RUNNABLE) or 0) > 0 else None
+    return age if job.get("status") == BatchStatus.RUNNABLE else None
 
 
 class BatchBackend:
@@ -128,8 +130,7 @@ class BatchBackend:
         with self._lock:
             if not self._recalled:  # a restarted scheduler first recalls what its predecessor submitted
                 self._recalled = True
-                recall = getattr(self.store, "recent_submissions", None)
-                for region, job_id, at in (recall(now - RECENT_SECONDS) if recall else []):
+                for region, job_id, at in self.store.recent_submissions(now - RECENT_SECONDS):
                     self._recent.setdefault(region, {}).setdefault(job_id, at)
             for ids in self._recent.values():
                 for job_id in [j for j, t in ids.items() if now - t >= RECENT_SECONDS]:
@@ -367,14 +368,12 @@ class BatchBackend:
             with self._lock:
                 self._recent.setdefault(req.region, {})[job_id] = at
             done = Submitted(req.region, req.queue, req.definition, req.workers, req.job_name, job_id, self.kind)
-            remember = getattr(self.store, "remember_submission", None)
-            if remember is not None:
-                try:
-                    remember(req.region, job_id, at, RECENT_SECONDS)
-                except Exception as exc:  # the array runs anyway; only a restart in the next minutes could miss it
-                    return done, problem(f"region {req.region}: array {job_id} submitted but not recorded: "
-                                         f"{type(exc).__name__}", "a scheduler restarted in the next 5 minutes "
-                                         "may count it late")
+            try:
+                self.store.remember_submission(req.region, job_id, at, RECENT_SECONDS)
+            except Exception as exc:  # the array runs anyway; only a restart in the next minutes could miss it
+                return done, problem(f"region {req.region}: array {job_id} submitted but not recorded: "
+                                     f"{type(exc).__name__}", "a scheduler restarted in the next 5 minutes "
+                                     "may count it late")
             return done, None
 
     def _batch_problem(self, exc: BaseException, region: str, action: str) -> str:

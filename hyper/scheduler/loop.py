@@ -245,9 +245,6 @@ class Scheduler:
         """Keep each scheduled queue's message saying which of its workers are stuck and why (cleared when none
         are), so `qstat -Q` and `hyper queues list-queues` show it; a provisioning message is never overwritten.
         ``names``: the queues scheduled this tick (pair keys or queue names)."""
-        put = getattr(self.store, "put_resource", None)
-        if put is None:
-            return
         for name in sorted({k[0] if isinstance(k, tuple) else k for k in names}):
             queue = queues[name]
             lines = [f"{s.workers} {s.definition} worker(s) in {s.region}: {s.reason}" for s in stuck
@@ -256,7 +253,7 @@ class Scheduler:
             if queue.message != note and (not queue.message or queue.message.startswith(STUCK_NOTE)):
                 queue.message = note
                 try:
-                    put(queue, replace=True)
+                    self.store.put_resource(queue, replace=True)
                 except Exception:  # a note is not worth failing the tick; the report still has it
                     pass
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from hyper.errors import HyperError
 from hyper.parsing.jobids import JobRef
-from hyper.store.base import DeleteResult
+from hyper.store.base import DeleteResult, Refusal
 
 if TYPE_CHECKING:
     from hyper.services.context import Context
@@ -70,7 +70,7 @@ def is_admin(ctx: Context, who: str) -> bool:
 
 def refuse(label: str, owner: str, action: str) -> DeleteResult:
     return DeleteResult(label, False, f"job {label} belongs to {display_name(owner)}: only its owner or an admin "
-                                      f"may {action} it")
+                                      f"may {action} it", Refusal.NOT_OWNER)
 
 
 def split_owned(ctx: Context, refs: list[JobRef], action: str) -> tuple[list[JobRef], list[DeleteResult]]:

@@ -6,6 +6,7 @@ resources (no scan of other jobs), so it costs the same on a queue of ten jobs o
 
 from __future__ import annotations
 
+from hyper.dependencies import Hold, hold_of
 from hyper.models import Cluster, Definition, Job, Queue
 from hyper.states import JobState
 
@@ -42,7 +43,7 @@ def waiting_reasons(ctx, jobs: list[Job]) -> dict[str, str]:
 def _reason(job: Job, queue: Queue | None, clusters: dict[str, Cluster], definition: Definition | None,
             busy_vcpus: dict[str, int], busy_gpus: dict[str, int], queued: dict[str, int], queues_on) -> str:
     if job.state is JobState.HELD:
-        if job.reason.startswith("waiting for"):
+        if hold_of(job.reason) is Hold.WAITING:
             return f"Dependency: {job.reason}"
         return f"Held: {job.reason}" if job.reason else "Held: by qhold or qsub -h (release it with qrls)"
     if job.is_array and job.array and "%" in job.array:

@@ -42,6 +42,7 @@ from hyper.store.base import (
     JobFilter,
     LostHandler,
     QueueCount,
+    StoreDefaults,
     Submission,
     WorkerInfo,
     already_finished,
@@ -202,7 +203,7 @@ def _private_database(path: Path) -> None:
             pass
 
 
-class SQLiteStore(SQLiteNotices):
+class SQLiteStore(SQLiteNotices, StoreDefaults):
     """Store protocol on one SQLite file; safe to use from many processes and threads."""
 
     def __init__(self, path: str | os.PathLike):

@@ -30,11 +30,13 @@ from hyper import diskspace
 from hyper.config import private_dir
 from hyper.errors import DiskFullError, HyperError
 from hyper.models import Definition, Job
-from hyper.retry import EXITED, KILLED, LOST
+from hyper.retry import EXITED, LOST
+from hyper.states import WorkerActivity
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
 from hyper.worker.fence import LeaseKeeper, Watchdog
-from hyper.worker.runner import Outcome, output_paths, run_attempt
+from hyper.outputs import output_paths
+from hyper.worker.runner import Outcome, run_attempt
 
 
 class Worker:
@@ -42,7 +44,7 @@ class Worker:
                  logs_dir: Path, idle: float, lease: float, kill_grace: float, gpu_ids: str | None = None,
                  max_jobs: int | None = None, host=None):
         self.store = store
-        self.host = host if host is not None else getattr(store, "host", None)
+        self.host = host if host is not None else store.host
         self.aws = getattr(self.host, "type", None) == "aws"  # ship logs to CloudWatch
         self.id = worker_id
         self.queue = queue
@@ -52,9 +54,9 @@ class Worker:
         self.idle = idle
         # longest wait between empty polls: the store says what a poll costs (SQLite: nothing; DynamoDB: a
         # query per ready shard, so an idle worker must not ask five times a second)
-        self.poll_ceiling = getattr(store, "IDLE_POLL_CEILING", 0.2)
+        self.poll_ceiling = store.IDLE_POLL_CEILING
         # how often the registry item says IDLE/BUSY (a write on DynamoDB; liveness is the lease renewal)
-        self.touch_every = getattr(store, "TOUCH_EVERY", 1.0)
+        self.touch_every = store.TOUCH_EVERY
         self.lease = lease
         self.kill_grace = kill_grace
         self.gpu_ids = gpu_ids
@@ -79,7 +81,7 @@ class Worker:
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
-                                                  identity.host_text(self.aws), os.getpid(), now, now, "IDLE"))
+                                                  identity.host_text(self.aws), os.getpid(), now, now, WorkerActivity.IDLE))
         idle_since = time.monotonic()
         last_touch = 0.0
         backoff = 0.005
@@ -100,7 +102,7 @@ class Worker:
                             break
                         idle_since = mono  # claims lost races (or an array waits at its %limit): stay
                     if mono - last_touch >= self.touch_every:
-                        self.store.touch_worker(self.id, now, "IDLE", self.jobs_run)
+                        self.store.touch_worker(self.id, now, WorkerActivity.IDLE, self.jobs_run)
                         last_touch = mono
                     time.sleep(backoff)
                     backoff = min(backoff * 2, self.poll_ceiling)
@@ -113,14 +115,14 @@ class Worker:
                 self.jobs_run += 1
                 idle_since = time.monotonic()
                 if time.monotonic() - last_touch >= self.touch_every:
-                    self.store.touch_worker(self.id, time.time(), "BUSY", self.jobs_run)
+                    self.store.touch_worker(self.id, time.time(), WorkerActivity.BUSY, self.jobs_run)
                     last_touch = time.monotonic()
                 if self.max_jobs and self.jobs_run >= self.max_jobs:
                     break
         finally:
             if self._watchdog is not None:
                 self._watchdog.close()
-            self.store.touch_worker(self.id, time.time(), "EXITED", self.jobs_run)
+            self.store.touch_worker(self.id, time.time(), WorkerActivity.EXITED, self.jobs_run)
         return 0
 
     def _work_left(self) -> bool:
@@ -178,7 +180,7 @@ class Worker:
         check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
                             on_renew=extended, until=job.lease,
-                            peek_ceiling=min(getattr(self.store, "STATE_POLL", 1.0), renew_every))
+                            peek_ceiling=min(self.store.STATE_POLL, renew_every))
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
@@ -233,11 +235,11 @@ class Worker:
                 # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
                 for warning in shipper.close(5.0 if self._stop else None):
                     self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
-        if outcome.kind in ("deleted", "disowned"):
+        if not outcome.kind.recorded:
             if check.fenced:
                 self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
-        kind = outcome.kind if outcome.kind in (EXITED, KILLED, LOST) else EXITED
+        kind = outcome.kind
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
             for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
                 self._warn(f"job {job.job_id}: {warning}")

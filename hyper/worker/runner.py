@@ -16,7 +16,6 @@ What the job leaves behind when it ends (daemons that called ``setsid`` included
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import signal
@@ -29,9 +28,10 @@ from typing import Callable
 from hyper.config import private_dir, private_file
 from hyper.errors import HyperError
 from hyper.models import Definition, Job
+from hyper.outputs import output_paths
 from hyper.worker import memory
 from hyper.retry import EXITED, KILLED, LOST
-from hyper.states import JobState
+from hyper.states import JobState, RunOutcome
 from hyper import diskspace
 from hyper.worker import containment
 
@@ -40,7 +40,7 @@ BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", 
 
 @dataclass
 class Outcome:
-    kind: str  # retry.EXITED | KILLED | LOST, or "deleted" (qdel), "disowned" (lease lost)
+    kind: RunOutcome
     exit_code: int | None
     reason: str = ""
 
@@ -78,48 +78,7 @@ def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None
     return env
 
 
-_PATTERN = re.compile(r"%(%|[jAaxuNJI])")
-
-
-def expand_path(pattern: str, job: Job) -> str:
-    """Filename patterns in -o/-e paths, so array elements never share one file.
-
-    Slurm: %j (job id; id_index for an element), %A (array's id), %a (index), %x (name), %u (user), %N (host).
-    LSF: %J (job id), %I (index, 0 outside arrays). PBS: ^array_index^. %% is a literal %.
-    """
-    index = "" if job.index is None else str(job.index)
-    values = {"%": "%", "j": str(job.id) if job.index is None else f"{job.id}_{index}", "A": str(job.id),
-              "a": index, "x": job.name, "u": job.user, "N": os.uname().nodename.split(".")[0],
-              "J": str(job.id), "I": index or "0"}
-    out = _PATTERN.sub(lambda m: values[m.group(1)], pattern)
-    return out.replace("^array_index^", index)
-
-
-PER_ELEMENT_PATTERNS = ("%a", "%j", "%I", "^array_index^")  # any one keeps array elements apart
-
-
-def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
-    """Where this job's stdout and stderr go; stderr is None when joined into stdout (-j oe)."""
-    spec = job.spec
-    base = str(job.id) if job.index is None else f"{job.id}.{job.index}"
-
-    def resolve(path: str | None, default: str) -> Path:
-        if not path:
-            return logs_dir / default
-        p = Path(expand_path(path, job))
-        if not p.is_absolute():  # Slurm and LSF: relative to the job's working directory; PBS: the submit dir
-            p = Path(spec.chdir if spec.family in ("SBATCH", "BSUB") and spec.chdir else spec.submit_dir) / p
-        if p.is_dir():  # PBS: a directory gets the default file name inside it
-            p = p / default
-        return p
-
-    out = resolve(spec.output, f"{base}.out")
-    err = resolve(spec.error, f"{base}.err")
-    if spec.join == "oe":
-        return out, None
-    if spec.join == "eo":
-        return err, None
-    return out, err
+# filename patterns and output paths: hyper/outputs.py (the job services find the files by the same rule)
 
 
 def open_output(path: Path):
@@ -281,9 +240,9 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                     state = _checked(check)
                     next_check = now + check_every
                     if state is None:
-                        ending = Outcome("disowned", None, "lease lost to another worker")
+                        ending = Outcome(RunOutcome.DISOWNED, None, "lease lost to another worker")
                     elif state is JobState.DELETED:
-                        ending = Outcome("deleted", None, "deleted by qdel")
+                        ending = Outcome(RunOutcome.DELETED, None, "deleted by qdel")
                 if ending is not None:
                     kill_group(proc.pid, signal.SIGTERM)
                     term_sent_at = now

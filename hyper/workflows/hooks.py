@@ -126,7 +126,7 @@ def _finaliser_inputs(store: Store, host: Host, job: Job, workdir: Path, logs_di
                       ) -> dict[str, str]:
     """HYPER_PART_OUTPUTS: a file naming every part's stdout, one path a line, in part order (1..N)."""
     from hyper.parsing.arrays import parse_array
-    from hyper.worker.runner import output_paths
+    from hyper.outputs import output_paths
 
     final = job.require_spec().finalizes or {}  # called for finalisers only
     array_id, parts = int(final["array"]), int(final["parts"])
@@ -168,7 +168,7 @@ def after_job(host: Host, job: Job, workdir: Path, logs_dir: Path) -> list[str]:
     if spec.stageout:
         warnings += staging.stage_out(job, _cwd(job, workdir), area)
     if spec.split and job.index is not None and area.kind == "s3":
-        from hyper.worker.runner import output_paths
+        from hyper.outputs import output_paths
 
         out = output_paths(job, logs_dir)[0]
         try:

@@ -71,7 +71,7 @@ def upload_stagein(ins: list[dict], area: Area) -> None:
 
 
 def _expand(path: str, job: Job) -> str:
-    from hyper.worker.runner import expand_path
+    from hyper.outputs import expand_path
 
     return expand_path(path, job)
 
