@@ -1,7 +1,7 @@
 """ECR for the images hyper builds: the host's replication rule, digests, and each region's own replica.
 
 Workers in a region pull with that region's execution role, which may only read the host's repositories in
-its own region (``templates._iam_resources``); so every region's job definition names the replica in its
+its own region (``network_template._iam_resources``); so every region's job definition names the replica in its
 own region, pinned by digest (a tag can move; the digest is the same in every replica).
 
 ECR keeps one replication configuration per account and region (``PutReplicationConfiguration`` replaces
