@@ -66,6 +66,9 @@ def _iam_resources(host: Host, region: str, legacy_batch_role: bool = False) -> 
         {"Sid": "PullHostImages", "Effect": "Allow", "Action": iam.ECR_PULL, "Resource": repos},
         {"Sid": "WorkerLogs", "Effect": "Allow", "Action": iam.LOG_WRITE, "Resource": log_groups},
         iam.definition_secrets_statement(host, partition, account),  # Batch resolves definitions' --secret
+        # the main region's repositories are encrypted with the host's key, when it names one (replicas in
+        # other regions cannot be: a KMS key is regional; ECR picks their encryption when it replicates)
+        *(iam.key_statements(host, partition, account, ("ecr",)) if region == main else []),
     ]
     legacy = {"BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
         "PermissionsBoundary": boundary(host),

@@ -37,7 +37,7 @@ import json
 import re
 from typing import Any, Iterable
 
-from hyper.aws import iam, names
+from hyper.aws import iam, kms, names
 from hyper.aws.network_template import (_endpoints, _iam_resources, _new_vpc, _subnet_cidrs,  # noqa: F401
                                         check_cidrs, render_region_stack)
 from hyper.aws.template_parts import (  # noqa: F401  (re-exported: callers import them from here)
@@ -275,7 +275,8 @@ def log_retention(days: int) -> int:
 
 
 def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
-    """The main region's stack: the host's log group (job and worker output), kept as long as finished jobs."""
+    """The main region's stack: the host's log group (job and worker output), kept as long as finished jobs,
+    encrypted with the host's KMS key when it names one."""
     from hyper.aws.tables import settings
 
     if host.type != "aws":
@@ -289,6 +290,9 @@ def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
     resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
                               "UpdateReplacePolicy": "Delete", "Properties": {
                                   "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
+    key = kms.policy_arn(host, "${AWS::Partition}", "${AWS::AccountId}")
+    if key:  # the host's own key (its policy must let logs.<region>.amazonaws.com use it: README)
+        resources["LogGroup"]["Properties"]["KmsKeyId"] = _sub(key)
     outputs = {"LogGroupName": {"Value": {"Ref": "LogGroup"}}}
     resources["Bucket"], outputs["BucketName"] = data_bucket(host, days), {"Value": {"Ref": "Bucket"}}
     return _template(f"hyper host {host.name}: log group and data bucket (main region {host.main_region})",
