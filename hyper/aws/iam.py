@@ -413,9 +413,11 @@ def boundary_statements(host: Host, partition: str, account: str, policies: tupl
     services hyper uses. A role created with the boundary never holds more, whatever policy is put on it.
     """
     p = _prefix(host)
-    return worker_statements(host, partition, account) + [
+    # the workers' key use (tables) and the execution role's (image pulls) in one statement: the EKS
+    # boundary has little room left under IAM's 6,144 characters
+    return [st for st in worker_statements(host, partition, account) if st["Sid"] != "HostKey"] + [
         _statement("PullHostImages", ECR_PULL, [f"arn:{partition}:ecr:*:{account}:repository/{p.lower()}*"]),
-        *key_statements(host, partition, account, ("ecr",)),  # the execution role's pulls (network_template)
+        *key_statements(host, partition, account, ("dynamodb", "ecr")),
         _statement("ServiceRolesAsAwsManages", _managed_actions(policies), "*"),
         _statement("PassHostRoles", ["iam:PassRole"], [f"arn:{partition}:iam::{account}:role/{p}*"],
                    {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ecs-tasks.amazonaws.com"]}}),
