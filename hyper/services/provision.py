@@ -140,7 +140,9 @@ def _replicate_images(ctx, images: list[Image], regions: list[str]) -> None:
         ecr = client(ctx.host, "ecr")
         for image in images:
             repo = names.repository(ctx.host, image.name)
-            registry.replicate_existing(ecr, repo, registry.built_digest(ecr, repo, image))
+            digest = image.digest or registry.find_digest(ecr, repo, image.tag or registry.LEGACY_TAG)
+            if digest:  # an image whose build has not succeeded yet has nothing to replicate
+                registry.replicate_existing(ecr, repo, digest)
 
 
 def _account(ctx) -> str:
