@@ -233,3 +233,25 @@ def test_on_moto_eks_workers_pull_the_regions_replica_pinned_by_digest(moto):
         f"{account}.dkr.ecr.eu-west-1.amazonaws.com/{prefix}new@{recorded}")
     assert backend.image_uri(Definition(name="d", image="old"), "us-east-1") == (
         f"{account}.dkr.ecr.us-east-1.amazonaws.com/{prefix}old@{legacy}")
+
+
+def test_on_moto_applying_a_built_image_again_changes_nothing(moto, tmp_path):
+    """The tag and digest a build records are provisioning's, not the file's: a second `apply` of the same
+    files sees the image unchanged (and pushes nothing), and the definition stays pinned to that digest."""
+    endpoint, prefix, kms_client, ecr = moto
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+    docker.chmod(0o755)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "images.yaml").write_text(f"images:\n  - name: worker\n    path: {tmp_path / 'img'}\n")
+    cli("hyper", "hosts", "create-host", "prod", "--type", "aws", "--main-region", "us-east-1", "--endpoint-url",
+        endpoint, "--table-prefix", prefix, check=True)
+    cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
+    env = {"HYPER_DOCKER": str(docker), "FAKE_DOCKER_ENDPOINT": endpoint}
+    first = cli("hyper", "apply", "-f", str(tmp_path / "conf"), env=env, check=True).stdout
+    assert first.splitlines()[-1] == "1 resources, 1 changed", first
+    again = cli("hyper", "apply", "-f", str(tmp_path / "conf"), env=env, check=True).stdout
+    assert again.splitlines()[-1] == "1 resources, 0 changed", again
+    assert len(ecr.describe_images(repositoryName=f"{prefix}worker")["imageDetails"]) == 1
