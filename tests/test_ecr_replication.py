@@ -248,6 +248,9 @@ def test_on_moto_a_new_region_gets_the_images_built_before_it(aws):
         "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}]}]
     tags = {t for i in ecr.describe_images(repositoryName=f"{prefix}worker")["imageDetails"]
             if i["imageDigest"] == digest for t in i.get("imageTags") or []}
+    # the repository an older hyper made mutable is immutable now that provisioning touched it
+    assert ecr.describe_repositories(repositoryNames=[f"{prefix}worker"])["repositories"][0][
+        "imageTagMutability"] == "IMMUTABLE"
     # pushed again under a fresh tag (ECR replicates it to eu-west-1); no tag was moved or deleted
     assert "latest" in tags and len(tags) == 2
     assert next(t for t in tags if t != "latest").startswith(registry.REPLICATE_TAG + "-")

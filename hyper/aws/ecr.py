@@ -133,8 +133,20 @@ def ensure_repository(ecr, repository: str, *, host_name: str, kms_key_arn: str 
                          f"{kms_key_arn or 'AES256'}, and ECR cannot change a repository's encryption",
                          f"delete the repository (`aws ecr delete-repository --repository-name {repository} "
                          "--force`) and run the same command again, or set the host's kms_key to match")
+    make_immutable(ecr, repository, found)
+
+
+def make_immutable(ecr, repository: str, found: dict | None = None) -> bool:
+    """Switch a repository an older hyper made with mutable tags to immutable ones (``found``: its
+    DescribeRepositories entry, if already read). False when the repository does not exist."""
+    if found is None:
+        try:
+            found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        except ecr.exceptions.RepositoryNotFoundException:
+            return False
     if found.get("imageTagMutability") != "IMMUTABLE":
         ecr.put_image_tag_mutability(repositoryName=repository, imageTagMutability="IMMUTABLE")
+    return True
 
 
 def find_digest(ecr, repository: str, tag: str) -> str | None:

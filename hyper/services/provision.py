@@ -141,7 +141,7 @@ def _replicate_images(ctx, images: list[Image], regions: list[str]) -> None:
         for image in images:
             repo = names.repository(ctx.host, image.name)
             digest = image.digest or registry.find_digest(ecr, repo, image.tag or registry.LEGACY_TAG)
-            if digest:  # an image whose build has not succeeded yet has nothing to replicate
+            if digest and registry.make_immutable(ecr, repo):  # a build that failed: nothing to replicate
                 registry.replicate_existing(ecr, repo, digest)
 
 
