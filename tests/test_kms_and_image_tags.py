@@ -106,6 +106,16 @@ def test_a_key_named_by_alias_is_resolved_for_policies(monkeypatch):
     assert kms.policy_arn(PLAIN, "aws", "123456789012") is None
 
 
+def test_a_key_outside_the_main_region_is_refused_before_kms_is_asked():
+    """Tables and the log group are in the main region and a KMS key is regional (no AWS call: the ARN says)."""
+    elsewhere = Host(name="prod", type="aws", main_region="us-east-1",
+                     extra={"kms_key": KEY_ARN.replace("us-east-1", "eu-west-1")})
+    for call in (lambda: kms.resolve(elsewhere), lambda: iam.render_policy(elsewhere, "worker")):
+        with pytest.raises(HyperError, match=r"kms_key=.*: the key is in eu-west-1, the host's tables and log "
+                                             r"group in us-east-1"):
+            call()
+
+
 def test_a_build_context_tag_follows_its_content(tmp_path):
     ctx = tmp_path / "ctx"
     (ctx / "sub").mkdir(parents=True)

@@ -20,6 +20,7 @@ from hyper.errors import HyperError
 
 _KEY_ID = re.compile(r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 _KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key/" + _KEY_ID.pattern)
+_ARN_REGION = re.compile(r"arn:aws[a-z-]*:kms:([a-z0-9-]+):")
 _resolved: dict[tuple, str] = {}  # (host name, main region, endpoint, setting) -> key ARN: one DescribeKey
 
 
@@ -41,6 +42,7 @@ def resolve(host: Host) -> str | None:
     cache = (host.name, host.main_region, host.endpoint_url, key)
     if cache in _resolved:
         return _resolved[cache]
+    _check_region(host, key, key)
     from hyper.aws.session import aws_errors, client
 
     with aws_errors(host, "kms", f"describe key {key}"):
@@ -59,12 +61,17 @@ def resolve(host: Host) -> str | None:
         raise HyperError(f"host setting kms_key={key!r}: the key is not a symmetric encryption key "
                          "(DynamoDB, CloudWatch Logs and ECR take only those)", _hint(host))
     arn = meta["Arn"]
-    found = _KEY_ARN.fullmatch(arn)
+    _check_region(host, key, arn)
+    _resolved[cache] = arn
+    return arn
+
+
+def _check_region(host: Host, key: str, arn: str) -> None:
+    """A key (or alias) ARN must be in the main region: the tables and the log group it encrypts are there."""
+    found = _ARN_REGION.match(arn)
     if found and host.main_region and found.group(1) != host.main_region:
         raise HyperError(f"host setting kms_key={key!r}: the key is in {found.group(1)}, the host's tables and "
                          f"log group in {host.main_region}", _hint(host))
-    _resolved[cache] = arn
-    return arn
 
 
 def policy_arn(host: Host, partition: str, account: str) -> str | None:
@@ -74,6 +81,7 @@ def policy_arn(host: Host, partition: str, account: str) -> str | None:
     if not key:
         return None
     if _KEY_ARN.fullmatch(key):
+        _check_region(host, key, key)
         return key
     if _KEY_ID.fullmatch(key):
         return f"arn:{partition}:kms:{host.main_region}:{account}:key/{key}"
