@@ -69,6 +69,10 @@ class Image(Resource):
     KIND: ClassVar[str] = "image"
     path: str = ""
     uri: str = ""
+    # built images: the tag of the last build (its context's content hash; tags are immutable) and the digest
+    # every region's job definition pins (hyper/aws/ecr.py)
+    tag: str = ""
+    digest: str = ""
 
 
 @dataclass

@@ -248,7 +248,12 @@ def test_on_moto_a_new_region_gets_the_images_built_before_it(aws):
         "repositoryFilters": [{"filter": prefix, "filterType": "PREFIX_MATCH"}]}]
     tags = {t for i in ecr.describe_images(repositoryName=f"{prefix}worker")["imageDetails"]
             if i["imageDigest"] == digest for t in i.get("imageTags") or []}
-    assert tags == {"latest", registry.REPLICATE_TAG}  # pushed again: ECR replicates it to eu-west-1
+    # the repository an older hyper made mutable is immutable now that provisioning touched it
+    assert ecr.describe_repositories(repositoryNames=[f"{prefix}worker"])["repositories"][0][
+        "imageTagMutability"] == "IMMUTABLE"
+    # pushed again under a fresh tag (ECR replicates it to eu-west-1); no tag was moved or deleted
+    assert "latest" in tags and len(tags) == 2
+    assert next(t for t in tags if t != "latest").startswith(registry.REPLICATE_TAG + "-")
     batch = boto3.client("batch", region_name="eu-west-1", endpoint_url=endpoint)
     assert batch.describe_job_definitions(jobDefinitionName=f"{prefix}d", status="ACTIVE")["jobDefinitions"] == []
     # deleting the region takes it out of the host's rule again
@@ -301,8 +306,11 @@ elif args[0] == "push":
 
 
 def test_on_moto_a_rebuilt_image_is_pinned_again_by_its_new_digest(aws, tmp_path):
-    """Definitions pin a digest, so a new push of the image registers them again. Docker cannot run here: the
-    docker CLI hyper calls is a script whose push puts a new manifest into moto's ECR, as a push does."""
+    """Definitions pin a digest, so a new build of the image registers them again. Tags are immutable: each
+    build is pushed under its context's content tag, so updating from the same directory pushes nothing (a
+    second push under the tag would be refused: moto answers ImageAlreadyExistsException), and a changed
+    directory is a new tag and a new digest. Docker cannot run here: the docker CLI hyper calls is a script
+    whose push puts a new manifest into moto's ECR, as a push does."""
     import sys
 
     endpoint, prefix, ecr = aws
@@ -315,6 +323,9 @@ def test_on_moto_a_rebuilt_image_is_pinned_again_by_its_new_digest(aws, tmp_path
     cli("hyper", "regions", "init-main-region", "us-east-1", "--vpc-cidr", "10.20.0.0/16", check=True)
     assert cli("hyper", "images", "add-image", "worker", "--path", str(tmp_path / "img"), env=env,
                check=True).stdout == "added image worker (ACTIVE)\n"
+    (repo,) = ecr.describe_repositories(repositoryNames=[f"{prefix}worker"])["repositories"]
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["imageScanningConfiguration"]["scanOnPush"]
+    assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}  # no kms_key: ECR's own
     cli("hyper", "definitions", "add-definition", "d", "--image", "worker", check=True)
     batch = boto3.client("batch", region_name="us-east-1", endpoint_url=endpoint)
 
@@ -322,9 +333,18 @@ def test_on_moto_a_rebuilt_image_is_pinned_again_by_its_new_digest(aws, tmp_path
         (jd,) = batch.describe_job_definitions(jobDefinitionName=f"{prefix}d", status="ACTIVE")["jobDefinitions"]
         return jd["containerProperties"]["image"]
 
-    first = registry.image_digest(ecr, f"{prefix}worker")
+    tag = registry.context_tag(str(tmp_path / "img"))
+    first = registry.image_digest(ecr, f"{prefix}worker", tag)
     assert pinned() == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{prefix}worker@{first}"
     assert cli("hyper", "images", "update-image", "worker", "--path", str(tmp_path / "img"), env=env,
+               check=True).stdout == "updated image worker (ACTIVE)\n"  # the same directory: nothing pushed
+    assert len(ecr.describe_images(repositoryName=f"{prefix}worker")["imageDetails"]) == 1
+    assert pinned() == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{prefix}worker@{first}"
+    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\nLABEL v=2\n")
+    assert cli("hyper", "images", "update-image", "worker", "--path", str(tmp_path / "img"), env=env,
                check=True).stdout == "updated image worker (ACTIVE)\n"
-    second = registry.image_digest(ecr, f"{prefix}worker")
-    assert second != first and pinned() == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{prefix}worker@{second}"
+    new_tag = registry.context_tag(str(tmp_path / "img"))
+    second = registry.image_digest(ecr, f"{prefix}worker", new_tag)
+    assert new_tag != tag and second != first
+    assert pinned() == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{prefix}worker@{second}"
+    assert registry.image_digest(ecr, f"{prefix}worker", tag) == first  # the old tag still names the old image

@@ -1,7 +1,7 @@
 """ECR for the images hyper builds: the host's replication rule, digests, and each region's own replica.
 
 Workers in a region pull with that region's execution role, which may only read the host's repositories in
-its own region (``templates._iam_resources``); so every region's job definition names the replica in its
+its own region (``network_template._iam_resources``); so every region's job definition names the replica in its
 own region, pinned by digest (a tag can move; the digest is the same in every replica).
 
 ECR keeps one replication configuration per account and region (``PutReplicationConfiguration`` replaces
@@ -9,7 +9,13 @@ it whole). hyper reads it (``DescribeRegistry``), replaces only its own rule (PR
 repository prefix, to the host's other regions) and writes the result, so the account's other rules stay.
 
 ECR replicates only what is pushed after a rule names a region. An image that existed before its region was
-added is pushed again (its manifest put under ``REPLICATE_TAG``), which replicates it to every destination.
+added is pushed again: its manifest put under a fresh tag (``REPLICATE_TAG`` and a unique suffix), which
+replicates it to every destination.
+
+Every repository hyper creates has immutable tags (a tag names one image for ever, so nobody can swap what a
+tag means) and, when the host names a KMS key, that key's encryption. So each build is pushed under its own
+tag, derived from the build context's content (``context_tag``): building the same directory again is a
+no-op, a changed directory is a new tag. Nothing is ever pushed twice under one tag, and no tag moves.
 
 Every function takes the ECR client, so tests pass moto's, or a client answering with recorded responses
 where moto has no implementation (DescribeImageReplicationStatus, more than one rule).
@@ -17,14 +23,20 @@ where moto has no implementation (DescribeImageReplicationStatus, more than one 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
+import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from hyper.errors import HyperError
 
 MAX_RULES = 10  # ECR: rules per replication configuration
 MAX_DESTINATIONS = 25  # ECR: destinations per rule
-REPLICATE_TAG = "hyper-replicate"  # the tag an image is pushed again under, to replicate it to new regions
+REPLICATE_TAG = "hyper-replicate"  # the stem of the fresh tag an image is pushed again under (new regions)
+LEGACY_TAG = "latest"  # what hyper pushed before tags were immutable: an image recorded without a tag
+BUILD_TAG_STEM = "ctx-"  # build tags: ctx-<24 hex digits of the build context's content hash>
 REPLICATION_WAIT = 900.0  # seconds a hub-region registration waits for its replica
 
 
@@ -79,16 +91,86 @@ def _normal(configuration: dict) -> list:
     return out
 
 
-def image_digest(ecr, repository: str, tag: str = "latest") -> str:
-    """The digest ``repository:tag`` points at (the same in every replica)."""
+def context_tag(path: str) -> str:
+    """The tag a build of directory ``path`` is pushed under: a hash of every file's relative path, exec bit
+    and content (symlinks by their target). The same directory gives the same tag, so pushing it again is
+    skipped; any change gives a new one, because an immutable repository refuses to move a tag."""
+    root = Path(path)
+    if not root.is_dir():
+        raise HyperError(f"build context {path} is not a directory", "give --path the directory of a Dockerfile")
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            file = Path(dirpath) / name
+            rel = file.relative_to(root).as_posix()
+            if file.is_symlink():
+                body = b"link:" + os.readlink(file).encode()
+            else:
+                body = (b"x:" if os.access(file, os.X_OK) else b"f:") + file.read_bytes()
+            digest.update(rel.encode() + b"\0" + hashlib.sha256(body).digest())
+    return BUILD_TAG_STEM + digest.hexdigest()[:24]
+
+
+def ensure_repository(ecr, repository: str, *, host_name: str, kms_key_arn: str | None = None) -> None:
+    """The repository exists with immutable tags, scan on push, and the host's KMS key when it names one.
+
+    An existing repository made mutable (older hyper) is made immutable. Its encryption cannot change (ECR
+    fixes it at creation): a repository encrypted otherwise than the host asks is refused, not used."""
+    wanted = {"encryptionType": "KMS", "kmsKey": kms_key_arn} if kms_key_arn else {"encryptionType": "AES256"}
+    try:
+        ecr.create_repository(repositoryName=repository, imageTagMutability="IMMUTABLE",
+                              imageScanningConfiguration={"scanOnPush": True}, encryptionConfiguration=wanted,
+                              tags=[{"Key": "hyper:host", "Value": host_name}])
+        return
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
+    have = found.get("encryptionConfiguration") or {"encryptionType": "AES256"}
+    if have.get("encryptionType") != wanted["encryptionType"] or (kms_key_arn and have.get("kmsKey") != kms_key_arn):
+        what = f"KMS key {have['kmsKey']}" if have.get("kmsKey") else have.get("encryptionType", "AES256")
+        raise HyperError(f"ECR repository {repository} is encrypted with {what}, not "
+                         f"{kms_key_arn or 'AES256'}, and ECR cannot change a repository's encryption",
+                         f"delete the repository (`aws ecr delete-repository --repository-name {repository} "
+                         "--force`) and run the same command again, or set the host's kms_key to match")
+    make_immutable(ecr, repository, found)
+
+
+def make_immutable(ecr, repository: str, found: dict | None = None) -> bool:
+    """Switch a repository an older hyper made with mutable tags to immutable ones (``found``: its
+    DescribeRepositories entry, if already read). False when the repository does not exist."""
+    if found is None:
+        try:
+            found = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
+        except ecr.exceptions.RepositoryNotFoundException:
+            return False
+    if found.get("imageTagMutability") != "IMMUTABLE":
+        ecr.put_image_tag_mutability(repositoryName=repository, imageTagMutability="IMMUTABLE")
+    return True
+
+
+def find_digest(ecr, repository: str, tag: str) -> str | None:
+    """The digest ``repository:tag`` points at, or None when there is no such image (or repository)."""
     try:
         found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
     except (ecr.exceptions.ImageNotFoundException, ecr.exceptions.RepositoryNotFoundException):
-        found = []
-    if not found:
+        return None
+    return found[0]["imageDigest"] if found else None
+
+
+def built_digest(ecr, repository: str, image) -> str:
+    """The digest every region pins for an image hyper built: the one recorded at its build, else (an image
+    built by an older hyper) the digest of the tag it recorded or of ``:latest``."""
+    return getattr(image, "digest", "") or image_digest(ecr, repository, getattr(image, "tag", "") or LEGACY_TAG)
+
+
+def image_digest(ecr, repository: str, tag: str = LEGACY_TAG) -> str:
+    """The digest ``repository:tag`` points at (the same in every replica)."""
+    found = find_digest(ecr, repository, tag)
+    if found is None:
         raise HyperError(f"ECR repository {repository} has no image tagged {tag}",
                          "build and push it first (`hyper images update-image NAME --path DIR`)")
-    return found[0]["imageDigest"]
+    return found
 
 
 def replica_uri(account: str, region: str, repository: str, digest: str) -> str:
@@ -131,19 +213,25 @@ def wait_for_replica(ecr, repository: str, digest: str, region: str, account: st
         delay = min(delay * 1.5, 30.0)
 
 
-def replicate_existing(ecr, repository: str, tag: str = "latest") -> str | None:
-    """Push ``repository:tag``'s manifest again under ``REPLICATE_TAG``, so ECR replicates it to regions the
-    rule gained after it was pushed. Returns its digest, or None when the repository holds no such image."""
+def replication_tag(clock: Callable[[], float] = time.time) -> str:
+    """A tag never used before, for pushing an image again: immutable tags cannot be moved or reused."""
+    return f"{REPLICATE_TAG}-{int(clock())}-{uuid.uuid4().hex[:8]}"
+
+
+def replicate_existing(ecr, repository: str, digest: str) -> str | None:
+    """Push image ``digest``'s manifest again under a fresh tag (``replication_tag``), so ECR replicates it to
+    regions the rule gained after it was pushed; no tag is moved or deleted. Returns the new tag, or None
+    when the repository holds no such image."""
     try:
-        images = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}]).get("images") or []
+        images = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": digest}]).get("images") or []
     except ecr.exceptions.RepositoryNotFoundException:
         return None
     if not images:
         return None
     image = images[0]
-    ecr.batch_delete_image(repositoryName=repository, imageIds=[{"imageTag": REPLICATE_TAG}])  # a missing tag: fine
-    request = {"repositoryName": repository, "imageManifest": image["imageManifest"], "imageTag": REPLICATE_TAG}
+    tag = replication_tag()
+    request = {"repositoryName": repository, "imageManifest": image["imageManifest"], "imageTag": tag}
     if image.get("imageManifestMediaType"):
         request["imageManifestMediaType"] = image["imageManifestMediaType"]
     ecr.put_image(**request)
-    return image["imageId"]["imageDigest"]
+    return tag

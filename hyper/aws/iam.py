@@ -43,6 +43,7 @@ ITEM_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteIte
 LOG_READ = ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams"]
 LOG_WRITE = ["logs:CreateLogStream", "logs:PutLogEvents"]
 ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+KEY_USE = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"]  # data through a service under the host's key
 # meta-table partition keys (hyper/store/dynamodb.py, hyper/store/notices.py) each role may write: a user's
 # submission takes ids and writes counts, dependency edges and notices; a worker's claim/finish writes
 # counts, edges, notices and its own worker record; the scheduler records its Batch jobs. ``res#*`` and
@@ -198,6 +199,25 @@ def job_role_arn_pattern(host: Host, partition: str, account: str) -> str:
     return f"arn:{partition}:iam::{account}:role/{_prefix(host)}{JOB_ROLE_STEM}*"
 
 
+def key_statements(host: Host, partition: str, account: str, services: tuple[str, ...],
+                   extra: tuple[str, ...] = ()) -> list[dict]:
+    """Using the host's KMS key (host setting ``kms_key``; none: no statement) through ``services`` only.
+
+    The key's ARN alone is the resource, and ``kms:ViaService`` limits the use to DynamoDB / ECR in the main
+    region (where the key, the tables and the repositories are): a role cannot decrypt arbitrary data with
+    it. CloudWatch Logs needs no right here: the key policy lets the logs service principal use it
+    (README, KMS). ECR also holds a grant of its own; the pull statement covers a key policy without it."""
+    from hyper.aws import kms
+
+    arn = kms.policy_arn(host, partition, account)
+    if not arn:
+        return []
+    region = main_region(host)
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return [_statement("HostKey", KEY_USE + list(extra), [arn],
+                       {"StringEquals": {"kms:ViaService": [f"{s}.{region}.{suffix}" for s in services]}})]
+
+
 def worker_statements(host: Host, partition: str, account: str) -> list[dict]:
     """What a worker container does: claim, heartbeat, finish jobs; write job output to the log group;
     take on a definition's job role for the job it runs."""
@@ -209,7 +229,7 @@ def worker_statements(host: Host, partition: str, account: str) -> list[dict]:
         _statement("JobRoles", ["sts:AssumeRole", "sts:TagSession"], [job_role_arn_pattern(host, partition, account)]),
         notify_secret_statement(host, partition, account),
         definition_secrets_statement(host, partition, account),
-    ] + bucket_statements(host, partition, account)
+    ] + bucket_statements(host, partition, account) + key_statements(host, partition, account, ("dynamodb",))
 
 
 def user_statements(host: Host, partition: str, account: str) -> list[dict]:
@@ -220,7 +240,7 @@ def user_statements(host: Host, partition: str, account: str) -> list[dict]:
         _statement("HostMetaRead", ITEM_READ, meta_arns(host, partition, account)),
         meta_write_statement("HostMetaUser", host, partition, account, USER_META_KEYS),
         _statement("HostLogGroup", LOG_READ, log_group_arns(host, partition, account)),
-    ] + bucket_statements(host, partition, account)
+    ] + bucket_statements(host, partition, account) + key_statements(host, partition, account, ("dynamodb",))
 
 
 def scheduler_statements(host: Host, partition: str, account: str) -> list[dict]:
@@ -288,7 +308,7 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
     # the notice signing key is the scheduler role's and the workers': the admin policy has no room left for it;
     # the scheduler's meta statements (keyed, conditioned) are subsumed by the admin's own on the meta table
     scheduler = [st for st in scheduler_statements(host, partition, account)
-                 if st["Sid"] != "NotifyKey" and not st["Sid"].startswith("HostMeta") and st["Sid"] != "HostJobs"]
+                 if st["Sid"] not in ("NotifyKey", "HostJobs", "HostKey") and not st["Sid"].startswith("HostMeta")]
     return scheduler + [
         # the tables, and every item in them: resources and configuration are the meta items only the admin
         # writes (and deletes)
@@ -332,13 +352,15 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
                    [batch_arn(host, partition, account)]),
         _statement("HostLogGroup", ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy",
                                     "logs:DeleteRetentionPolicy", "logs:TagResource", "logs:TagLogGroup",
-                                    "logs:ListTagsForResource"], log_groups),
+                                    "logs:ListTagsForResource", "logs:AssociateKmsKey", "logs:DisassociateKmsKey"],
+                   log_groups),
         # the main stack's data bucket (templates.data_bucket; retained when the stack goes: no DeleteBucket)
         _statement("HostBucket", ["s3:CreateBucket", "s3:PutEncryptionConfiguration", "s3:PutBucketTagging",
                                   "s3:PutLifecycleConfiguration", "s3:PutBucketPublicAccessBlock"],
                    bucket_resources(host, partition, account)),
         _statement("HostRepositories", ["ecr:CreateRepository", "ecr:DeleteRepository", "ecr:DescribeRepositories",
                                         "ecr:DescribeImages", "ecr:TagResource", "ecr:PutImage",
+                                        "ecr:PutImageTagMutability",
                                         "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
                                         # replicas: wait for one; push an image again for a new region
                                         "ecr:DescribeImageReplicationStatus", "ecr:BatchDeleteImage",
@@ -356,7 +378,19 @@ def admin_statements(host: Host, partition: str, account: str) -> list[dict]:
                                                                                                "AllocateAddress"]}}),
         _statement("PrivateDnsOfHostEndpoints", ["route53:AssociateVPCWithHostedZone"], "*"),
         # (no SSM: Batch's image type picks the AMI; the templates resolve no AMI parameter any more)
-    ]
+    ] + _admin_key_statements(host, partition, account)
+
+
+def _admin_key_statements(host: Host, partition: str, account: str) -> list[dict]:
+    """The host's KMS key: checked by hyper itself (DescribeKey), and used by DynamoDB and ECR on the admin's
+    behalf, which create grants for the tables and repositories they encrypt with it."""
+    from hyper.aws import kms
+
+    arn = kms.policy_arn(host, partition, account)
+    if not arn:
+        return []
+    return [_statement("CheckHostKey", ["kms:DescribeKey"], [arn]),
+            *key_statements(host, partition, account, ("dynamodb", "ecr"), ("kms:CreateGrant", "kms:RetireGrant"))]
 
 
 IAM_ACTIONS_SCOPED_APART = {"iam:PassRole", "iam:CreateServiceLinkedRole"}
@@ -379,8 +413,11 @@ def boundary_statements(host: Host, partition: str, account: str, policies: tupl
     services hyper uses. A role created with the boundary never holds more, whatever policy is put on it.
     """
     p = _prefix(host)
-    return worker_statements(host, partition, account) + [
+    # the workers' key use (tables) and the execution role's (image pulls) in one statement: the EKS
+    # boundary has little room left under IAM's 6,144 characters
+    return [st for st in worker_statements(host, partition, account) if st["Sid"] != "HostKey"] + [
         _statement("PullHostImages", ECR_PULL, [f"arn:{partition}:ecr:*:{account}:repository/{p.lower()}*"]),
+        *key_statements(host, partition, account, ("dynamodb", "ecr")),
         _statement("ServiceRolesAsAwsManages", _managed_actions(policies), "*"),
         _statement("PassHostRoles", ["iam:PassRole"], [f"arn:{partition}:iam::{account}:role/{p}*"],
                    {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ecs-tasks.amazonaws.com"]}}),

@@ -64,7 +64,9 @@ def settings(host: Host) -> dict[str, int]:
 
 
 def _sse(host: Host) -> dict:
-    """Encryption at rest: the host's own KMS key when the host setting ``kms_key`` names one, else AWS-owned."""
+    """Encryption at rest: the host's own KMS key when the host setting ``kms_key`` names one, else AWS-owned.
+    The setting is sent as given (DynamoDB takes an id, ARN or alias); ``ensure_tables`` checks it with KMS
+    first (``hyper.aws.kms.resolve``)."""
     key = (host.extra or {}).get("kms_key")
     if not key:
         return {"Enabled": True}
@@ -177,8 +179,10 @@ def ensure_tables(host: Host, wait: bool = True, timeout: float = 600) -> list[s
     With ``wait`` it waits until tables and indexes are ACTIVE, turns TTL on and writes the config item.
     Without it, a store opened later writes the config item itself; call again with ``wait`` for TTL.
     """
+    from hyper.aws.kms import resolve
     from hyper.aws.session import aws_errors
 
+    resolve(host)  # the tables' KMS key (host setting kms_key) exists and is enabled, before any table is made
     created = []
     with aws_errors(host, "dynamodb", "create_table"):
         db = _client(host)

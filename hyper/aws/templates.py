@@ -25,146 +25,30 @@ Job definitions are not a stack: ``render_job_definition`` gives the RegisterJob
 ``hyper.aws.stacks.register_job_definition`` registers once per content hash.
 
 Bad input raises a one-line ``HyperError`` here, before anything is sent.
-"""
 
+Split by concern (each module stays small): the shared pieces (names, tags, the template envelope) are in
+``hyper.aws.template_parts`` and the network stack in ``hyper.aws.network_template``; both are re-exported
+here, so callers keep importing everything from ``hyper.aws.templates``.
+"""
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from typing import Any, Iterable
 
-from hyper.aws import iam, names
+from hyper.aws import iam, kms, names
+from hyper.aws.network_template import (_endpoints, _iam_resources, _new_vpc, _subnet_cidrs,  # noqa: F401
+                                        check_cidrs, render_region_stack)
+from hyper.aws.template_parts import (  # noqa: F401  (re-exported: callers import them from here)
+    BATCH_SERVICE_LINKED_ROLE, CONTENT_HASH_TAG, CPU_IMAGE_TYPE, CPU_ROOT_VOLUME_GIB, GPU_IMAGE_TYPE,
+    GPU_ROOT_VOLUME_GIB, HOST_TAG, JOB_QUEUE_TIME_LIMITS, LOG_RETENTION_DAYS, MAX_TEMPLATE_BODY, PREFIX_TAG,
+    ROLE_KINDS, TEMPLATE_FORMAT, WORKER_COMMAND, WORKER_TIMEOUT_GRACE, _GPU_FAMILY, _INSTANCE_TYPE, _SIZE, _SIZES,
+    _assume, _clean, _identity, _managed, _output, _sub, _tags, _template, boundary, export_name, role_arn,
+    role_name, stack_tags, template_body, to_yaml)
 from hyper.config import Host
 from hyper.errors import HyperError
-from hyper.models import Cluster, Definition, Region
-
-TEMPLATE_FORMAT = "2010-09-09"
-MAX_TEMPLATE_BODY = 51_200  # bytes CloudFormation takes inline (TemplateBody)
-CPU_IMAGE_TYPE = "ECS_AL2023"
-GPU_IMAGE_TYPE = "ECS_AL2023_NVIDIA"
-GPU_ROOT_VOLUME_GIB = 100  # CUDA images are large; the default 30 GiB root fills up on the first pull
-WORKER_COMMAND = ["/usr/local/bin/start.sh"]  # example-worker-image's entrypoint (also its ENTRYPOINT)
-WORKER_TIMEOUT_GRACE = 900  # seconds a worker gets beyond ratio x timeout (start-up, image pull, requeue)
-CONTENT_HASH_TAG = "hyper:content-hash"
-HOST_TAG = iam.HOST_TAG
-PREFIX_TAG = iam.PREFIX_TAG
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
-ROLE_KINDS = ("batch", "instance", "execution", "job")
-
-_SIZES = r"(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal(-[0-9]+xl)?)"
-_SIZE = re.compile(f"^{_SIZES}$")
-_INSTANCE_TYPE = re.compile(f"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*(\\.{_SIZES})?$")
-_GPU_FAMILY = re.compile(r"^(p|g|gr)[0-9]+([a-z-]*)$")  # GPU families: p3, p4d, p5, g4dn, g5, g6e, gr6...
-BATCH_SERVICE_LINKED_ROLE = ("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
-                             "batch.amazonaws.com/AWSServiceRoleForBatch")
-CPU_ROOT_VOLUME_GIB = 30  # the ECS AMI's own default, now encrypted
-JOB_QUEUE_TIME_LIMITS = (  # Batch cancels a worker stuck RUNNABLE for one of these reasons (seconds)
-    ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", 600),  # no instance type of the environment can hold it
-    ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE", 600),  # larger than the environment's max vCPUs
-    ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", 4 * 3600),  # EC2 has none: the scheduler submits again later
-)
-_VPC_ID = re.compile(r"^vpc-[0-9a-f]{1,17}$")
-_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{1,17}$")
-_ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{1,17}$")
-
-
-# names -----------------------------------------------------------------------------------------------------
-def _clean(text: str, allowed: str) -> str:
-    return re.sub(f"[^{allowed}]", "-", text)
-
-
-def export_name(host: Host, key: str) -> str:
-    """The export a region's network stack gives its cluster stacks (exports are per region)."""
-    return _clean(f"{names.stack(host, 'network')}-{key}", "A-Za-z0-9:-")
-
-
-def role_name(host: Host, region: str, kind: str) -> str:
-    """An IAM role (or instance profile) name: IAM is global, so the region is part of it; at most 64."""
-    name = _clean(f"{names.prefix(host)}{region}-{kind}", r"\w+=,.@-")
-    if len(name) <= 64:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:64 - 9]}-{digest}"
-
-
-def role_arn(host: Host, region: str, kind: str, account: str, partition: str | None = None) -> str:
-    partition = partition or iam.partition_of(region)
-    return f"arn:{partition}:iam::{account}:role/{role_name(host, region, kind)}"
-
-
-# small pieces ----------------------------------------------------------------------------------------------
-def _sub(value: Any) -> Any:
-    """Strings with ${AWS::...} become Fn::Sub (the IAM statements are shared with `hyper iam policy`)."""
-    if isinstance(value, str) and "${" in value:
-        return {"Fn::Sub": value}
-    if isinstance(value, list):
-        return [_sub(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _sub(v) for k, v in value.items()}
-    return value
-
-
-def _identity(host: Host) -> dict[str, str]:
-    """Tags naming the deployment: its prefix (what workers and the scheduler match) and this host's name."""
-    return {PREFIX_TAG: names.prefix(host), HOST_TAG: host.name}
-
-
-def stack_tags(host: Host) -> list[dict]:
-    """Tags of every stack; CloudFormation copies them to the resources that take tags."""
-    return [{"Key": k, "Value": v} for k, v in _identity(host).items()]
-
-
-def _tags(name: str) -> list[dict]:
-    return [{"Key": "Name", "Value": name}]
-
-
-def _assume(service: str) -> dict:
-    return {"Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
-
-
-def boundary(host: Host, which: str = "boundary") -> dict:
-    """The permissions boundary every role hyper creates carries (hyper/aws/iam.py ``boundary_arn``)."""
-    return {"Fn::Sub": iam.boundary_arn(host, "${AWS::Partition}", "${AWS::AccountId}", which)}
-
-
-def _managed(policy: str) -> dict:
-    return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/{policy}"}
-
-
-def _output(host: Host, key: str, value: Any, description: str) -> dict:
-    return {"Description": description, "Value": value, "Export": {"Name": export_name(host, key)}}
-
-
-def _template(description: str, resources: dict, outputs: dict | None = None,
-              parameters: dict | None = None) -> dict:
-    body: dict[str, Any] = {"AWSTemplateFormatVersion": TEMPLATE_FORMAT, "Description": description}
-    if parameters:
-        body["Parameters"] = parameters
-    body["Resources"] = resources
-    if outputs:
-        body["Outputs"] = outputs
-    return body
-
-
-def template_body(template: dict) -> str:
-    """The TemplateBody sent to CloudFormation (compact JSON; YAML is for people: ``to_yaml``)."""
-    body = json.dumps(template, separators=(",", ":"), sort_keys=False)
-    if len(body.encode()) > MAX_TEMPLATE_BODY:
-        raise HyperError(f"the rendered template is {len(body.encode())} bytes, over CloudFormation's "
-                         f"{MAX_TEMPLATE_BODY} inline limit", "split the cluster into fewer instance types "
-                         "or report this as a bug")
-    return body
-
-
-def to_yaml(template: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(template, sort_keys=False, default_flow_style=False, width=120)
-
+from hyper.models import Cluster, Definition
 
 # validation ------------------------------------------------------------------------------------------------
 def check_instance_types(types: Iterable[str], what: str) -> list[str]:
@@ -201,42 +85,6 @@ def gpu_type_problem(instance_type: str) -> str | None:
     if "g" in attributes:
         return f"{instance_type} is a Graviton (arm64) type"
     return None
-
-
-def _subnet_cidrs(cidr: str, region: str) -> tuple[list[str], list[str]]:
-    """Private: two quarters of the VPC (workers); public: two sixteenths (the NAT gateway only)."""
-    try:
-        net = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise HyperError(f"region {region!r}: vpc-cidr {cidr!r} is not an IPv4 CIDR", "e.g. 10.20.0.0/16") from None
-    if net.version != 4:
-        raise HyperError(f"region {region!r}: vpc-cidr {cidr} is not IPv4", "e.g. 10.20.0.0/16")
-    if str(net) != cidr.strip():
-        raise HyperError(f"region {region!r}: vpc-cidr {cidr} has host bits set", f"did you mean {net}?")
-    if not 16 <= net.prefixlen <= 24:
-        raise HyperError(f"region {region!r}: vpc-cidr {cidr} must be /16 to /24",
-                         "AWS VPCs are /16../28 and hyper carves four subnets from it; e.g. 10.20.0.0/16")
-    quarters = list(net.subnets(new_prefix=net.prefixlen + 2))
-    public = list(quarters[2].subnets(new_prefix=net.prefixlen + 4))[:2]
-    return [str(quarters[0]), str(quarters[1])], [str(s) for s in public]
-
-
-def check_cidrs(region: Region, others: Iterable[Region]) -> None:
-    """A region's new VPC overlaps no other region's (they may be peered later)."""
-    if not region.vpc_cidr:
-        return
-    _subnet_cidrs(region.vpc_cidr, region.name)  # a well-formed CIDR first
-    net = ipaddress.ip_network(region.vpc_cidr)
-    for other in others:
-        if other.name == region.name or not other.vpc_cidr:
-            continue
-        try:
-            other_net = ipaddress.ip_network(other.vpc_cidr, strict=False)
-        except ValueError:
-            continue  # the other region's own check reports it
-        if net.overlaps(other_net):
-            raise HyperError(f"region {region.name!r}: vpc-cidr {region.vpc_cidr} overlaps {other.vpc_cidr} of "
-                             f"region {other.name!r}", "pick a CIDR that does not overlap")
 
 
 def cluster_settings(cluster: Cluster, region: str) -> dict[str, Any]:
@@ -301,202 +149,6 @@ def check_definition_fits(definition: Definition, cluster: Cluster) -> None:
     if cluster.max_vcpus and definition.vcpus > cluster.max_vcpus:
         raise HyperError(f"{what}: {definition.vcpus} vCPUs per worker exceed the cluster's max-vcpus "
                          f"{cluster.max_vcpus}", "lower --vcpus or raise the cluster's --max-vcpus")
-
-
-# region network stack ----------------------------------------------------------------------------------------
-def _iam_resources(host: Host, region: str, legacy_batch_role: bool = False) -> dict:
-    partition, account = "${AWS::Partition}", "${AWS::AccountId}"
-    prefix = names.prefix(host)
-    main = iam.main_region(host)
-    repos = [f"arn:{partition}:ecr:{region}:{account}:repository/{prefix.lower()}*"]
-    log_groups = iam.log_group_arns(host, partition, account)
-    execution = [
-        # ECR hands out its login token account-wide (AWS: Resource "*")
-        {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-        {"Sid": "PullHostImages", "Effect": "Allow", "Action": iam.ECR_PULL, "Resource": repos},
-        {"Sid": "WorkerLogs", "Effect": "Allow", "Action": iam.LOG_WRITE, "Resource": log_groups},
-        iam.definition_secrets_statement(host, partition, account),  # Batch resolves definitions' --secret
-    ]
-    legacy = {"BatchServiceRole": {"Type": "AWS::IAM::Role", "Properties": {
-        "PermissionsBoundary": boundary(host),
-        "RoleName": role_name(host, region, "batch"),
-        "Description": f"kept for host {host.name}'s compute environments in {region} made before hyper used "
-                       "Batch's service-linked role; goes once they are replaced",
-        "AssumeRolePolicyDocument": _assume("batch.amazonaws.com"),
-        "ManagedPolicyArns": [_managed("service-role/AWSBatchServiceRole")]}}} if legacy_batch_role else {}
-    return {
-        **legacy,
-        "InstanceRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "PermissionsBoundary": boundary(host),
-            "RoleName": role_name(host, region, "instance"),
-            "Description": f"ECS container instances of host {host.name} in {region} (the ECS agent's rights)",
-            "AssumeRolePolicyDocument": _assume("ec2.amazonaws.com"),
-            "ManagedPolicyArns": [_managed("service-role/AmazonEC2ContainerServiceforEC2Role")]}},
-        "InstanceProfile": {"Type": "AWS::IAM::InstanceProfile", "Properties": {
-            "InstanceProfileName": role_name(host, region, "instance"),
-            "Roles": [{"Ref": "InstanceRole"}]}},
-        "ExecutionRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "PermissionsBoundary": boundary(host),
-            "RoleName": role_name(host, region, "execution"),
-            "Description": f"Pulls host {host.name}'s worker images and writes worker logs ({region})",
-            "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
-            "Policies": [{"PolicyName": "pull-and-log", "PolicyDocument": _sub(
-                {"Version": "2012-10-17", "Statement": execution})}]}},
-        "JobRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "PermissionsBoundary": boundary(host),
-            "RoleName": role_name(host, region, "job"),
-            "Description": f"Workers of host {host.name}: its tables and log group in {main}, nothing else",
-            "AssumeRolePolicyDocument": _assume("ecs-tasks.amazonaws.com"),
-            "Policies": [{"PolicyName": "worker", "PolicyDocument": _sub(
-                {"Version": "2012-10-17", "Statement": iam.worker_statements(host, partition, account)})}]}},
-    }
-
-
-def _endpoints(region: Region, main: bool, subnets: Any, route_tables: list | None) -> dict:
-    vpc = region.vpc_id or {"Ref": "Vpc"}
-    out: dict[str, Any] = {
-        "EndpointSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
-            "GroupDescription": "HTTPS from hyper workers to the VPC endpoints",
-            "VpcId": vpc,
-            "SecurityGroupIngress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
-                                      "SourceSecurityGroupId": {"Fn::GetAtt": ["WorkerSecurityGroup", "GroupId"]},
-                                      "Description": "workers"}],
-            "SecurityGroupEgress": [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "127.0.0.1/32",
-                                     "Description": "no egress (endpoints only answer)"}]}},
-    }
-    # logs go to the main region's log group, so a hub region's Logs endpoint would never be used
-    interfaces = [("EcrApiEndpoint", "ecr.api"), ("EcrDkrEndpoint", "ecr.dkr")] + ([("LogsEndpoint", "logs")]
-                                                                                  if main else [])
-    for logical, service in interfaces:
-        out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
-            "VpcId": vpc, "VpcEndpointType": "Interface", "PrivateDnsEnabled": True,
-            "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"},
-            "SubnetIds": subnets, "SecurityGroupIds": [{"Ref": "EndpointSecurityGroup"}]}}
-    if route_tables:  # gateway endpoints need route tables: a VPC hyper made, or an existing VPC's route-tables
-        gateways = [("S3Endpoint", "s3")] + ([("DynamoDbEndpoint", "dynamodb")] if main else [])
-        for logical, service in gateways:
-            out[logical] = {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
-                "VpcId": vpc, "VpcEndpointType": "Gateway", "RouteTableIds": route_tables,
-                "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"}}}
-    return out
-
-
-def _new_vpc(host: Host, region: Region) -> dict:
-    private, public = _subnet_cidrs(region.vpc_cidr, region.name)
-    label = f"{names.prefix(host)}{region.name}"
-    resources: dict[str, Any] = {
-        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
-            "CidrBlock": region.vpc_cidr, "EnableDnsSupport": True, "EnableDnsHostnames": True,
-            "Tags": _tags(label)}},
-        "InternetGateway": {"Type": "AWS::EC2::InternetGateway", "Properties": {"Tags": _tags(label)}},
-        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "InternetGatewayId": {"Ref": "InternetGateway"}}},
-    }
-    for i, az in enumerate("AB"):
-        # the region by name, not {"Ref": "AWS::Region"}: the same on AWS (the template is per region), and
-        # moto's GetAZs reads only a literal
-        zone = {"Fn::Select": [i, {"Fn::GetAZs": region.name}]}
-        resources[f"PublicSubnet{az}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "CidrBlock": public[i], "AvailabilityZone": zone,
-            "Tags": _tags(f"{label}-public-{az.lower()}")}}
-        resources[f"PrivateSubnet{az}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "CidrBlock": private[i], "AvailabilityZone": zone,
-            "Tags": _tags(f"{label}-private-{az.lower()}")}}
-    resources.update({
-        # one NAT gateway: workers are batch jobs that tolerate an AZ outage better than a doubled NAT bill
-        "NatAddress": {"Type": "AWS::EC2::EIP", "DependsOn": "GatewayAttachment",
-                       "Properties": {"Domain": "vpc", "Tags": _tags(f"{label}-nat")}},
-        "NatGateway": {"Type": "AWS::EC2::NatGateway", "Properties": {
-            "AllocationId": {"Fn::GetAtt": ["NatAddress", "AllocationId"]}, "SubnetId": {"Ref": "PublicSubnetA"},
-            "Tags": _tags(f"{label}-nat")}},
-        "PublicRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "Tags": _tags(f"{label}-public")}},
-        "PublicDefaultRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment", "Properties": {
-            "RouteTableId": {"Ref": "PublicRouteTable"}, "DestinationCidrBlock": "0.0.0.0/0",
-            "GatewayId": {"Ref": "InternetGateway"}}},
-        "PrivateRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "Tags": _tags(f"{label}-private")}},
-        "PrivateDefaultRoute": {"Type": "AWS::EC2::Route", "Properties": {
-            "RouteTableId": {"Ref": "PrivateRouteTable"}, "DestinationCidrBlock": "0.0.0.0/0",
-            "NatGatewayId": {"Ref": "NatGateway"}}},
-    })
-    for az in "AB":
-        for kind in ("Public", "Private"):
-            resources[f"{kind}Subnet{az}Routes"] = {"Type": "AWS::EC2::SubnetRouteTableAssociation", "Properties": {
-                "SubnetId": {"Ref": f"{kind}Subnet{az}"}, "RouteTableId": {"Ref": f"{kind}RouteTable"}}}
-    return resources
-
-
-def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[Region] = (),
-                        legacy_batch_role: bool = False) -> dict:
-    """The network stack of one region: VPC (new or imported), worker security group, endpoints, IAM roles.
-
-    ``other_regions`` are the host's other regions, for the CIDR overlap check. ``legacy_batch_role`` keeps the
-    custom Batch service role (and its export) that compute environments made by older hyper versions still
-    import; CloudFormation refuses to drop an export in use, so it goes on the region's first update after
-    those clusters were replaced (``environment_generation``).
-    """
-    if host.type != "aws":
-        raise HyperError(f"host {host.name!r} is a {host.type} host: regions are for aws hosts",
-                         "select an aws host (--host NAME)")
-    what = f"region {region.name!r}"
-    if region.vpc_id and region.vpc_cidr:
-        raise HyperError(f"{what}: give vpc-cidr (a new VPC) or vpc-id (an existing one), not both", "drop one")
-    if not region.vpc_id and not region.vpc_cidr:
-        raise HyperError(f"{what}: give vpc-cidr for a new VPC or vpc-id and subnets for an existing one",
-                         "e.g. --vpc-cidr 10.20.0.0/16")
-    check_cidrs(region, other_regions)
-    if region.route_tables and not region.vpc_id:
-        raise HyperError(f"{what}: route-tables are for an existing VPC (--vpc-id)",
-                         "a VPC hyper makes has its own route tables: drop --route-tables")
-    main = region.main or region.name == host.main_region
-    if region.vpc_id:
-        if not _VPC_ID.match(region.vpc_id):
-            raise HyperError(f"{what}: {region.vpc_id!r} is not a VPC id", "e.g. vpc-0123456789abcdef0")
-        if not region.subnets:
-            raise HyperError(f"{what}: an existing VPC needs the subnets workers may use",
-                             "give --subnets subnet-aaa,subnet-bbb (private subnets with a route out)")
-        bad = [s for s in region.subnets if not _SUBNET_ID.match(s)]
-        if bad:
-            raise HyperError(f"{what}: {bad[0]!r} is not a subnet id", "e.g. subnet-0123456789abcdef0")
-        bad = [t for t in region.route_tables if not _ROUTE_TABLE_ID.match(t)]
-        if bad:
-            raise HyperError(f"{what}: {bad[0]!r} is not a route table id", "e.g. rtb-0123456789abcdef0")
-        resources: dict[str, Any] = {}
-        vpc: Any = region.vpc_id
-        subnets: Any = list(region.subnets)
-        route_tables = list(region.route_tables) or None
-    else:
-        resources = _new_vpc(host, region)
-        vpc = {"Ref": "Vpc"}
-        subnets = [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
-        route_tables = [{"Ref": "PrivateRouteTable"}]
-    resources["WorkerSecurityGroup"] = {"Type": "AWS::EC2::SecurityGroup", "Properties": {
-        "GroupDescription": f"hyper workers of host {host.name}: no inbound traffic",
-        "VpcId": vpc,
-        "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0",
-                                 "Description": "images, AWS APIs and whatever jobs fetch"}],
-        "Tags": _tags(f"{names.prefix(host)}workers")}}
-    if region.vpc_endpoints:
-        resources.update(_endpoints(region, main, subnets, route_tables))
-    resources.update(_iam_resources(host, region.name, legacy_batch_role))
-    outputs = {
-        "VpcId": _output(host, "VpcId", vpc, "the VPC workers run in"),
-        "SubnetIds": _output(host, "SubnetIds", {"Fn::Join": [",", subnets]}, "subnets of the compute environments"),
-        "SecurityGroupId": _output(host, "SecurityGroupId", {"Fn::GetAtt": ["WorkerSecurityGroup", "GroupId"]},
-                                   "the workers' security group"),
-        "InstanceProfileArn": _output(host, "InstanceProfileArn", {"Fn::GetAtt": ["InstanceProfile", "Arn"]},
-                                      "the container instances' profile"),
-        "ExecutionRoleArn": _output(host, "ExecutionRoleArn", {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
-                                    "pulls images, writes worker logs"),
-        "JobRoleArn": _output(host, "JobRoleArn", {"Fn::GetAtt": ["JobRole", "Arn"]}, "the workers' own rights"),
-    }
-    if legacy_batch_role:
-        outputs["BatchServiceRoleArn"] = _output(host, "BatchServiceRoleArn", {"Fn::GetAtt": ["BatchServiceRole",
-                                                                                            "Arn"]},
-                                                 "the custom Batch service role of older compute environments")
-    kind = f"existing VPC {region.vpc_id}" if region.vpc_id else f"new VPC {region.vpc_cidr}"
-    return _template(f"hyper host {host.name}: network and IAM roles in {region.name} ({kind})", resources, outputs)
 
 
 # cluster stack ----------------------------------------------------------------------------------------------
@@ -623,7 +275,8 @@ def log_retention(days: int) -> int:
 
 
 def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
-    """The main region's stack: the host's log group (job and worker output), kept as long as finished jobs."""
+    """The main region's stack: the host's log group (job and worker output), kept as long as finished jobs,
+    encrypted with the host's KMS key when it names one."""
     from hyper.aws.tables import settings
 
     if host.type != "aws":
@@ -637,6 +290,9 @@ def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
     resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
                               "UpdateReplacePolicy": "Delete", "Properties": {
                                   "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
+    key = kms.policy_arn(host, "${AWS::Partition}", "${AWS::AccountId}")
+    if key:  # the host's own key (its policy must let logs.<region>.amazonaws.com use it: README)
+        resources["LogGroup"]["Properties"]["KmsKeyId"] = _sub(key)
     outputs = {"LogGroupName": {"Value": {"Ref": "LogGroup"}}}
     resources["Bucket"], outputs["BucketName"] = data_bucket(host, days), {"Value": {"Ref": "Bucket"}}
     return _template(f"hyper host {host.name}: log group and data bucket (main region {host.main_region})",

@@ -417,7 +417,9 @@ class KubernetesBackend:
         return out
 
     def image_uri(self, definition: Definition, region: str) -> str:
-        """The worker image in `region`: an adopted URI as is, else the region's replica of hyper's repository."""
+        """The worker image in `region`: an adopted URI as is, else the region's replica of hyper's repository
+        pinned by the digest its build recorded, as Batch job definitions are (a tag could name another image
+        by the time a pod pulls it)."""
         if self._image_uris is not None:
             return self._image_uris(definition, region)
         key = (definition.image, region)
@@ -428,13 +430,16 @@ class KubernetesBackend:
             if image.uri:
                 self._images[key] = image.uri
             else:
-                if self._account is None:
-                    from hyper.aws.session import aws_errors, client
+                from hyper.aws import ecr as registry
+                from hyper.aws.session import aws_errors, client
 
+                if self._account is None:
                     with aws_errors(self.host, "sts", "get_caller_identity"):
                         self._account = client(self.host, "sts").get_caller_identity()["Account"]
                 repo = names.repository(self.host, image.name)
-                self._images[key] = f"{self._account}.dkr.ecr.{region}.amazonaws.com/{repo}:latest"
+                with aws_errors(self.host, "ecr", f"find the image of {repo}"):
+                    digest = registry.built_digest(client(self.host, "ecr"), repo, image)
+                self._images[key] = registry.replica_uri(self._account, region, repo, digest)
         return self._images[key]
 
     # -- render (pure given the images) --------------------------------------------------------------

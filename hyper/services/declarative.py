@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from hyper.errors import HyperError, UsageError
-from hyper.models import Cluster, Queue, Region, Resource
+from hyper.models import Cluster, Image, Queue, Region, Resource
 from hyper.services import resources as res
 
 if TYPE_CHECKING:
@@ -190,6 +190,8 @@ def _declared(ctx: Context, item: Item, current: Resource | None, view: res.Reso
             bool(isinstance(current, Region) and current.main and item.main is None)
     if isinstance(current, Cluster) and isinstance(resource, Cluster):  # provisioning's, not declared
         resource.environment_generation = current.environment_generation
+    if isinstance(current, Image) and isinstance(resource, Image):  # what the last build pushed, not declared
+        resource.tag, resource.digest = current.tag, current.digest
     if isinstance(current, Queue) and isinstance(resource, Queue):  # computed, not declared: refresh-weights
         resource.auto_weights, resource.auto_weights_at = current.auto_weights, current.auto_weights_at
         resource.auto_weights_note = current.auto_weights_note

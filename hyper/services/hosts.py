@@ -64,7 +64,7 @@ AWS_SETTINGS = {
     "index_shards": "int", "count_shards": "int", "id_shards": "int", "retention_days": "int",
     "retry_mode": "mode", "max_attempts": "int", "batch_submit_rate": "float", "worker_idle": "float",
     "weights_refresh": "float", "weights_target_vcpus": "int",
-    "admins": "list", "env_deny": "list",
+    "admins": "list", "env_deny": "list", "kms_key": "text",
 }
 # what a local host takes: who may act on others' jobs, and extra credential patterns qsub never passes
 LOCAL_SETTINGS = ("admins", "env_deny")
@@ -81,7 +81,10 @@ def check_settings(type_: str, settings: dict) -> dict:
         if kind is None:
             raise UsageError(f"unknown host setting {key!r}", f"known settings: {', '.join(AWS_SETTINGS)}")
         try:
-            if kind == "list":  # admins (ARN patterns / user names), env_deny (name patterns): comma-separated
+            if kind == "text":  # kms_key: a key id, ARN or alias, checked with KMS before the tables are made
+                out[key] = str(raw).strip()
+                ok = bool(out[key])
+            elif kind == "list":  # admins (ARN patterns / user names), env_deny (name patterns): comma-separated
                 out[key] = [x.strip() for x in str(raw).split(",") if x.strip()]
                 ok = True
             elif kind == "int":
@@ -98,7 +101,7 @@ def check_settings(type_: str, settings: dict) -> dict:
         if not ok:
             raise UsageError(f"host setting {key}={raw!r} is not valid",
                              {"int": "give a whole number, 1 or more", "float": "give a number of seconds",
-                              "mode": "give standard or adaptive"}[kind])
+                              "mode": "give standard or adaptive", "text": "give a value"}[kind])
     return out
 
 

@@ -13,8 +13,9 @@ reasons and the way out). Local hosts have nothing to deploy: their resources ar
   cluster C (eks)     stack `<prefix>eks-C` (worker role, Pod Identity; --create-eks: EKS + node group) and the
                       namespace + service account, in every region C spans (hyper/provisioning/eks.py)
   queue Q             nothing of its own: it runs on its cluster's Batch job queue
-  image I             an ECR repository (built and pushed with docker) under the host's one replication rule,
-                      merged into the account's registry configuration (hyper/aws/ecr.py); or its URI
+  image I             an ECR repository (immutable tags; the host's KMS key if set) under the host's one
+                      replication rule, merged into the account's registry configuration (hyper/aws/ecr.py),
+                      built and pushed with docker under its build context's content tag; or its URI
   definition D        a Batch job definition in every region, registered by content hash, naming the region's
                       own replica pinned by digest (a hub region waits for it: ImageRefs)
 """
@@ -55,17 +56,22 @@ class ImageRefs:
     An adopted image (``--uri``) is that URI everywhere, as given: hyper cannot replicate a registry it does
     not own, so its owner makes it pullable from every region (a public or cross-region-readable registry,
     or one URI per region through separate definitions). An image hyper built is its replica in the region's
-    own registry, pinned by the digest of ``:latest`` in the main region; a hub region waits (bounded) until
-    ECR says that replica is COMPLETE.
+    own registry, pinned by the digest its build recorded (``ecr.built_digest``); a hub region waits (bounded)
+    until ECR says that replica is COMPLETE. ``image`` is the record being deployed in the same plan (its
+    build sets the digest when the step runs), else the image is read from the store when needed.
     """
 
-    def __init__(self, ctx, definition: Definition, view=None, *, wait: float | None = None):
+    def __init__(self, ctx, definition: Definition, view=None, *, wait: float | None = None,
+                 image: Image | None = None):
         self.ctx, self.definition, self.view = ctx, definition, view
         self.wait = wait
+        self._image = image
         self._digest: str | None = None
         self._account: str | None = None
 
     def image(self) -> Image:
+        if self._image is not None:
+            return self._image
         found = (self.view.get("image", self.definition.image) if self.view is not None
                  else self.ctx.store.get_resource("image", self.definition.image))
         if not isinstance(found, Image):
@@ -87,7 +93,7 @@ class ImageRefs:
         with aws_errors(host, "ecr", f"find the image of {repo}"):
             main = client(host, "ecr")
             if self._digest is None:
-                self._digest = registry.image_digest(main, repo)
+                self._digest = registry.built_digest(main, repo, image)
             if region != host.main_region:
                 wait = self.wait if self.wait is not None else _replication_wait()
                 registry.wait_for_replica(main, repo, self._digest, region, account, timeout=wait)
@@ -133,7 +139,10 @@ def _replicate_images(ctx, images: list[Image], regions: list[str]) -> None:
     with aws_errors(ctx.host, "ecr", "push existing images again for replication"):
         ecr = client(ctx.host, "ecr")
         for image in images:
-            registry.replicate_existing(ecr, names.repository(ctx.host, image.name))
+            repo = names.repository(ctx.host, image.name)
+            digest = image.digest or registry.find_digest(ecr, repo, image.tag or registry.LEGACY_TAG)
+            if digest and registry.make_immutable(ecr, repo):  # a build that failed: nothing to replicate
+                registry.replicate_existing(ecr, repo, digest)
 
 
 def _account(ctx) -> str:
@@ -155,6 +164,10 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
 
     host = ctx.host
     steps: list[Step] = []
+    if not delete and isinstance(resource, (Region, Image)):
+        from hyper.aws import kms
+
+        kms.resolve(host)  # the log group and repositories use the host's key: it must exist and be enabled
     if isinstance(resource, Region):
         network = names.stack(host, "network")
         built = _built_images(ctx, view)
@@ -210,7 +223,7 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
         definitions = view.all("definition") if view is not None else ctx.store.list_resources("definition")
         for definition in sorted(definitions, key=lambda d: d.name):
             if isinstance(definition, Definition) and definition.image == resource.name:
-                refs = ImageRefs(ctx, definition, view)
+                refs = ImageRefs(ctx, definition, view, image=resource)  # the digest this build records
                 steps += [_register_step(host, definition, region, refs) for region in regions]
     return steps
 
@@ -266,29 +279,43 @@ def _delete_repository(ctx, repo: str) -> None:
 
 
 def _build_and_push(ctx, image: Image, repo: str, regions: list[str]) -> None:
-    """ECR repository (replicated to every region), then `docker build` and `docker push`."""
+    """ECR repository (immutable tags, the host's KMS key, replicated to every region), then `docker build`
+    and `docker push` under the build context's content tag, unless that tag is already there (the same
+    directory was built before: an immutable tag cannot be pushed twice, and needs no second push). Records
+    the tag and its digest on ``image``: every region's job definition pins that digest."""
     import os
 
-    docker = shutil.which(os.environ.get("HYPER_DOCKER", "docker") or "docker-not-configured")
-    if docker is None:
-        raise HyperError(f"image {image.name!r}: building {image.path} needs the Docker CLI, which is not installed",
-                         "install Docker, or build elsewhere and give the result with --uri")
+    from hyper.aws import ecr as registry
+    from hyper.aws import kms
     from hyper.aws.session import aws_errors, client
 
     host = ctx.host
+    tag = registry.context_tag(image.path)
+    with aws_errors(host, "ecr", f"find {repo}:{tag}"):
+        digest = registry.find_digest(client(host, "ecr"), repo, tag)
+    docker = shutil.which(os.environ.get("HYPER_DOCKER", "docker") or "docker-not-configured")
+    if docker is None and digest is None:
+        raise HyperError(f"image {image.name!r}: building {image.path} needs the Docker CLI, which is not installed",
+                         "install Docker, or build elsewhere and give the result with --uri")
+    key = kms.resolve(host)
     with aws_errors(host, "ecr", f"create repository {repo}"):
         ecr = client(host, "ecr")
-        try:
-            ecr.create_repository(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True},
-                                  tags=[{"Key": "hyper:host", "Value": host.name}])
-        except ecr.exceptions.RepositoryAlreadyExistsException:
-            pass
-        token = ecr.get_authorization_token()["authorizationData"][0]
+        registry.ensure_repository(ecr, repo, host_name=host.name, kms_key_arn=key)
     _sync_replication(ctx, regions)  # before the push: ECR replicates only what is pushed after its rule
-    uri = f"{_account(ctx)}.dkr.ecr.{host.main_region}.amazonaws.com/{repo}:latest"
-    registry = token["proxyEndpoint"].removeprefix("https://")
+    if digest is None:
+        with aws_errors(host, "ecr", "get_authorization_token"):
+            token = ecr.get_authorization_token()["authorizationData"][0]
+        _docker_push(docker, image, token, f"{_account(ctx)}.dkr.ecr.{host.main_region}.amazonaws.com/{repo}:{tag}")
+        with aws_errors(host, "ecr", f"find {repo}:{tag}"):
+            digest = registry.image_digest(ecr, repo, tag)
+    image.tag, image.digest = tag, digest
+
+
+def _docker_push(docker: str, image: Image, token: dict, uri: str) -> None:
+    """docker login (password on stdin), build -t URI, push URI; the first failure is one line."""
     import base64
 
+    registry = token["proxyEndpoint"].removeprefix("https://")
     user, _, password = base64.b64decode(token["authorizationToken"]).decode().partition(":")
     for argv, stdin in ((["login", "--username", user, "--password-stdin", registry], password),
                         (["build", "-t", uri, image.path], None), (["push", uri], None)):
