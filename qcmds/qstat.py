@@ -77,7 +77,9 @@ def aws_details(ctx, jobs) -> dict[str, dict]:
         extra["batch_job_id"] = where.get("batch_job")
         location = svc.log_location(ctx, job)
         if location:
-            extra["log_group"], extra["log_stream"] = location
+            extra["log_group"], extra["log_stream"], window = location
+            if window:
+                extra["log_window_ms"] = window
         out[job.job_id] = extra
     return out
 

@@ -746,7 +746,8 @@ class SQLiteStore(SQLiteNotices):
                     "WHERE id = ? AND idx >= 0 AND state = 'QUEUED' AND ready != ?",
                     (element_ready, job_id, element_ready))
 
-    def set_pid(self, job: Job, worker: str, pid: int) -> None:
+    def set_pid(self, job: Job, worker: str, pid: int, log: str | None = None) -> None:
+        # (``log`` is for hosts that ship output: a local job's output is its files)
         with self._tx() as con:
             con.execute("UPDATE jobs SET pid = ? WHERE id = ? AND idx = ? AND worker = ?",
                         (pid, job.id, _idx(job), worker))
@@ -770,8 +771,8 @@ class SQLiteStore(SQLiteNotices):
         return None if row is None or row[1] != worker else JobState(row[0])
 
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
-               now: float) -> JobState | None:
-        """Record a run's end if this worker still owns it; applies the retry policy."""
+               now: float, log: str | None = None) -> JobState | None:
+        """Record a run's end if this worker still owns it; applies the retry policy (``log``: see set_pid)."""
         with self._tx() as con:
             return self._finish(con, job.id, _idx(job), worker, outcome, exit_code, reason, now)
 

@@ -64,6 +64,7 @@ class Worker:
         self.extra_env = identity.job_env(worker_id, self.aws)
         self.log_warnings: list[str] = []
         self._watchdog: Watchdog | None = None  # aws: stops a job past its lease even if this worker freezes
+        self._streams = None  # aws: this worker's CloudWatch streams, shared by its jobs (hyper/aws/logs.py)
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop = True  # the running job is stopped and requeued by run_attempt
@@ -142,12 +143,12 @@ class Worker:
         except DiskFullError:
             return None
 
-    def _finish(self, job: Job, kind: str, exit_code: int | None, reason: str):
+    def _finish(self, job: Job, kind: str, exit_code: int | None, reason: str, log: str | None = None):
         """Record the end, waiting for room if the disk is full: the outcome is known and must not be lost."""
         delay = 0.5
         while True:
             try:
-                return self.store.finish(job, self.id, kind, exit_code, reason, time.time())
+                return self.store.finish(job, self.id, kind, exit_code, reason, time.time(), log=log)
             except DiskFullError:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -158,12 +159,15 @@ class Worker:
         sys.stderr.flush()
 
     def _shipper(self, job: Job):
+        """(shipper, window) of this attempt's output on an aws host, into this worker's shared streams."""
         if not self.aws:
-            return None
-        from hyper.aws import logs
+            return None, None
+        if self._streams is None:
+            from hyper.aws import logs
 
+            self._streams = logs.WorkerStreams(self.host, self.id)
         out, err = output_paths(job, self.logs_dir)
-        return logs.LogShipper(self.host, job.id, job.index, job.attempts, {"stdout": out, "stderr": err})
+        return self._streams.shipper({"stdout": out, "stderr": err})
 
     def _run_job(self, job: Job, definition: Definition) -> None:
         renew_every = self.lease / 3
@@ -178,7 +182,8 @@ class Worker:
         check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
                             on_renew=extended, until=job.lease,
-                            peek_ceiling=min(getattr(self.store, "STATE_POLL", 1.0), renew_every))
+                            peek_ceiling=getattr(self.store, "STATE_POLL", 1.0),
+                            max_lease=getattr(self.store, "MAX_LEASE", None))
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
@@ -206,7 +211,7 @@ class Worker:
                 if hooks is not None:
                     hooks.job_ended(self.store, self.host, job, state, self.id)
                 return
-        shipper = self._shipper(job)
+        shipper, window = self._shipper(job)
 
         def on_start(pid: int) -> None:
             nonlocal pgid
@@ -218,7 +223,7 @@ class Worker:
                 self._watchdog.arm(pid, check.until)
             if shipper is not None:
                 shipper.start()  # the files are open (truncated) and the job runs: tail them from here
-            self.store.set_pid(job, self.id, pid)
+            self.store.set_pid(job, self.id, pid, log=window.text() if window is not None else None)
 
         try:
             outcome: Outcome = run_attempt(
@@ -234,6 +239,9 @@ class Worker:
                 for warning in shipper.close(5.0 if self._stop else None):
                     self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
         if outcome.kind in ("deleted", "disowned"):
+            if shipper is not None:  # its end is not recorded by us: our next jobs go to fresh streams
+                self._streams.ended(shipper, window)
+                self._streams.abandon()
             if check.fenced:
                 self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
@@ -241,6 +249,9 @@ class Worker:
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
             for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
                 self._warn(f"job {job.job_id}: {warning}")
-        state = self._finish(job, kind, outcome.exit_code, outcome.reason)
+        done = self._streams.ended(shipper, window) if shipper is not None else None
+        state = self._finish(job, kind, outcome.exit_code, outcome.reason, log=done.text() if done else None)
+        if done is not None and state is None:  # taken from us meanwhile: the window stays open in the record
+            self._streams.abandon()
         if hooks is not None:
             hooks.job_ended(self.store, self.host, job, state, self.id)
