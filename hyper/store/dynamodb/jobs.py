@@ -1,0 +1,313 @@
+"""Ids, submission, reads and counts of the aws host's job store."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import zlib
+from typing import Iterable, Iterator
+
+import botocore.exceptions as bx
+
+from hyper.aws import session as aws
+from hyper.aws.attributes import _item
+from hyper.aws.dynamo import BATCH_SIZE, GET_BATCH, batch_write
+from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
+from hyper.errors import HyperError
+from hyper.models import Job, JobSpec
+from hyper.parsing.arrays import parse_array
+from hyper.parsing.jobids import JobRef
+from hyper.states import JobState
+from hyper.store.base import JobFilter, QueueCount, Submission
+from hyper.store.dynamodb.core import _Core
+from hyper.store.dynamodb.keys import (ACTIVE_STATES, DELETED, HELD, ID_BLOCK, INLINE_SPEC_MAX, MAX_SPEC_BYTES,
+                                       PARENT, QUEUED, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord, _public,
+                                       _ref_text)
+
+
+class _Jobs(_Core):
+    # ids ------------------------------------------------------------------------------------------
+    def _id_at(self, shard: int, position: int) -> int:
+        """The id at `position` (0-based) of a shard: shard k owns blocks k, k+S, k+2S... of ID_BLOCK ids."""
+        return ((position // ID_BLOCK) * self.id_shards + shard) * ID_BLOCK + position % ID_BLOCK + 1
+
+    def _allocate_ids(self, n: int, shard: int | None = None) -> list[int]:
+        """n unique ids with one atomic ADD: from shard 0 (1, 2, 3...) unless it is throttled."""
+        def add(db, k: int) -> int:
+            response = db.update_item(TableName=self.meta, Key={"pk": {"S": "ids"}, "sk": {"S": str(k)}},
+                                      UpdateExpression="ADD #n :n", ExpressionAttributeNames={"#n": "next"},
+                                      ExpressionAttributeValues={":n": {"N": str(n)}}, ReturnValues="UPDATED_NEW")
+            return int(response["Attributes"]["next"]["N"])
+
+        if shard is None:
+            shard = 0
+            try:
+                end = add(self.fast, 0)
+            except bx.ClientError as exc:
+                if aws.error_code(exc) not in aws.THROTTLING_CODES or self.id_shards == 1:
+                    raise
+                shard = random.randrange(1, self.id_shards)
+                end = add(self.db, shard)
+        else:
+            end = add(self.db, shard)
+        return [self._id_at(shard, p) for p in range(end - n, end)]
+
+    # submit ---------------------------------------------------------------------------------------
+    @_public
+    def submit(self, submissions: list[Submission], now: float) -> list[Job]:
+        """Write jobs (arrays as one record); a bad dependency writes nothing at all."""
+        self._forget_candidates()
+        subs = list(submissions)
+        if not subs:
+            return []
+        prepared = []
+        for sub in subs:
+            job = sub.job
+            array = parse_array(job.array) if job.array else None
+            inline = blob = None
+            if job.spec is not None:
+                inline = json.dumps(job.spec.to_dict())
+                if len(inline.encode()) > INLINE_SPEC_MAX:
+                    blob = zlib.compress(inline.encode(), 6)
+                    if len(blob) > MAX_SPEC_BYTES:
+                        raise HyperError(
+                            f"job {job.name!r}: its script and environment take {len(blob) // 1024} KB even "
+                            f"compressed, more than a DynamoDB item holds",
+                            "let the job read its large inputs from a file or the image (scripts in S3 are the "
+                            "next step)")
+                    light = job.spec.to_dict()
+                    light["script"], light["env"] = None, {}
+                    inline = json.dumps(light)
+            prepared.append((sub, array, inline, blob))
+
+        # dependencies: every target must exist now (read before any id is taken or anything written)
+        wanted = set()
+        for sub in subs:
+            for _, tid, tidx in sub.depends:
+                wanted.add((tid, PARENT))
+                if tidx is not None:
+                    wanted.add((tid, tidx))
+        found = self._batch_get(wanted) if wanted else {}
+        checks = [self._check_dependencies(sub.depends, found) for sub in subs]
+
+        ids = self._allocate_ids(len(subs))
+        out: list[Job] = []
+        job_items, extra_items, weights = [], [], []
+        delta: dict[tuple[str, str, str], int] = {}
+        for (sub, array, inline, blob), (pending, never), job_id in zip(prepared, checks, ids):
+            job = sub.job
+            job.id, job.submitted = job_id, now
+            job.state, job.reason = initial_state(sub.hold, pending, never)
+            job.array_total = array.count if array else 0
+            it = {
+                "id": job_id, "idx": PARENT, "ord": _ord(job_id, PARENT), "name": job.name, "user": job.user,
+                "queue": job.queue, "definition": job.definition, "reason": job.reason,
+                "priority": job.priority, "submitted": now, "attempts": 0, "retries": job.retries,
+                "uhold": bool(sub.hold), "spec": inline, "big": True if blob else None,
+                "depends": list(job.depends) or None,
+                "deps": [[kind, tid, PARENT if tidx is None else tidx] for kind, tid, tidx in sub.depends] or None,
+            }
+            if array is not None:
+                it.update(array=job.array, a_total=array.count, a_limit=array.limit, a_cursor=0, a_skip=0,
+                          a_running=0, a_done=0, a_failed=0, a_deleted=0)
+            ready = job.state is JobState.QUEUED and (array is None or array.count > 0)
+            it.update(self._state_attrs(it, job.state.value, ready=ready, now=now))
+            weight = array.count if array is not None else 1
+            key = (job.queue, job.definition, job.state.value)
+            delta[key] = delta.get(key, 0) + weight
+            weights.append((job_id, key, weight))
+            job_items.append((self.jobs, {"PutRequest": {"Item": _item(it)}}))
+            if blob is not None:
+                extra_items.append((self.jobs, {"PutRequest": {"Item": _item(
+                    {"id": job_id, "idx": SPEC, "specz": blob, "expires": int(now + SPEC_TTL)})}}))
+            for kind, tid, tidx in sub.depends:
+                edge = {"pk": f"dep#{tid}", "sk": f"{PARENT if tidx is None else tidx}#{job_id}", "job": job_id,
+                        "kind": kind, "expires": int(now + SPEC_TTL)}
+                extra_items.append((self.meta, {"PutRequest": {"Item": _item(edge)}}))
+            out.append(job)
+
+        extra_items.extend(self._notice_items(out, now))  # `--notify`: hyper/store/notices.py
+        # counts first: a crash from here on can over-count (a worker too many), never strand a job
+        self._apply_counts(delta)
+        threads = 8 if len(job_items) + len(extra_items) > 4 * BATCH_SIZE else 1
+        send = self._send_batch
+        left = batch_write(send, extra_items, threads=threads, attempts=self.batch_attempts)
+        if left:  # no job item is written yet: nothing is visible
+            self._apply_counts({k: -n for k, n in delta.items()})
+            raise self._throttled(len(subs), 0, ids)
+        left = batch_write(send, job_items, threads=threads, attempts=self.batch_attempts)
+        if left:
+            unwritten = {int(r["PutRequest"]["Item"]["id"]["N"]) for _, r in left}
+            back: dict = {}
+            for job_id, key, weight in weights:
+                if job_id in unwritten:
+                    back[key] = back.get(key, 0) - weight
+            self._apply_counts(back)
+            raise self._throttled(len(subs), len(subs) - len(unwritten),
+                                  sorted(unwritten))
+
+        # close the race with targets that ended while we wrote: edges are in place, re-read the targets
+        for job, (pending, never), sub in zip(out, checks, subs):
+            if pending and not never and not sub.hold:
+                state = self._reevaluate(job.id, now)
+                if state is not None and state is not JobState.HELD:
+                    job.state, job.reason = state, ""
+        return out
+
+    def _throttled(self, total: int, written: int, unwritten: list[int]) -> HyperError:
+        shown = ", ".join(str(i) for i in unwritten[:5]) + (" ..." if len(unwritten) > 5 else "")
+        return HyperError(f"DynamoDB throttled the submission in {aws.where_text(self.host)}: {written} of {total} "
+                          f"jobs were written; {len(unwritten)} were not (ids {shown})",
+                          "the jobs not written do not exist; submit them again in a moment")
+
+    def _check_dependencies(self, depends, found: dict) -> tuple[str, str]:
+        pending = never = ""
+        for kind, tid, tidx in depends:
+            target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
+            state = None
+            it = found.get((tid, PARENT if tidx is None else tidx))
+            if it is not None:
+                state = it["state"]
+            elif tidx is not None:
+                parent = found.get((tid, PARENT))
+                if parent and parent.get("array") and tidx in self._array(tid, parent["array"]):
+                    state = QUEUED if not _finished(parent["state"]) else parent["state"]
+            if state is None:
+                raise HyperError(f"dependency {kind}:{target} names no job",
+                                 "check the id with `qstat -x`; depend only on jobs that exist")
+            status = dependency_status(kind, JobState(state))
+            if status == NEVER and not never:
+                never = f"{kind}:{target} ended {state}"
+            elif status == PENDING and not pending:
+                pending = f"{kind}:{target}"
+        return pending, never
+
+    # reads ----------------------------------------------------------------------------------------
+    @_public
+    def get_jobs(self, refs: Iterable[JobRef]) -> tuple[list[Job], list[str]]:
+        """Jobs for the given ids, in order; ids that name no job come back in the second list."""
+        refs = list(refs)
+        parents = self._batch_get((r.id, PARENT) for r in refs)
+        element_keys = []
+        for ref in refs:
+            p = parents.get((ref.id, PARENT))
+            if p is not None and ref.indices is not None and p.get("array"):
+                spec = self._array(ref.id, p["array"])
+                element_keys.extend((ref.id, i) for i in ref.indices if i in spec)
+        elements = self._batch_get(element_keys) if element_keys else {}
+        specs: dict[int, JobSpec | None] = {}
+
+        def spec_for(p: dict) -> JobSpec | None:
+            if p["id"] not in specs:
+                specs[p["id"]] = self._spec_of(p)
+            return JobSpec.from_dict(specs[p["id"]].to_dict()) if specs[p["id"]] else None
+
+        found, missing = [], []
+        for ref in refs:
+            p = parents.get((ref.id, PARENT))
+            if p is None:
+                missing.append(_ref_text(ref))
+                continue
+            if ref.indices is None:
+                found.append(self._job(p, spec_for(p)))
+                continue
+            if not p.get("array"):
+                missing.append(_ref_text(ref))
+                continue
+            spec = self._array(ref.id, p["array"])
+            for index in ref.indices:
+                if index not in spec:
+                    missing.append(f"{ref.id}[{index}]")
+                    continue
+                el = elements.get((ref.id, index))
+                if el is not None:
+                    found.append(self._job(el, spec_for(p)))
+                    continue
+                state = p["state"] if p["state"] in (HELD, DELETED) else QUEUED
+                if _finished(p["state"]):
+                    state = DELETED
+                parent = self._job(p)
+                found.append(Job(id=parent.id, index=index, name=parent.name, user=parent.user,
+                                 queue=parent.queue, definition=parent.definition, state=JobState(state),
+                                 priority=parent.priority, submitted=parent.submitted, retries=parent.retries,
+                                 spec=spec_for(p), array=parent.array))
+        return found, missing
+
+    def _known_queues(self, states: Iterable[str]) -> list[str]:
+        """Queues that may hold jobs: every queue resource, and every queue the counters have seen."""
+        wanted = set(states)
+        names = {r.name for r in self.list_resources("queue")}
+        # eventually consistent (half the read units): the listing indexes it feeds are eventually consistent too
+        names.update(q for (q, _, s), n in self._count_rows(consistent=False).items() if n and s in wanted)
+        return sorted(names)
+
+    def list_jobs(self, flt: JobFilter) -> Iterator[Job]:
+        """Jobs and arrays by id (elements after their array with ``elements``), from the sharded indexes."""
+        with aws.aws_errors(self.host, "dynamodb", "list jobs"):
+            states = [s.value for s in JobState] if flt.include_finished else list(ACTIVE_STATES)
+            shards = range(self.index_shards)
+            if flt.user:
+                queries = [dict(index="by_user", key="us", value=_k(flt.user, st, str(sh)),
+                                filter_=("queue", flt.queue) if flt.queue else None, limit=None)
+                           for st in states for sh in shards]
+            else:
+                queues = [flt.queue] if flt.queue else self._known_queues(states)
+                queries = [dict(index="by_queue", key="qs", value=_k(q, st, str(sh)))
+                           for q in queues for st in states for sh in shards]
+            merged = self._merged(queries, sort_key=lambda it: it["ord"]) if queries else iter(())
+            count = 0
+            while True:
+                want = GET_BATCH if not flt.limit else min(GET_BATCH, flt.limit - count)
+                chunk = list(itertools.islice(merged, want))
+                if not chunk:
+                    return
+                specs = self._listing_specs(chunk) if flt.with_spec else {}
+                for it in chunk:
+                    job = self._job(it, specs.get(it["id"]))
+                    yield job
+                    count += 1
+                    if flt.elements and job.is_array:
+                        for el in self._elements(job.id, active_only=not flt.include_finished):
+                            yield self._job(el)
+                    if flt.limit and count >= flt.limit:
+                        return
+
+    def _listing_specs(self, chunk: list[dict]) -> dict[int, JobSpec]:
+        """Specs of listed jobs, read from the base table: the listing indexes do not carry them (their
+        script would double every index write). Tables made before that still project ``spec``: used as is."""
+        wanted = [(it["id"], PARENT) for it in chunk if "spec" not in it]
+        full = self._batch_get(wanted) if wanted else {}
+        return {job_id: JobSpec.from_dict(json.loads(it["spec"]))
+                for (job_id, _), it in full.items() if it.get("spec")}
+
+    def _elements(self, job_id: int, active_only: bool) -> Iterator[dict]:
+        """An array's started (or deleted-before-start) elements, by index: one partition, read strongly."""
+        return self._query_all(key="id", value=job_id, sort="idx", op=">=", sort_value=0, consistent=True,
+                               states=ACTIVE_STATES if active_only else None)
+
+    def _count_rows(self, consistent: bool = True) -> dict[tuple[str, str, str], int]:
+        def shard(k: int) -> list[dict]:
+            return list(self._query_all(table=self.meta, key="pk", value=f"cnt#{k}", consistent=consistent))
+
+        totals: dict[tuple[str, str, str], int] = {}
+        for items in self._parallel(shard, list(range(self.count_shards))):
+            for it in items:
+                for state in JobState:
+                    n = it.get(state.value)
+                    if n:
+                        key = (it["q"], it["d"], state.value)
+                        totals[key] = totals.get(key, 0) + int(n)
+        return totals
+
+    @_public
+    def counts(self) -> list[QueueCount]:
+        return [QueueCount(q, d, JobState(s), n) for (q, d, s), n in sorted(self._count_rows().items()) if n != 0]
+
+    @_public
+    def backlog(self) -> dict[tuple[str, str], int]:
+        return {(q, d): n for (q, d, s), n in sorted(self._count_rows().items()) if s == QUEUED and n > 0}
+
+    @_public
+    def running_tasks(self) -> dict[tuple[str, str], int]:
+        return {(q, d): n for (q, d, s), n in sorted(self._count_rows().items()) if s == RUNNING and n > 0}

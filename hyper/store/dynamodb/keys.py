@@ -1,0 +1,82 @@
+"""Keys, constants and small item helpers of the aws host's job store (see __init__.py)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from hyper.aws import session as aws
+from hyper.models import Job
+from hyper.parsing.jobids import JobRef
+from hyper.states import JobState
+
+PARENT, SPEC = -1, -2  # idx of a job / array record, and of a job's large spec
+INLINE_SPEC_MAX = 2048  # spec JSON up to this many bytes stays on the job item
+MAX_SPEC_BYTES = 350_000  # compressed; an item holds at most 400 KB
+ID_BLOCK = 1_000_000  # id shards interleave blocks of this many ids
+PRIORITY_BASE = 2**31
+PAGE = 16  # ready-index candidates read per shard and page
+MAX_CANDIDATES = 64  # a claim gives up (returns None) after trying this many candidates
+CANDIDATE_TTL = 2.0  # seconds a worker reuses the ready candidates it read (other processes' submissions
+#                      and priorities are seen at most this late; this process's own at once)
+FENCE = "lost:"
+LEASE_MARGIN = 5.0  # the sweep waits this long past a worker's lease (clock skew, the kill landing); the worker has
+#                    stopped its job by its lease's end (hyper/worker/fence.py)
+SPEC_TTL = 400 * 86400  # a large spec outlives any queued job; set to ended + retention when the job ends
+ACTIVE_STATES = ("HELD", "QUEUED", "RUNNING")
+QUEUED, RUNNING, HELD, DELETED = "QUEUED", "RUNNING", "HELD", "DELETED"
+
+
+# keys --------------------------------------------------------------------------------------------------
+def _k(*parts: str) -> str:
+    """A composite key; '#' and '%' inside names are escaped so (a#b, c) and (a, b#c) never collide."""
+    return "#".join(str(p).replace("%", "%25").replace("#", "%23") for p in parts)
+
+
+def _jkey(job_id: int, idx: int) -> dict:
+    return {"id": {"N": str(job_id)}, "idx": {"N": str(idx)}}
+
+
+def _ord(job_id: int, idx: int) -> int:
+    return (job_id << 32) | (idx + 1)
+
+
+def _rank(priority: int, job_id: int, idx: int) -> str:
+    """Ready-index sort key: higher priority first, then id, then index (the SQLite store's order)."""
+    return f"{PRIORITY_BASE - int(priority):011d}#{job_id:015d}#{idx + 1:010d}"
+
+
+def _f(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _idx(job: Job) -> int:
+    return PARENT if job.index is None else job.index
+
+
+def _ref_text(ref: JobRef) -> str:
+    if ref.indices is None:
+        return f"{ref.id}[]" if ref.whole_array else str(ref.id)
+    return f"{ref.id}[{ref.indices.text}]"
+
+
+def _weight(it: dict) -> int:
+    """Tasks an item stands for in the counts: 1, or an array's elements that have not started."""
+    if it["idx"] >= 0 or not it.get("a_total"):
+        return 1
+    return it["a_total"] - it.get("a_cursor", 0) - it.get("a_skip", 0)
+
+
+def _finished(state: str) -> bool:
+    return JobState(state).finished
+
+
+
+def _public(fn):
+    """Public methods answer botocore failures with one-line HyperErrors naming the host."""
+
+    @wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        with aws.aws_errors(self.host, "dynamodb", fn.__name__.strip("_")):
+            return fn(self, *args, **kwargs)
+
+    return wrapper
