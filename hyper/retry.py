@@ -10,12 +10,15 @@ from hyper.states import JobState
 LOST = "lost"  # the worker vanished (killed, spot interruption, lease expired): an infrastructure failure
 EXITED = "exited"  # the job's process ended by itself with an exit code
 KILLED = "killed"  # we ended it: walltime exceeded (never retried: it would only time out again)
+RELEASED = "released"  # claimed ahead (several array elements at once) and given back before it started
 
 
 def next_state(outcome: str, exit_code: int | None, attempts: int, retries: int, retry_on_exit: bool,
                reason: str = "") -> tuple[JobState, str]:
     """The state a run's outcome leads to, and the reason qstat -f shows for it."""
     runs = f"run {attempts} of {retries + 1}"
+    if outcome == RELEASED:  # it never ran: back to the queue, no attempt spent
+        return JobState.QUEUED, ""
     if outcome == EXITED and exit_code == 0:
         return JobState.SUCCEEDED, ""
     retryable = outcome == LOST or (outcome == EXITED and retry_on_exit)

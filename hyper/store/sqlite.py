@@ -746,6 +746,18 @@ class SQLiteStore(SQLiteNotices):
                     "WHERE id = ? AND idx >= 0 AND state = 'QUEUED' AND ready != ?",
                     (element_ready, job_id, element_ready))
 
+    def claim_many(self, queue: str, definition: str, worker: str, lease_until: float, now: float,
+                   limit: int) -> list[Job]:
+        """One job, as ``claim``: a local claim is one short transaction on this machine, so claiming ahead
+        would only let a worker hold jobs another could start (the worker asks for more only where the store's
+        CLAIM_AHEAD says claims are costly)."""
+        job = self.claim(queue, definition, worker, lease_until, now)
+        return [job] if job is not None else []
+
+    def release(self, job: Job, worker: str, now: float) -> JobState | None:
+        """Nothing is ever claimed ahead here (see claim_many), so there is nothing to give back."""
+        return None
+
     def set_pid(self, job: Job, worker: str, pid: int, log: str | None = None) -> None:
         # (``log`` is for hosts that ship output: a local job's output is its files)
         with self._tx() as con:
