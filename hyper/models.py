@@ -189,6 +189,9 @@ class Job(Record):
     array_running: int = 0
     array_deleted: int = 0  # elements deleted (before or while running)
     depends: list[str] = field(default_factory=list)  # "afterok:12" as submitted
+    # attempt number (as text) -> where its output is in CloudWatch Logs (hyper.aws.logs.LogWindow text);
+    # aws hosts only: a local job's output is its files
+    logs: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_array(self) -> bool:

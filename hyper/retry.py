@@ -8,12 +8,15 @@ from __future__ import annotations
 from hyper.states import JobState, RunOutcome
 
 LOST, EXITED, KILLED = RunOutcome.LOST, RunOutcome.EXITED, RunOutcome.KILLED  # what each means: hyper/states.py
+RELEASED = RunOutcome.RELEASED
 
 
 def next_state(outcome: RunOutcome | str, exit_code: int | None, attempts: int, retries: int, retry_on_exit: bool,
                reason: str = "") -> tuple[JobState, str]:
     """The state a run's outcome leads to, and the reason qstat -f shows for it."""
     runs = f"run {attempts} of {retries + 1}"
+    if outcome == RELEASED:  # it never ran: back to the queue, no attempt spent
+        return JobState.QUEUED, ""
     if outcome == EXITED and exit_code == 0:
         return JobState.SUCCEEDED, ""
     retryable = outcome == LOST or (outcome == EXITED and retry_on_exit)

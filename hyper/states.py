@@ -35,6 +35,7 @@ class RunOutcome(StrEnum):
     LOST = "lost"  # the worker vanished (killed, spot interruption, lease expired): an infrastructure failure
     DELETED = "deleted"  # qdel stopped it: the store already says DELETED, nothing is recorded
     DISOWNED = "disowned"  # the lease went to another worker: the end is not this worker's to record
+    RELEASED = "released"  # claimed ahead (several array elements at once) and given back before it started
 
     @property
     def recorded(self) -> bool:

@@ -41,6 +41,7 @@ def full_record(job, extra: dict | None = None) -> dict:
 
     data = job.to_dict()
     spec = data.pop("spec") or {}
+    data.pop("logs", None)  # (the current attempt's output is given as log_group, log_stream, log_window_ms)
     data["job_state"] = pbs_letter(job.state, is_array=job.is_array, started=job.array_started > 0)
     for key in ("submitted", "started", "ended", "lease"):
         if data.get(key):
@@ -77,7 +78,9 @@ def aws_details(ctx, jobs) -> dict[str, dict]:
         extra["batch_job_id"] = where.get("batch_job")
         location = svc.log_location(ctx, job)
         if location:
-            extra["log_group"], extra["log_stream"] = location
+            extra["log_group"], extra["log_stream"], window = location
+            if window:
+                extra["log_window_ms"] = window
         out[job.job_id] = extra
     return out
 

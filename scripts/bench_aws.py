@@ -8,8 +8,8 @@
    25 items per request, threads).
 2. Scheduler planning for 100 queues x 10 regions (scripts/bench_scheduler.py, pure: no AWS calls).
 3. Worker per-job overhead, claim + logs + complete (scripts/bench_worker_aws.py).
-4. DynamoDB cost of one job's life (submit, claim, lease renewals and qdel peeks while it runs, finish, the
-   worker's registry touch, one qstat): read and write units per table and index, counted by
+4. DynamoDB cost of one job's life (submit, claim, the start (pid and log window), lease renewals and qdel
+   peeks while it runs, finish, the worker's registry touch, one qstat): read and write units per table and index, counted by
    scripts/ddb_meter.py from before/after images (moto reports no per-index capacity), and $ per million jobs
    at 0 s, 60 s and 1 h of run time with the on-demand prices in PRICES.
 5. Claim throughput from one array with 1, 4 and 8 workers (threads, each its own store and client).
@@ -107,23 +107,25 @@ def _store(url: str, prefix: str, **extra):
     return store
 
 
-def _keeper_counts(run_time: float, lease: float, state_poll: float) -> tuple[int, int]:
-    """(renewals, peeks) the worker makes over ``run_time`` seconds (hyper/worker/fence.py, called each second)."""
+def _keeper_counts(run_time: float, lease: float, state_poll: float, max_lease: float | None) -> tuple[int, int]:
+    """(renewals, peeks) the worker makes over ``run_time`` seconds (hyper/worker/fence.py, called each second,
+    with the arguments hyper/worker/loop.py gives it)."""
     from hyper.states import JobState
     from hyper.worker.fence import LeaseKeeper
 
     clock = [0.0]
     keeper = LeaseKeeper(lambda until: JobState.RUNNING, lambda: JobState.RUNNING, lease, lease / 3,
-                         min(10.0, lease / 3), now=lambda: clock[0], until=lease,
-                         peek_ceiling=min(state_poll, lease / 3))
+                         min(10.0, lease / 3), now=lambda: clock[0], until=lease, peek_ceiling=state_poll,
+                         max_lease=max_lease)
     for _ in range(int(run_time)):
         clock[0] += 1
         keeper()
     return keeper.renewals, keeper.peeks
 
 
-def cost(leases: list[float]) -> list[str]:
-    """Units per table/index for one job's life, and $ per million jobs (see the module docstring)."""
+def cost(leases: list[tuple[float, float | None]]) -> list[str]:
+    """Units per table/index for one job's life, and $ per million jobs (see the module docstring) for each
+    (lease, max lease): the default (60 s growing to 900 s), longer growth, and fixed leases as before."""
     import boto3
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -138,6 +140,7 @@ def cost(leases: list[float]) -> list[str]:
     server, url = start_moto()
     try:
         store = _store(url, "cost-")  # production shard counts: 16 index shards, 32 counter shards
+        store_poll = store.STATE_POLL
         reader = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
         meters = [Meter(store.db, reader), Meter(store.fast, reader)]
         script = "#!/bin/bash\n#PBS -N sweep\ncd $PBS_O_WORKDIR\npython train.py --lr 0.01 --seed $PBS_ARRAY_INDEX\n"
@@ -169,9 +172,13 @@ def cost(leases: list[float]) -> list[str]:
                                                                            time.time() + 60, time.time()))
         claimed = measure("claim, warm (candidates cached)", lambda: store.claim("default", "default", "w1",
                                                                                time.time() + 60, time.time()))
+        measure("started (pid, where the output goes)", lambda: store.set_pid(
+            claimed, "w1", 4242, log=f"workers/w1/0 {int(time.time() * 1000)} -"))
         measure("lease renewal (worker item)", lambda: store.heartbeat(claimed, "w1", time.time() + 60))
         measure("qdel peek (eventually consistent)", lambda: store.peek(claimed, "w1"))
-        measure("finish", lambda: store.finish(claimed, "w1", "exited", 0, "", time.time()))
+        measure("finish", lambda: store.finish(claimed, "w1", "exited", 0, "", time.time(),
+                                               log=f"workers/w1/0 {int(time.time() * 1000)} "
+                                                   f"{int(time.time() * 1000) + 5}"))
         measure("worker registry touch", lambda: store.touch_worker("w1", time.time(), "BUSY", 1))
         measure("qstat (all queues, active jobs)", lambda: list(store.list_jobs(JobFilter(with_spec=False))))
         del job
@@ -182,8 +189,8 @@ def cost(leases: list[float]) -> list[str]:
     for name, units in phases.items():
         shown = ", ".join(f"{k[0].split('-', 1)[1]} {k[1]}={v:g}" for k, v in sorted(units.items()))
         lines.append(f"  {name:42s} {shown}")
-    base = ["submit (qsub, one job)", "claim, warm (candidates cached)", "finish", "worker registry touch",
-            "qstat (all queues, active jobs)"]
+    base = ["submit (qsub, one job)", "claim, warm (candidates cached)", "started (pid, where the output goes)",
+            "finish", "worker registry touch", "qstat (all queues, active jobs)"]
 
     def dollars(units: dict) -> float:
         return sum(v * PRICES[k[1]] for k, v in units.items())
@@ -191,12 +198,12 @@ def cost(leases: list[float]) -> list[str]:
     per = {name: dollars(u) for name, u in phases.items()}
     lines.append("$ per million jobs (on-demand: $%.3f per million write units, $%.3f per million read units):"
                  % (PRICES["W"], PRICES["R"]))
-    header = "  lease   " + "".join(f"{label:>10s}" for label, _ in RUN_TIMES) + "   (beats, peeks at 1 h)"
+    header = "  lease (max)      " + "".join(f"{label:>10s}" for label, _ in RUN_TIMES) + "   (beats, peeks at 1 h)"
     lines.append(header)
-    for lease in leases:
-        row = f"  {lease:5.0f} s "
+    for lease, max_lease in leases:
+        row = f"  {lease:5.0f} s ({'fixed' if max_lease is None else f'{max_lease:.0f} s':>6s})  "
         for label, seconds in RUN_TIMES:
-            renewals, peeks = _keeper_counts(seconds, lease, 60.0)
+            renewals, peeks = _keeper_counts(seconds, lease, store_poll, max_lease)
             total = sum(per[b] for b in base) + renewals * per["lease renewal (worker item)"] \
                 + peeks * per["qdel peek (eventually consistent)"]
             row += f"{total:>10.2f}"
@@ -208,8 +215,10 @@ def cost(leases: list[float]) -> list[str]:
     return lines
 
 
-def claim_throughput(size: int, workers: list[int], seconds: float) -> list[str]:
-    """Elements claimed (and finished at once) per second from one array, by N threads with their own stores."""
+def claim_throughput(size: int, workers: list[int], seconds: float, aheads: tuple[int, ...] = (1, 16)) -> list[str]:
+    """Elements claimed (and finished at once) per second from one array, by N threads with their own stores,
+    claiming one element per transaction (ahead 1, as before claim_many) or up to 16 (what a worker does while
+    its jobs are short), and the transactions that committed per element."""
     import threading
 
     from hyper.models import Job, JobSpec
@@ -221,34 +230,47 @@ def claim_throughput(size: int, workers: list[int], seconds: float) -> list[str]
     lines = []
     server, url = start_moto()
     try:
-        for n in workers:
-            first = _store(url, f"claims{n}-", index_shards=2, count_shards=8)
-            first.submit([Submission(Job(name="a", user="u", queue="default", definition="default",
-                                         array=f"0-{size - 1}", spec=JobSpec(command=["true"])))], time.time())
-            counts = [0] * n
-            stop = time.monotonic() + seconds
+        for ahead in aheads:
+            for n in workers:
+                first = _store(url, f"claims{ahead}x{n}-", index_shards=2, count_shards=8)
+                first.submit([Submission(Job(name="a", user="u", queue="default", definition="default",
+                                             array=f"0-{size - 1}", spec=JobSpec(command=["true"])))], time.time())
+                counts = [0] * n
+                commits = [0] * n
+                stop = time.monotonic() + seconds
 
-            def run(i: int) -> None:
-                from hyper.store.dynamodb import DynamoStore
+                def run(i: int) -> None:
+                    from hyper.store.dynamodb import DynamoStore
 
-                store = DynamoStore(first.host)
-                while time.monotonic() < stop:
-                    now = time.time()
-                    job = store.claim("default", "default", f"w{i}", now + 60, now)
-                    if job is None:
-                        return
-                    store.finish(job, f"w{i}", "exited", 0, "", time.time())
-                    counts[i] += 1
+                    store = DynamoStore(first.host)
+                    transact = store._transact
 
-            t = time.perf_counter()
-            threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            spent = time.perf_counter() - t
-            lines.append(f"  {n} worker(s) on one {size:,}-element array: {sum(counts) / spent:,.0f} elements "
-                         f"claimed+finished/s ({sum(counts)} in {spent:.1f} s)")
+                    def counted(*args, **kwargs):
+                        result = transact(*args, **kwargs)
+                        commits[i] += bool(result)
+                        return result
+
+                    store._transact = counted
+                    while time.monotonic() < stop:
+                        now = time.time()
+                        jobs = store.claim_many("default", "default", f"w{i}", now + 60, now, ahead)
+                        if not jobs:
+                            return
+                        for job in jobs:
+                            store.finish(job, f"w{i}", "exited", 0, "", time.time())
+                            counts[i] += 1
+
+                t = time.perf_counter()
+                threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+                spent = time.perf_counter() - t
+                done = sum(counts)
+                lines.append(f"  ahead {ahead:2d}, {n} worker(s) on one {size:,}-element array: {done / spent:,.0f} "
+                             f"elements claimed+finished/s ({done} in {spent:.1f} s, "
+                             f"{sum(commits) / max(done, 1):.2f} transactions per element)")
     finally:
         server.stop()
     return lines
@@ -266,7 +288,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; DynamoDB is moto on 127.0.0.1")
     if opts.only in ("all", "cost"):
         print("== DynamoDB cost of one job's life ==", flush=True)
-        for line in cost([60.0, 300.0, 900.0]):
+        for line in cost([(60.0, 900.0), (60.0, 3600.0), (60.0, None), (300.0, None)]):
             print(line, flush=True)
     if opts.only in ("all", "claims"):
         print("== claim throughput per array (moto serves one request at a time) ==", flush=True)

@@ -27,6 +27,7 @@ class LossyProxy:
         self.throttle = dict(throttle or {})
         self.lock = threading.Lock()
         self.seen: list[str] = []  # operations in the order they arrived, "!" appended when dropped
+        self.refused: list[str] = []  # operations the upstream answered with an error (4xx/5xx), in order
         target = urlsplit(upstream)
         proxy = self
 
@@ -60,6 +61,8 @@ class LossyProxy:
                     if lose:
                         proxy.drop[op] -= 1
                     proxy.seen.append(op + ("!" if lose else ""))
+                    if answer.status >= 400:
+                        proxy.refused.append(op)
                 if lose:
                     self.close_connection = True  # applied upstream; the caller never hears of it
                     return

@@ -15,21 +15,29 @@ import time
 
 from hyper.config import Host
 from hyper.models import Job, JobSpec
+from hyper.parsing.arrays import parse_array
+from hyper.parsing.jobids import JobRef
 from hyper.store.base import Submission
 from hyper.worker.loop import Worker
 from tests.test_store_contract import D, Q, make_dynamodb
 
-# the issue asks for 2,000 + 500; moto here serves ~30 requests/s under load (it deep-copies every table on each
-# transaction) and a job takes ~8 requests, so the default is a tenth of that: set HYPER_TEST_ARRAY=2000
-# HYPER_TEST_SINGLES=500 for the full run (~20 min here)
+# the issue asks for 2,000 + 500; moto here serves ~50 requests/s under load (it deep-copies every table on each
+# transaction) and a job takes ~10 requests, so the default is a tenth of that: set HYPER_TEST_ARRAY=2000
+# HYPER_TEST_SINGLES=500 for the full run (the README gives its time)
 ARRAY = int(os.environ.get("HYPER_TEST_ARRAY", 200))
 SINGLES = int(os.environ.get("HYPER_TEST_SINGLES", 50))
 WORKERS = 8
 
 
 def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request, tmp_path, moto_endpoint):
+    """...and claim the array's elements several per transaction: every request goes through a counting proxy
+    (no faults), and the array's record is written far less than twice per element (one claim transaction
+    and one finish transaction each, as before claim_many)."""
+    import dataclasses
+
     from hyper.services.context import bootstrap_local
     from hyper.store.dynamodb import DynamoStore
+    from tests.lossy_proxy import LossyProxy
 
     store = make_dynamodb(request, tmp_path)
     bootstrap_local(store)
@@ -43,8 +51,11 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
     errors: list[BaseException] = []
     local = Host(name="workers", type="local")  # see the module docstring
 
+    proxy = LossyProxy(store.host.endpoint_url)
+    counted = dataclasses.replace(store.host, endpoint_url=proxy.url)
+
     def work(i: int) -> None:
-        own = DynamoStore(store.host)
+        own = DynamoStore(counted)
         try:
             worker = Worker(own, f"w{i}", Q, D, tmp_path / f"work{i}", tmp_path / f"logs{i}", idle=1.0, lease=60,
                             kill_grace=1, host=local)
@@ -62,6 +73,7 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
     for t in threads:
         t.join(timeout=900)
     spent = time.perf_counter() - t0
+    proxy.stop()
     assert not errors, errors
     assert not any(t.is_alive() for t in threads)
 
@@ -70,7 +82,13 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
     assert sorted(ran) == sorted(expected)  # every element and job ran, and none twice
     assert [b for _, b in exits] == [0] * WORKERS  # no worker left while work was queued
     assert {c.state.value: c.tasks for c in store.counts()} == {"SUCCEEDED": ARRAY + SINGLES}  # nothing R or Q
-    print(f"\n{ARRAY + SINGLES} jobs by {WORKERS} workers in {spent:.1f} s = {(ARRAY + SINGLES) / spent:.0f}/s")
+    assert not [j for j in store.get_jobs([JobRef(1, parse_array(f"0-{ARRAY - 1}"), False)])[0] if j.attempts != 1]
+    # transactions that committed (conflicting ones are refused and retried): singles take a claim and a finish
+    # each; elements a finish each and a claim per several (before claim_many: a claim each, 2 * ARRAY)
+    transactions = proxy.seen.count("TransactWriteItems") - proxy.refused.count("TransactWriteItems")
+    assert transactions < 2 * SINGLES + 1.5 * ARRAY, transactions
+    print(f"\n{ARRAY + SINGLES} jobs by {WORKERS} workers in {spent:.1f} s = {(ARRAY + SINGLES) / spent:.0f}/s, "
+          f"{transactions} transactions ({len(proxy.seen)} requests)")
 
 
 def test_worker_whose_claims_are_throttled_keeps_going_until_the_queue_is_empty(request, tmp_path,

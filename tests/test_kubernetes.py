@@ -22,6 +22,7 @@ from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue, Region
 from hyper.scheduler.aws import BatchScheduler
 from hyper.scheduler.planner import cap_by_cost
+from hyper.store.base import WorkerInfo
 from tests.kube_fake import FakeKube, write_kubeconfig
 from tests.test_scheduler_aws import HOST, FakeBatch, FakeStore, plain, sizes_by_region
 
@@ -589,3 +590,32 @@ def test_the_report_lists_the_cluster_s_instance_types_by_spot_price(kube):
         ("eu-west-1", "g5.xlarge", 0.52, "spot"), ("eu-west-1", "g5.2xlarge", 1.212, "on-demand")]
     annotations = {r.region: r.manifest["metadata"]["annotations"]["hyper/instance-types"] for r in report.requests}
     assert annotations["us-east-1"] == "g5.2xlarge,g5.xlarge"  # the template sees them cheapest first
+
+
+def test_workers_whose_pods_failed_are_named_to_the_tick_which_requeues_their_jobs(kube):
+    """A pod Failed (node reclaimed, OOM-killed) ends its worker whatever lease its job holds: the inventory
+    notes Failed/Succeeded pods and the next tick requeues the jobs of the workers in them (the worker id is
+    its pod's name). Running pods' workers keep theirs."""
+    class Registry(Store):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.workers, self.requeued = [], []
+
+        def list_workers(self, live_since=None):
+            return list(self.workers)
+
+        def requeue_worker(self, worker, now, on_lost=None):
+            self.requeued.append(worker)
+            return ["job"]
+
+    store = Registry(mixed(kube), {("kq", "train"): 20})
+    sched = scheduler(store, FakeBatch(), kube)
+    sched.tick()
+    by_region = {job_region(j): j for j in kube.jobs()}
+    failed = kube.start_pods(by_region["us-east-1"], phase="Failed")
+    running = kube.start_pods(by_region["eu-west-1"], phase="Running")
+    store.workers = [WorkerInfo(p["metadata"]["name"], "kq", "train", p["metadata"]["name"], state="BUSY")
+                     for p in failed + running]
+    assert sched.tick().requeued == 0  # the inventory of this tick is the first to see the Failed pods
+    assert sched.tick().requeued == len(failed)
+    assert sorted(store.requeued) == sorted(p["metadata"]["name"] for p in failed)

@@ -99,6 +99,9 @@ class FakeStore(StoreDefaults):
         self.sweeps += 1
         return []
 
+    def list_workers(self, live_since=None):
+        return []
+
 
 def resources(cluster_regions=REGIONS, weights=None, max_vcpus=1024, overrides=None, vcpus=1, gpus=0):
     return [Region(name="us-east-1", main=True), Region(name="eu-west-1"),

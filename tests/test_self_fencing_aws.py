@@ -92,3 +92,42 @@ def test_an_hour_long_job_renews_every_lease_third_and_peeks_rarely():
         assert keeper() is JobState.RUNNING
     assert keeper.renewals == 180
     assert 30 <= keeper.peeks <= 120, keeper.peeks
+
+
+def test_a_long_jobs_lease_grows_with_its_age_and_still_fences_in_time():
+    """With max_lease (DynamoDB hosts) a renewal takes twice the job's age as its lease (base lease at least,
+    max_lease at most) and the next one comes a third of that later: an hour costs 17 renewals, not 180. A
+    renewal never shortens the lease, and when renewals stop landing the job still stops before the lease's
+    end, however long the lease has become. (max_lease 900 s: 17 renewals in an hour.)"""
+    from hyper.states import JobState
+    from hyper.worker.fence import LeaseKeeper
+
+    clock, failing, granted = _Clock(), [False], []
+
+    def renew(until):
+        if failing[0]:
+            raise ConnectionError("endpoint unreachable")
+        granted.append((clock.t, until))
+        return JobState.RUNNING
+
+    keeper = LeaseKeeper(renew, lambda: JobState.RUNNING, lease=60, renew_every=20, stop_before=10, now=clock,
+                         until=clock.t + 60, peek_ceiling=60, max_lease=900)
+    for _ in range(3600):
+        clock.t += 1
+        assert keeper() is JobState.RUNNING
+    assert keeper.renewals == 17, keeper.renewals
+    ends = [until for _, until in granted]
+    assert ends == sorted(ends)  # each renewal moves the end later
+    assert all(until - t <= 900 for t, until in granted)  # never more than max_lease ahead
+    assert all(t2 - t1 <= (u1 - t1) / 3 + 1 for (t1, u1), (t2, _) in zip(granted, granted[1:]))  # a third apart
+    failing[0] = True
+    while keeper() is JobState.RUNNING:
+        clock.t += 1
+    assert keeper.until - 10 <= clock.t < keeper.until and "could not be renewed" in keeper.fenced
+
+    plain = LeaseKeeper(lambda until: JobState.RUNNING, lambda: JobState.RUNNING, lease=60, renew_every=20,
+                        stop_before=10, now=clock, until=clock.t + 60, max_lease=None)
+    for _ in range(600):
+        clock.t += 1
+        plain()
+    assert plain.renewals == 30  # no max_lease (SQLite hosts, where a renewal costs nothing): fixed lease

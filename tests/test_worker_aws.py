@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from hyper.aws.log_reading import StreamReader, stream_exists
 from hyper.config import Host
 from tests.conftest import BIN, cli, wait_until
 
@@ -33,13 +34,17 @@ def _logs_client(endpoint: str):
     return boto3.client("logs", region_name="us-east-1", endpoint_url=endpoint)
 
 
-def _stream_text(endpoint: str, group: str, stream: str) -> str | None:
+def _stream_text(endpoint: str, group: str, stream: str, first: int | None = None,
+                 last: int | None = None) -> str | None:
+    """A stream's messages joined, only those stamped within [first, last] when given (one attempt's window in
+    a worker's shared stream); read here with boto3 directly, not through hyper's reader."""
     client = _logs_client(endpoint)
     try:
         events = client.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
     except client.exceptions.ResourceNotFoundException:
         return None
-    return "".join(e["message"] for e in events)
+    return "".join(e["message"] for e in events if (first is None or e["timestamp"] >= first)
+                   and (last is None or e["timestamp"] <= last))
 
 
 class AwsHost:
@@ -106,8 +111,14 @@ class AwsHost:
         return proc
 
     def stream(self, job_id: int, index: int | None, attempt: int, which: str = "stdout") -> str | None:
-        name = f"{job_id}/{'job' if index is None else index}/{attempt}/{which}"
-        return _stream_text(self.endpoint, self.group, name)
+        """One attempt's output as its record says: "<worker streams> <first ms> <last ms or ->" per attempt."""
+        job = self.job(job_id, index)
+        mark = (job.logs if job is not None else {}).get(str(attempt))
+        if not mark:
+            return None
+        prefix, first, last = mark.split(" ")
+        return _stream_text(self.endpoint, self.group, f"{prefix}/{which}", int(first),
+                            None if last == "-" else int(last))
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -153,10 +164,21 @@ def test_array_elements_run_once_each_across_workers_with_output_in_cloudwatch(a
     assert outputs == [f"element {i} batch={batch_ids[e.worker]}\n" for i, e in enumerate(elements, 1)]
     assert [aws_host.stream(1, i, 1, "stderr") for i in range(1, 21)] == [f"err {i}\n" for i in range(1, 21)]
 
+    # one stream pair per worker, not per job: 20 elements made at most 4 streams (CreateLogStream is limited
+    # to ~50 per second per account and region), and every element's window is its own
+    streams = _logs_client(aws_host.endpoint).describe_log_streams(logGroupName=aws_host.group)["logStreams"]
+    assert sorted(s["logStreamName"] for s in streams) == sorted(
+        f"workers/{w}/0/{which}" for w in used for which in ("stderr", "stdout"))
+    windows = sorted(tuple(int(x) for x in e.logs["1"].split(" ")[1:]) for e in elements)
+    assert all(a <= b for a, b in windows)
+    by_worker = {}
+    for e in elements:
+        by_worker.setdefault(e.worker, []).append(tuple(int(x) for x in e.logs["1"].split(" ")[1:]))
+    for spans in by_worker.values():  # within one worker's streams the windows never touch
+        spans.sort()
+        assert all(spans[i][1] + 2 <= spans[i + 1][0] for i in range(len(spans) - 1)), spans
+
     # qlog reads CloudWatch (the workers' local files are gone with their containers)
-    streams = _logs_client(aws_host.endpoint).describe_log_streams(logGroupName=aws_host.group,
-                                                                   logStreamNamePrefix="1/3/")["logStreams"]
-    assert sorted(s["logStreamName"] for s in streams) == ["1/3/1/stderr", "1/3/1/stdout"]
     e3 = elements[2]
     assert cli("qlog", "1[3]", check=True).stdout == f"element 3 batch={batch_ids[e3.worker]}\n"
     assert cli("qlog", "-e", "--tail", "1", "1[3]", check=True).stdout == "err 3\n"
@@ -166,7 +188,9 @@ def test_array_elements_run_once_each_across_workers_with_output_in_cloudwatch(a
     full = json.loads(cli("qstat", "-f", "1[3]", "--output", "json", check=True).stdout)[0]
     assert full["worker"] == e3.worker and full["region"] == "us-east-1"
     assert full["batch_job_id"] == f"{batch_ids[e3.worker]}:{e3.worker[-1]}"
-    assert (full["log_group"], full["log_stream"]) == (aws_host.group, "1/3/1/stdout")
+    first, last = e3.logs["1"].split(" ")[1:]
+    assert (full["log_group"], full["log_stream"], full["log_window_ms"]) == (
+        aws_host.group, f"workers/{e3.worker}/0/stdout", f"{first}..{last}")
 
 
 # faults --------------------------------------------------------------------------------------------------
@@ -272,7 +296,8 @@ def test_shipper_respects_batch_limits_and_round_trips_output(moto_endpoint, tmp
     assert logs.ensure_group(host) == "/hyper/ship-limits" and logs.ensure_group(host) == "/hyper/ship-limits"
     out = tmp_path / "out"
     out.write_bytes(b"")
-    shipper = logs.LogShipper(host, 5, None, 1, {"stdout": out, "stderr": tmp_path / "err"}, interval=0.05)
+    shipper = logs.LogShipper(host, {"stdout": "5/job/1/stdout", "stderr": "5/job/1/stderr"},
+                              {"stdout": out, "stderr": tmp_path / "err"}, interval=0.05)
     shipper.start()
     body = b"".join(b"line %d\n" % i for i in range(12_000))  # more events than one call may carry
     body += b"\n" + "ünïcødé ✓\n".encode() + b"x" * 600_000 + b"\n"  # an empty line, UTF-8, a 600 kB line
@@ -283,12 +308,12 @@ def test_shipper_respects_batch_limits_and_round_trips_output(moto_endpoint, tmp
             fh.flush()
             time.sleep(0.01)
     assert shipper.close() == []
-    reader = logs.StreamReader(host, "5/job/1/stdout")
+    reader = StreamReader(host, "5/job/1/stdout")
     assert reader.read() == body  # byte for byte, though cut into events of at most 256 KiB
     assert reader.read() == b""  # nothing new
-    assert logs.StreamReader(host, "5/job/1/stdout").tail(2) == b"x" * 600_000 + b"\ntail without newline"
-    assert logs.StreamReader(host, "5/job/1/stderr").read() == b""  # no stderr output: no stream at all
-    assert not logs.stream_exists(host, "5/job/1/stderr")
+    assert StreamReader(host, "5/job/1/stdout").tail(2) == b"x" * 600_000 + b"\ntail without newline"
+    assert StreamReader(host, "5/job/1/stderr").read() == b""  # no stderr output: no stream at all
+    assert not stream_exists(host, "5/job/1/stderr")
     assert shipper.calls >= 3  # a stream, then several PutLogEvents (10,000 events / 1 MiB per call)
     for start, end in logs.batches([(1, "a" * 300_000)] * 5):
         assert end - start <= 3
@@ -350,18 +375,18 @@ def test_shipper_backs_off_on_throttling_and_never_drops_silently(moto_endpoint,
     try:
         host = _host(flaky.url, "ship-throttle-")
         logs.ensure_group(host)
-        shipper = logs.LogShipper(host, 6, 2, 1, {"stdout": out}, base_delay=0.05).start()
+        shipper = logs.LogShipper(host, {"stdout": "6/2/1/stdout"}, {"stdout": out}, base_delay=0.05).start()
         assert shipper.close() == []
         assert flaky.throttled == 4
-        assert logs.StreamReader(host, "6/2/1/stdout").read() == b"one\ntwo\n"
+        assert StreamReader(host, "6/2/1/stdout").read() == b"one\ntwo\n"
     finally:
         flaky.close()
 
     always = _Throttler(moto_endpoint, throttle=10**6)
     try:
         host = _host(always.url, "ship-throttle-")
-        shipper = logs.LogShipper(host, 6, 3, 1, {"stdout": out}, base_delay=0.05, max_delay=0.2,
-                                  flush_timeout=1.0).start()
+        shipper = logs.LogShipper(host, {"stdout": "6/3/1/stdout"}, {"stdout": out}, base_delay=0.05,
+                                  max_delay=0.2, flush_timeout=1.0).start()
         t0 = time.monotonic()
         warnings = shipper.close()
         assert time.monotonic() - t0 < 10

@@ -5,12 +5,19 @@ Layout
   one per host, in the host's main region (workers in every region write there, so ``qlog`` has one place to
   read). Provisioning creates it with the host's retention (the main stack); if it is missing when a worker
   creates a stream, the worker creates it (idempotent) with the same retention.
-- One log stream per job *attempt* and output: ``<job id>/<index or 'job'>/<attempt>/<stdout|stderr>``, e.g.
-  ``42/job/1/stdout`` or ``42/7/2/stderr`` (element 7 of array 42, second run). A rerun never mixes its output
-  with the run before; ``qlog`` shows the latest attempt (``--attempt N`` an earlier one). Joined output
-  (``-j oe`` / ``-j eo``) has only the ``stdout`` stream. Streams are created lazily, when the first byte is
-  shipped: a job that writes nothing to stderr has no stderr stream, and readers take a missing stream as
-  empty output (one CreateLogStream per job for the common case, not two).
+- One pair of log streams per *worker*: ``workers/<worker id>/<generation>/<stdout|stderr>``. A worker runs its jobs
+  one after another, and each job's events fall into their own time window: the first at or after the window's
+  start, which is at least 2 ms after the previous job's last event. The window (``LogWindow``: stream, first ms,
+  last ms) is written into the job record per attempt when the job starts and again when it ends, so ``qlog``
+  reads exactly one attempt's events (GetLogEvents between the window's bounds) and ``--attempt N`` an earlier
+  one. Why not one stream per attempt (the layout before): CreateLogStream allows about 50 calls per second per
+  account and region, which capped job starts there; a worker now creates its two streams once, with its first
+  output. A worker whose attempt was taken from it (fenced, or its end could not be recorded) moves on to a new
+  generation of streams, so an attempt whose window never got its end holds the rest of its stream alone.
+  Joined output (``-j oe`` / ``-j eo``) uses only the ``stdout`` stream. Streams are created lazily, when the
+  first byte is shipped, and readers take a missing stream as empty output. Records written by workers before
+  this layout have no window: ``qlog`` reads their per-attempt stream (``<job id>/<index or 'job'>/<attempt>/
+  <stdout|stderr>``, ``stream_name``).
 - Events: one per output line *including its newline*, so concatenating a stream's messages gives the output
   byte for byte (an empty line is the message ``"\\n"``; CloudWatch refuses empty messages). A line longer
   than an event may hold (256 KiB minus 26 bytes) is cut into several events; a line still without its
@@ -30,6 +37,7 @@ kept. Nothing is dropped silently.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,10 +71,53 @@ def group_name(host: Host) -> str:
 
 
 def stream_name(job_id: int, index: int | None, attempt: int, which: str) -> str:
-    """``<job id>/<index or 'job'>/<attempt>/<stdout|stderr>``: one stream per attempt and output."""
+    """``<job id>/<index or 'job'>/<attempt>/<stdout|stderr>``: the per-attempt stream of records written before
+    workers shared their streams (read only, for jobs that have no ``LogWindow``)."""
     if which not in STREAMS:
         raise ValueError(f"unknown output {which!r}")
     return f"{job_id}/{'job' if index is None else index}/{attempt}/{which}"
+
+
+_NOT_IN_STREAM_NAMES = re.compile(r"[:*]")  # CloudWatch refuses ':' and '*' in stream names
+
+
+def worker_streams_prefix(worker_id: str, generation: int = 0) -> str:
+    """``workers/<worker id>/<generation>``: the streams a worker's jobs share (``/stdout`` and ``/stderr``)."""
+    return f"workers/{_NOT_IN_STREAM_NAMES.sub('_', worker_id)[:400]}/{generation}"
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """Where one attempt's output is: a worker's stream pair and the attempt's first and last event time (ms).
+
+    ``end`` is None while the attempt runs (its events are the stream's from ``start`` on: the worker starts
+    nothing else until this attempt's end is recorded) and for an attempt whose end was never recorded (its
+    worker moved to a new stream generation, so the stream holds nothing after it either). Kept in the job
+    record as text, ``"<prefix> <start> <end or ->"``, one per attempt."""
+
+    prefix: str
+    start: int
+    end: int | None = None
+
+    def text(self) -> str:
+        return f"{self.prefix} {self.start} {'-' if self.end is None else self.end}"
+
+    @classmethod
+    def parse(cls, text: str) -> "LogWindow | None":
+        parts = (text or "").split(" ")
+        if len(parts) != 3 or not parts[1].isdigit() or not (parts[2] == "-" or parts[2].isdigit()):
+            return None
+        return cls(parts[0], int(parts[1]), None if parts[2] == "-" else int(parts[2]))
+
+    def stream(self, which: str) -> str:
+        if which not in STREAMS:
+            raise ValueError(f"unknown output {which!r}")
+        return f"{self.prefix}/{which}"
+
+    def bounds(self) -> dict[str, int]:
+        """GetLogEvents arguments: startTime is inclusive; endTime is exclusive on AWS (inclusive on moto), and
+        the next window starts 2 ms or more after ``end``, so ``end + 1`` is right under both."""
+        return {"startTime": self.start, **({} if self.end is None else {"endTime": self.end + 1})}
 
 
 # log group -------------------------------------------------------------------------------------------
@@ -184,16 +235,22 @@ class _Stream:
 class LogShipper:
     """Tails one job attempt's output files into CloudWatch Logs while it runs; ``close()`` flushes.
 
+    ``names`` maps each output (stdout/stderr) to its stream; ``files`` to its local file. Every event is
+    stamped at or after ``floor_ms`` (the attempt's window start) and never before an earlier event, so
+    ``last_ms`` bounds the attempt's window. ``created`` is shared by the shipper of a worker's next job: a
+    stream is created once per worker, not once per job.
+
     ``start()`` is called once the job's files are open (truncated) and its process runs; ``close()`` after it
     ended and before its end is recorded, so a reader that sees the job finished finds all of its output.
     """
 
-    def __init__(self, host: Host, job_id: int, index: int | None, attempt: int, files: dict[str, Path], *,
-                 interval: float = 1.0, flush_timeout: float = 20.0, base_delay: float = 0.2,
-                 max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, host: Host, names: dict[str, str], files: dict[str, Path | None], *, floor_ms: int = 0,
+                 created: set[str] | None = None, interval: float = 1.0, flush_timeout: float = 20.0,
+                 base_delay: float = 0.2, max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep):
         self.host = host
         self.group = group_name(host)
-        self.streams = [_Stream(which, Path(path), stream_name(job_id, index, attempt, which))
+        self.created = created if created is not None else set()
+        self.streams = [_Stream(which, Path(path), names[which], created=names[which] in self.created)
                         for which, path in files.items() if path is not None]
         self.interval = interval
         self.flush_timeout = flush_timeout
@@ -202,7 +259,7 @@ class LogShipper:
         self.sleep = sleep
         self.calls = 0  # CloudWatch requests made (the benchmark reports them)
         self._client = None
-        self._last_ts = 0
+        self._last_ts = floor_ms
         self._failures = 0  # consecutive transient failures (backoff)
         self._retry_at = 0.0
         self._closing = threading.Event()
@@ -264,6 +321,11 @@ class LogShipper:
 
     def _now_ms(self) -> int:
         self._last_ts = max(self._last_ts, int(time.time() * 1000))
+        return self._last_ts
+
+    @property
+    def last_ms(self) -> int:
+        """The latest event time stamped so far (the floor when there was none): the window's end."""
         return self._last_ts
 
     def _read(self, s: _Stream, final: bool) -> bool:
@@ -390,6 +452,7 @@ class LogShipper:
             except client.exceptions.ResourceAlreadyExistsException:
                 pass
         s.created = True
+        self.created.add(s.name)
 
     def _handle(self, s: _Stream, exc: Exception, final: bool, deadline: float | None) -> bool:
         """Decide what a failed request means; True to try again at once (or after the backoff)."""
@@ -400,6 +463,7 @@ class LogShipper:
             self._failures += 1
             if s.created and self._failures <= 5:
                 s.created = False  # stream (or group) vanished: create it and resend
+                self.created.discard(s.name)
                 return True
             s.failed = text
             return False
@@ -432,70 +496,36 @@ def _rejected_count(info: dict, n: int) -> int:
     return min(count, n)
 
 
-# reading ---------------------------------------------------------------------------------------------
-class StreamReader:
-    """Reads one stream forward, page by page; ``read()`` again returns only what arrived since."""
+# a worker's streams ---------------------------------------------------------------------------------
+class WorkerStreams:
+    """One worker's stream pair, shared by the jobs it runs one after another (see the module docstring).
 
-    def __init__(self, host: Host, name: str):
+    ``shipper(files)`` starts an attempt: its window begins at least 2 ms after the previous attempt's last
+    event. ``ended(shipper, window)`` closes the window; when the attempt's end could not be recorded (qdel, or
+    the job was taken from this worker) ``abandon()`` moves the worker to fresh streams, so that open window
+    holds nothing else.
+    """
+
+    def __init__(self, host: Host, worker_id: str, **shipper_options):
         self.host = host
-        self.group = group_name(host)
-        self.name = name
-        self.token: str | None = None
+        self.worker_id = worker_id
+        self.generation = 0
+        self.created: set[str] = set()
+        self.last_ms = 0
+        self.options = shipper_options
 
-    def _get(self, **kwargs) -> dict | None:
-        client = _logs(self.host)
-        with aws.aws_errors(self.host, "logs", f"read {self.group} {self.name}"):
-            try:
-                return client.get_log_events(logGroupName=self.group, logStreamName=self.name, **kwargs)
-            except client.exceptions.ResourceNotFoundException:
-                return None  # no output yet (streams are created with the first byte)
+    def shipper(self, files: dict[str, Path | None]) -> tuple[LogShipper, LogWindow]:
+        start = max(int(time.time() * 1000), self.last_ms + 2)
+        window = LogWindow(worker_streams_prefix(self.worker_id, self.generation), start)
+        names = {which: window.stream(which) for which in STREAMS}
+        return LogShipper(self.host, names, files, floor_ms=start, created=self.created, **self.options), window
 
-    def read(self) -> bytes:
-        """Everything after what was read before (the whole stream the first time)."""
-        return b"".join(self.pages())
+    def ended(self, shipper: LogShipper, window: LogWindow) -> LogWindow:
+        """The attempt's window with its end (after ``shipper.close()``): what the job record keeps."""
+        done = LogWindow(window.prefix, window.start, max(window.start, shipper.last_ms))
+        self.last_ms = done.end or window.start
+        return done
 
-    def pages(self) -> Iterator[bytes]:
-        while True:
-            kwargs: dict = {"startFromHead": True, "limit": GET_LIMIT}
-            if self.token:
-                kwargs["nextToken"] = self.token
-            resp = self._get(**kwargs)
-            if resp is None:
-                return
-            events = resp.get("events", ())
-            if events:
-                yield "".join(e["message"] for e in events).encode("utf-8")
-            token = resp.get("nextForwardToken")
-            if not token or token == self.token:
-                return
-            self.token = token
-
-    def tail(self, n: int) -> bytes:
-        """The last ``n`` lines; afterwards ``read()`` continues from the stream's end."""
-        limit = min(GET_LIMIT, max(n, 1) + 16)
-        resp = self._get(startFromHead=False, limit=limit)
-        if resp is None:
-            return b""
-        self.token = resp.get("nextForwardToken")
-        pages = ["".join(e["message"] for e in resp.get("events", ()))]
-        back = resp.get("nextBackwardToken")
-        while resp.get("events") and "".join(pages).count("\n") <= n and back:
-            resp = self._get(startFromHead=False, limit=limit, nextToken=back)
-            if resp is None or not resp.get("events"):
-                break
-            pages.insert(0, "".join(e["message"] for e in resp["events"]))
-            if resp.get("nextBackwardToken") == back:
-                break
-            back = resp.get("nextBackwardToken")
-        lines = "".join(pages).encode("utf-8").splitlines(keepends=True)
-        return b"".join(lines[-n:]) if n else b""
-
-
-def stream_exists(host: Host, name: str) -> bool:
-    client = _logs(host)
-    with aws.aws_errors(host, "logs", "describe log streams"):
-        try:
-            found = client.describe_log_streams(logGroupName=group_name(host), logStreamNamePrefix=name)
-        except client.exceptions.ResourceNotFoundException:
-            return False
-    return any(s["logStreamName"] == name for s in found.get("logStreams", ()))
+    def abandon(self) -> None:
+        """The attempt's end did not reach its record (qdel, fenced, taken over): later jobs use new streams."""
+        self.generation += 1

@@ -9,6 +9,9 @@ providers and dask-jobqueue's one class per scheduler):
   an EKS namespace); a region that fails them is dropped from the pair's weights with one problem line;
 * ``render``: **pure**; the exact requests that would start the planned workers (``--dry-run`` prints them);
 * ``submit`` and ``cancel``;
+* ``ended``: which registered workers (not EXITED in the store) the backend has seen end (a Batch job
+  SUCCEEDED/FAILED, a pod Succeeded/Failed): the tick requeues their jobs at once instead of waiting for their
+  lease, which on DynamoDB grows with a long job's age (hyper/worker/fence.py);
 * ``capacity``: the cluster's (vCPUs, GPUs or None) cap in a region; ``hourly_price``: one worker's USD/h
   there (spend limits).
 
@@ -24,6 +27,7 @@ from typing import Any, ClassVar, Protocol, Sequence
 
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue
+from hyper.store.base import WorkerInfo
 
 
 class WorkerState(str, enum.Enum):
@@ -141,6 +145,8 @@ class WorkerBackend(Protocol):
     def submit(self, requests: Sequence[Any]) -> list[tuple[Submitted | None, str | None]]: ...
 
     def cancel(self, worker_ids: Sequence[str]) -> list[bool]: ...
+
+    def ended(self, workers: Sequence[WorkerInfo]) -> list[str]: ...
 
     def hourly_price(self, pair: Pair, region: str) -> float | None: ...
 

@@ -25,13 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence
 
 from hyper.aws import names
-from hyper.aws.batch import BatchApi, BatchStatus, LiveJob, SubmitRequest, live_workers, render_submissions
+from hyper.aws.batch import FINISHED_STATUSES, BatchApi, BatchStatus, LiveJob, SubmitRequest, live_workers, render_submissions
 from hyper.backends import instances
 from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem, setting
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster
-from hyper.store.base import Store
+from hyper.store.base import Store, WorkerInfo
 
 DEFAULT_SUBMIT_RATE = 50.0  # SubmitJob per second per account (AWS Batch quota)
 RECENT_SECONDS = 300.0  # jobs this process submitted are described directly for this long (ListJobs lags)
@@ -315,6 +315,27 @@ class BatchBackend:
         for _, results in sorted(self._in_parallel(run, sorted(by_region)).items()):
             out.extend(results)
         return out
+
+    def ended(self, workers: Sequence[WorkerInfo]) -> list[str]:
+        """Workers whose own Batch job (``<array job>:<index>``, recorded by the worker) is SUCCEEDED or FAILED:
+        the container is gone (spot reclaim, OOM, host failure), whatever lease its jobs still hold. One
+        DescribeJobs per 100 workers and region; a region that cannot be asked is asked again next tick."""
+        from hyper.worker.identity import parse_host
+
+        by_region: dict[str, dict[str, str]] = {}
+        for w in workers:
+            where = parse_host(w.host)
+            if where.get("batch_job") and where.get("region"):
+                by_region.setdefault(where["region"], {})[where["batch_job"]] = w.id
+        out: list[str] = []
+        for region, ids in sorted(by_region.items()):
+            try:
+                described = self.api.describe(region, sorted(ids))
+            except Exception:  # (inventory reports the region's Batch problems; this only loses a shortcut)
+                continue
+            out.extend(ids[j["jobId"]] for j in described
+                       if j.get("jobId") in ids and j.get("status") in FINISHED_STATUSES)  # no container left
+        return sorted(out)
 
     def cancel(self, worker_ids: Sequence[str]) -> list[bool]:
         """Terminate worker jobs given as ``region/job id``; False for those Batch refused."""

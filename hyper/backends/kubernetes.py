@@ -40,7 +40,7 @@ from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, 
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Image
-from hyper.store.base import Store
+from hyper.store.base import Store, WorkerInfo
 
 K8S_VERSION = "1.33.0"  # the schemas manifests are validated against (EKS standard support, 2026-11)
 DEFAULT_NAMESPACE = "hyper"
@@ -283,6 +283,14 @@ def _stamp(value: Any) -> float | None:
         return None
 
 
+POD_ENDED = ("Succeeded", "Failed")  # a pod in either phase runs no container any more
+
+
+def pod_name(pod: dict) -> str:
+    """A pod's name: the id of the worker in it (the image's start.sh passes HYPER_POD_NAME as --worker-id)."""
+    return str((pod.get("metadata") or {}).get("name", ""))
+
+
 def unschedulable(pod: dict, now: float, limit: float) -> tuple[float, str] | None:
     """(seconds, the scheduler's message) for a pod Pending and unschedulable beyond `limit`."""
     status = pod.get("status") or {}
@@ -320,6 +328,7 @@ class KubernetesBackend:
         self._images: dict[tuple[str, str], str] = {}
         self._account: str | None = None
         self._state: dict[tuple[str, str, str], tuple[int, int]] = {}  # (q, d, region) -> (backlog, running)
+        self._ended_pods: set[str] = set()  # pods seen Succeeded/Failed by the last inventory (see ended)
 
     def api(self, cluster: Cluster, region: str):
         key = (cluster.name, region)
@@ -342,6 +351,7 @@ class KubernetesBackend:
         defs = {p.definition.name: p.definition for p in pairs}
         ours = {(label_value(q), label_value(d)): (q, d) for q, d in known_pairs}
         selector = {LABEL_PREFIX: label_value(names.prefix(self.host).rstrip("-_"))}
+        ended_pods: set[str] = set()
         for cname, cluster in sorted(clusters.items()):
             ns = namespace_of(cluster)
             for region in sorted({r for p in pairs if p.cluster.name == cname for r in p.enabled}):
@@ -366,6 +376,7 @@ class KubernetesBackend:
                     continue
                 inv.known.add((cname, region))
                 inv.usable.add((cname, region))
+                ended_pods.update(pod_name(p) for p in pods if (p.get("status") or {}).get("phase") in POD_ENDED)
                 stuck_by_job: dict[str, list[tuple[float, str]]] = {}
                 for pod in pods:
                     got = unschedulable(pod, now, self.stuck_after)
@@ -391,7 +402,13 @@ class KubernetesBackend:
                     d = defs.get(key[1])
                     inv.add_used(cname, region, n * max(1, d.vcpus if d else 1))
         self._state = {k: (0, n) for k, n in inv.live.items()}
+        self._ended_pods = ended_pods
         return inv
+
+    def ended(self, workers: Sequence[WorkerInfo]) -> list[str]:
+        """Workers whose pod (a worker's id is its pod's name) the last inventory saw Succeeded or Failed: the
+        container is gone (node reclaimed, OOM-killed), whatever lease its jobs still hold."""
+        return sorted(w.id for w in workers if w.id in self._ended_pods)
 
     # -- prepare -------------------------------------------------------------------------------------
     def prepare(self, pairs: dict[tuple[str, str], Pair], wanted: dict[tuple[str, str], int]) -> list[str]:

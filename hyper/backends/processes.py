@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Sequence
 
 from hyper.backends.base import Inventory, Pair, Submitted, WorkerState
 from hyper.models import Cluster
+from hyper.store.base import WorkerInfo
 
 PLACE = "localhost"
 
@@ -102,6 +103,10 @@ class LocalBackend:
             else:
                 out.append(False)
         return out
+
+    def ended(self, workers: Sequence[WorkerInfo]) -> list[str]:
+        """None here: the local agent requeues a dead worker's jobs itself, the moment its process exits."""
+        return []
 
     def hourly_price(self, pair: Pair, region: str) -> float | None:
         return 0.0  # this machine is already paid for

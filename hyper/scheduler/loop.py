@@ -115,12 +115,30 @@ class Scheduler:
                                                       worker_idle=self.worker_idle)
         return self.backends[kind]
 
+    def _requeue_ended(self, now: float, report: TickReport) -> int:
+        """Requeue the jobs of workers their backend saw end (a Batch job FAILED, a pod Failed) now, not when
+        their lease runs out: a long job's lease grows with its age (hyper/worker/fence.py), up to the store's
+        MAX_LEASE, so a reclaimed spot worker would otherwise hold its job for up to that long."""
+        workers = [w for w in self.store.list_workers() if w.state != "EXITED"]
+        if not workers:
+            return 0
+        requeued = 0
+        for kind in self.kinds:
+            try:
+                gone = self.backend(kind).ended(workers)
+            except HyperError as exc:
+                report.problems.append(problem(f"{kind} workers that ended: {exc.message}", exc.hint))
+                continue
+            for wid in gone:
+                requeued += len(self.store.requeue_worker(wid, now))
+        return requeued
+
     # -- one tick ------------------------------------------------------------------------------------
     def tick(self, dry_run: bool = False, backlog: dict[tuple[str, str], int] | None = None) -> TickReport:
         now = self.clock()
         report = TickReport(tick_id(now), dry_run)
         if not dry_run and self.sweep:
-            report.requeued = len(self.store.requeue_expired(now))
+            report.requeued = len(self.store.requeue_expired(now)) + self._requeue_ended(now, report)
             from hyper.workflows.hooks import sweep as workflow_sweep  # notices nobody sent: qdel, lost workers
 
             try:

@@ -57,14 +57,28 @@ def output_files(ctx: Context, job: Job) -> dict[str, str]:
     return {"output_path": str(out), "error_path": str(err) if err else "(joined into output)"}
 
 
-def log_location(ctx: Context, job: Job, stderr: bool = False, attempt: int | None = None) -> tuple[str, str] | None:
-    """(log group, stream) of a job attempt's output on an aws host (None elsewhere or before it started)."""
+def log_location(ctx: Context, job: Job, stderr: bool = False,
+                 attempt: int | None = None) -> tuple[str, str, str | None] | None:
+    """(log group, stream, window) of a job attempt's output on an aws host (None elsewhere or before it
+    started): the worker's shared stream and the attempt's time window in it as "<first ms>..<last ms>"
+    ("<first ms>.." while it runs), or the attempt's own stream and None for records from older workers."""
     if ctx.host.type != "aws" or job.is_array or not (attempt or job.attempts):
         return None
     from hyper.aws import logs
 
-    which = "stderr" if stderr else "stdout"
-    return logs.group_name(ctx.host), logs.stream_name(job.id, job.index, attempt or job.attempts, which)
+    stream, window = _cloud_stream(job, attempt or job.attempts, "stderr" if stderr else "stdout")
+    span = None if window is None else f"{window.start}..{'' if window.end is None else window.end}"
+    return logs.group_name(ctx.host), stream, span
+
+
+def _cloud_stream(job: Job, attempt: int, which: str):
+    """(stream name, LogWindow or None) of one attempt's output."""
+    from hyper.aws import logs
+
+    window = logs.LogWindow.parse(job.logs.get(str(attempt), ""))
+    if window is None:
+        return logs.stream_name(job.id, job.index, attempt, which), None
+    return window.stream(which), window
 
 
 def tail_lines(path, n: int) -> bytes:
@@ -130,7 +144,11 @@ def read_log(ctx: Context, ref: JobRef, stderr: bool = False, tail: int | None =
 
 def _read_cloud_log(ctx: Context, ref: JobRef, stderr: bool, tail: int | None, follow: bool,
                     attempt: int | None, poll: float) -> Iterator[bytes]:
-    from hyper.aws import logs
+    from hyper.aws.log_reading import StreamReader
+
+    def reader_for(job: Job, number: int) -> StreamReader:
+        stream, window = _cloud_stream(job, number, which)
+        return StreamReader(ctx.host, stream, window)
 
     job = _log_job(ctx, ref, stderr)
     which = "stderr" if stderr else "stdout"
@@ -148,7 +166,7 @@ def _read_cloud_log(ctx: Context, ref: JobRef, stderr: bool, tail: int | None, f
             time.sleep(poll)
             job = _log_job(ctx, ref, stderr)
             current = job.attempts
-    reader = logs.StreamReader(ctx.host, logs.stream_name(job.id, job.index, current, which))
+    reader = reader_for(job, current)
     if tail is not None:
         yield reader.tail(tail)
     else:
@@ -158,12 +176,28 @@ def _read_cloud_log(ctx: Context, ref: JobRef, stderr: bool, tail: int | None, f
     while not job.state.finished:
         time.sleep(poll)
         job = _log_job(ctx, ref, stderr)
+        reader = _refresh(reader, job, current, which)
         yield from reader.pages()
         if job.attempts > current and job.started is not None:  # requeued and running again: its new stream
             current = job.attempts
-            reader = logs.StreamReader(ctx.host, logs.stream_name(job.id, job.index, current, which))
+            reader = reader_for(job, current)
             yield from reader.pages()
+    reader = _refresh(reader, job, current, which)
     if job.ended is not None and time.time() - job.ended < 5:
         time.sleep(min(poll, 1.0))  # CloudWatch shows new events within about a second
         yield from reader.pages()
 
+
+def _refresh(reader, job: Job, attempt: int, which: str):
+    """The reader for an attempt as its record now says: its window once the worker wrote it (a claim records
+    the attempt before the job starts and says where its output goes), bounded once its end is recorded."""
+    from hyper.aws.log_reading import StreamReader
+
+    stream, window = _cloud_stream(job, attempt, which)
+    if window is None:
+        return reader
+    if reader.window is None or stream != reader.name:
+        return StreamReader(reader.host, stream, window)
+    if window.end is not None:
+        reader.bounded(window)
+    return reader

@@ -120,6 +120,8 @@ class StoreDefaults:
     IDLE_POLL_CEILING: float = 0.2
     TOUCH_EVERY: float = 1.0
     STATE_POLL: float = 1.0
+    MAX_LEASE: float | None = None
+    CLAIM_AHEAD: int = 1
 
     def remember_submission(self, region: str, batch_job_id: str, at: float, keep: float) -> None:
         """Keeps nothing: the local host's agent never submits to Batch."""
@@ -139,6 +141,8 @@ class Store(Protocol):
     IDLE_POLL_CEILING: float  # longest wait between an idle worker's empty claims, in seconds
     TOUCH_EVERY: float  # a worker's IDLE/BUSY registry write at most this often (liveness is the lease)
     STATE_POLL: float  # longest wait between a running worker's qdel checks (``peek``)
+    MAX_LEASE: float | None  # a long job's lease grows with its age up to this (renewals are writes); None: fixed
+    CLAIM_AHEAD: int  # jobs a worker may claim at once while its jobs are short (``claim_many``); 1: one at a time
 
     # resources -------------------------------------------------------------------------------------
     def put_resource(self, resource: Resource, *, replace: bool = False) -> None:
@@ -196,7 +200,20 @@ class Store(Protocol):
         """Take the next ready job of (queue, definition) for this worker (priority, then id), or None."""
         ...
 
-    def set_pid(self, job: Job, worker: str, pid: int) -> None:
+    def claim_many(self, queue: str, definition: str, worker: str, lease_until: float, now: float,
+                   limit: int) -> list[Job]:
+        """Up to ``limit`` jobs for a worker that runs them in turn (array elements in one transaction where
+        claims are costly, see ``CLAIM_AHEAD``); all but the first are claimed ahead until they start."""
+        ...
+
+    def release(self, job: Job, worker: str, now: float) -> JobState | None:
+        """Give back a job claimed ahead that this worker did not start: QUEUED again, no attempt spent;
+        None once it started or when it is not this worker's."""
+        ...
+
+    def set_pid(self, job: Job, worker: str, pid: int, log: str | None = None) -> None:
+        """The attempt's process; ``log`` says where its output is shipped (hyper.aws.logs.LogWindow text),
+        kept per attempt by stores of hosts that ship output (DynamoDB); a local store ignores it."""
         ...
 
     def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None:
@@ -208,7 +225,7 @@ class Store(Protocol):
         ...
 
     def finish(self, job: Job, worker: str, outcome: RunOutcome, exit_code: int | None, reason: str,
-               now: float) -> JobState | None:
+               now: float, log: str | None = None) -> JobState | None:
         """Record a run's end if this worker still owns it; applies the retry policy (hyper/retry.py)."""
         ...
 

@@ -747,7 +747,20 @@ class SQLiteStore(SQLiteNotices, StoreDefaults):
                     "WHERE id = ? AND idx >= 0 AND state = 'QUEUED' AND ready != ?",
                     (element_ready, job_id, element_ready))
 
-    def set_pid(self, job: Job, worker: str, pid: int) -> None:
+    def claim_many(self, queue: str, definition: str, worker: str, lease_until: float, now: float,
+                   limit: int) -> list[Job]:
+        """One job, as ``claim``: a local claim is one short transaction on this machine, so claiming ahead
+        would only let a worker hold jobs another could start (the worker asks for more only where the store's
+        CLAIM_AHEAD says claims are costly)."""
+        job = self.claim(queue, definition, worker, lease_until, now)
+        return [job] if job is not None else []
+
+    def release(self, job: Job, worker: str, now: float) -> JobState | None:
+        """Nothing is ever claimed ahead here (see claim_many), so there is nothing to give back."""
+        return None
+
+    def set_pid(self, job: Job, worker: str, pid: int, log: str | None = None) -> None:
+        # (``log`` is for hosts that ship output: a local job's output is its files)
         with self._tx() as con:
             con.execute("UPDATE jobs SET pid = ? WHERE id = ? AND idx = ? AND worker = ?",
                         (pid, job.id, _idx(job), worker))
@@ -771,8 +784,8 @@ class SQLiteStore(SQLiteNotices, StoreDefaults):
         return None if row is None or row[1] != worker else JobState(row[0])
 
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
-               now: float) -> JobState | None:
-        """Record a run's end if this worker still owns it; applies the retry policy."""
+               now: float, log: str | None = None) -> JobState | None:
+        """Record a run's end if this worker still owns it; applies the retry policy (``log``: see set_pid)."""
         with self._tx() as con:
             return self._finish(con, job.id, _idx(job), worker, outcome, exit_code, reason, now)
 

@@ -3,12 +3,13 @@
 Two parts:
 
 - ``LeaseKeeper`` is the worker's side. It renews the lease at most every lease/3 (on DynamoDB a renewal is a
-  write; see docs/dynamodb.md) and in between only *peeks* at the job's state for ``qdel`` (a cheap read),
-  every ``elapsed/10`` seconds between 1 s and ``peek_ceiling``: a qdel soon after the start (the common
-  case: a wrong submission) is seen within a second or two, and a one-hour job costs ~110 peeks, not 3,600. It
-  knows until when the last successful renewal holds; once a renewal can no longer land in time it tells the
-  runner to stop the job (SIGTERM, SIGKILL by the lease's end), so the sweep, which waits lease + margin, never
-  hands the job to a second worker while the first attempt still runs.
+  write; see docs/dynamodb.md; there a long job's lease grows with its age, up to ``max_lease``) and in
+  between only *peeks* at the job's state for ``qdel`` (a cheap read), every ``elapsed/10`` seconds between
+  1 s and ``peek_ceiling``: a qdel soon after the start (the common case: a wrong submission) is seen within a
+  second or two, and a one-hour job costs ~90 peeks, not 3,600. It knows until when the last successful
+  renewal holds; once a renewal can no longer land in time it tells the runner to stop the job (SIGTERM,
+  SIGKILL by the lease's end), so the sweep, which waits lease + margin, never hands the job to a second
+  worker while the first attempt still runs.
 - A worker that is frozen (SIGSTOP, a stalled VM, a long GC pause) cannot stop anything. So on an aws host the
   worker also runs a watchdog process (``python -m hyper.worker.fence``, one per worker, started with its first
   job, in its own session) that holds the running job's process group and lease end in a small file the worker
@@ -42,9 +43,14 @@ class LeaseKeeper:
     def __init__(self, renew: Callable[[float], JobState | None], peek: Callable[[], JobState | None],
                  lease: float, renew_every: float, stop_before: float, now: Callable[[], float] = time.time,
                  on_renew: Callable[[float], None] | None = None, until: float | None = None,
-                 peek_ceiling: float = 1.0):
+                 peek_ceiling: float = 1.0, max_lease: float | None = None):
         self.renew, self.peek, self.lease = renew, peek, lease
         self.renew_every = renew_every
+        # a long job's lease grows with its age (twice the time it has run, up to max_lease), and renewals stay
+        # a third of the lease apart: a one-hour job beats 17 times (max_lease 900 s) instead of 180 (each beat
+        # is a DynamoDB write). What it costs: a worker that dies without its backend noticing holds its job for
+        # up to the lease it last took; the scheduler requeues the jobs of workers their backend saw end at once.
+        self.max_lease = max_lease if max_lease is not None and max_lease > lease else lease
         self.stop_before = stop_before  # stop the job this long before the lease ends (the kill grace)
         self.now = now
         self.on_renew = on_renew
@@ -58,6 +64,10 @@ class LeaseKeeper:
         self.fenced = ""
         self.errors: list[str] = []
 
+    def lease_at(self, t: float) -> float:
+        """The lease a renewal at ``t`` takes: the base lease, or twice the job's age up to ``max_lease``."""
+        return min(self.max_lease, max(self.lease, 2 * (t - self.started)))
+
     def renew_if_due(self) -> JobState | None:
         """Before the job starts: a claim that took a while to get going renews at once (no read otherwise)."""
         return self() if self.now() >= self.next_renew else JobState.RUNNING
@@ -65,17 +75,18 @@ class LeaseKeeper:
     def __call__(self) -> JobState | None:
         t = self.now()
         if t >= self.next_renew:
+            lease = self.lease_at(t)
             try:
                 self.renewals += 1
-                state = self.renew(t + self.lease)
+                state = self.renew(t + lease)
             except Exception as exc:  # DynamoDB unreachable or throttled: try again at the next check
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 state = JobState.RUNNING
             else:
                 self._peeked(t)
                 if state is not None:
-                    self.until = t + self.lease
-                    self.next_renew = t + self.renew_every
+                    self.until = t + lease
+                    self.next_renew = t + self.renew_every * lease / self.lease
                     if self.on_renew is not None:
                         self.on_renew(self.until)
                 return self._fence_if_late(state)

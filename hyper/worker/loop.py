@@ -31,12 +31,15 @@ from hyper.config import private_dir
 from hyper.errors import DiskFullError, HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, LOST
-from hyper.states import WorkerActivity
+from hyper.states import JobState, WorkerActivity
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
 from hyper.worker.fence import LeaseKeeper, Watchdog
 from hyper.outputs import output_paths
 from hyper.worker.runner import Outcome, run_attempt
+
+
+AHEAD_WHILE_UNDER = 2.0  # seconds: jobs shorter than this are claimed several at a time (see _pace_claims)
 
 
 class Worker:
@@ -66,6 +69,12 @@ class Worker:
         self.extra_env = identity.job_env(worker_id, self.aws)
         self.log_warnings: list[str] = []
         self._watchdog: Watchdog | None = None  # aws: stops a job past its lease even if this worker freezes
+        self._streams = None  # aws: this worker's CloudWatch streams, shared by its jobs (hyper/aws/logs.py)
+        # jobs claimed ahead (several array elements in one claim where claims are costly: _pace_claims)
+        self.claim_ahead = max(1, int(store.CLAIM_AHEAD))
+        self._take = 1
+        self._ahead: list[Job] = []
+        self._ran_for = 0.0
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop = True  # the running job is stopped and requeued by run_attempt
@@ -111,8 +120,11 @@ class Worker:
                 if self._stop:  # SIGTERM arrived while claiming: give the job back without starting it
                     self.store.finish(job, self.id, LOST, None, "worker interrupted (SIGTERM)", time.time())
                     break
+                self._ran_for = 0.0
                 self._run_job(job, definition)
                 self.jobs_run += 1
+                if self.claim_ahead > 1:
+                    self._pace_claims(self._ran_for)
                 idle_since = time.monotonic()
                 if time.monotonic() - last_touch >= self.touch_every:
                     self.store.touch_worker(self.id, time.time(), WorkerActivity.BUSY, self.jobs_run)
@@ -120,6 +132,7 @@ class Worker:
                 if self.max_jobs and self.jobs_run >= self.max_jobs:
                     break
         finally:
+            self._release_ahead()
             if self._watchdog is not None:
                 self._watchdog.close()
             self.store.touch_worker(self.id, time.time(), WorkerActivity.EXITED, self.jobs_run)
@@ -139,17 +152,46 @@ class Worker:
         would fail for want of room, not for anything it did), and a store that cannot write waits too."""
         if not self.aws and diskspace.is_full(self.workdir):
             return None
+        while self._ahead:  # claimed ahead with an earlier claim: still ours (not qdel'd meanwhile)?
+            job = self._ahead.pop(0)
+            if self.store.peek(job, self.id) is JobState.RUNNING:
+                return job
         try:
+            if self._take > 1:
+                jobs = self.store.claim_many(self.queue, self.definition_name, self.id, now + self.lease, now,
+                                             self._take)
+                self._ahead = jobs[1:]
+                return jobs[0] if jobs else None
             return self.store.claim(self.queue, self.definition_name, self.id, now + self.lease, now)
         except DiskFullError:
             return None
 
-    def _finish(self, job: Job, kind: str, exit_code: int | None, reason: str):
+    def _pace_claims(self, ran_for: float) -> None:
+        """Claim several jobs at once only while they are short: the number doubles after each job whose
+        process ran less than AHEAD_WHILE_UNDER seconds (up to the store's CLAIM_AHEAD) and drops to one after
+        a longer one, which gives back what it holds, so no job waits behind a long one while other workers
+        are idle."""
+        if ran_for < AHEAD_WHILE_UNDER:
+            self._take = min(self._take * 2, self.claim_ahead)
+            return
+        self._take = 1
+        self._release_ahead()
+
+    def _release_ahead(self) -> None:
+        """Give back the jobs claimed ahead and not started (QUEUED again, no attempt spent)."""
+        while self._ahead:
+            job = self._ahead.pop()
+            try:
+                self.store.release(job, self.id, time.time())
+            except HyperError as exc:  # the sweep gives it back later (claimed ahead: no attempt spent)
+                self._warn(f"could not give back job {job.job_id}: {exc.message}")
+
+    def _finish(self, job: Job, kind: str, exit_code: int | None, reason: str, log: str | None = None):
         """Record the end, waiting for room if the disk is full: the outcome is known and must not be lost."""
         delay = 0.5
         while True:
             try:
-                return self.store.finish(job, self.id, kind, exit_code, reason, time.time())
+                return self.store.finish(job, self.id, kind, exit_code, reason, time.time(), log=log)
             except DiskFullError:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -160,12 +202,15 @@ class Worker:
         sys.stderr.flush()
 
     def _shipper(self, job: Job):
+        """(shipper, window) of this attempt's output on an aws host, into this worker's shared streams."""
         if not self.aws:
-            return None
-        from hyper.aws import logs
+            return None, None
+        if self._streams is None:
+            from hyper.aws import logs
 
+            self._streams = logs.WorkerStreams(self.host, self.id)
         out, err = output_paths(job, self.logs_dir)
-        return logs.LogShipper(self.host, job.id, job.index, job.attempts, {"stdout": out, "stderr": err})
+        return self._streams.shipper({"stdout": out, "stderr": err})
 
     def _run_job(self, job: Job, definition: Definition) -> None:
         renew_every = self.lease / 3
@@ -180,7 +225,7 @@ class Worker:
         check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
                             on_renew=extended, until=job.lease,
-                            peek_ceiling=min(self.store.STATE_POLL, renew_every))
+                            peek_ceiling=self.store.STATE_POLL, max_lease=self.store.MAX_LEASE)
 
         extra_env, hooks = self.extra_env, None
         if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
@@ -208,10 +253,13 @@ class Worker:
                 if hooks is not None:
                     hooks.job_ended(self.store, self.host, job, state, self.id)
                 return
-        shipper = self._shipper(job)
+        shipper, window = self._shipper(job)
+
+        began = 0.0
 
         def on_start(pid: int) -> None:
-            nonlocal pgid
+            nonlocal pgid, began
+            began = time.monotonic()
             if self.aws:  # the job stops at its lease's end even if this worker freezes
                 check.renew_if_due()
                 if self._watchdog is None:
@@ -220,7 +268,7 @@ class Worker:
                 self._watchdog.arm(pid, check.until)
             if shipper is not None:
                 shipper.start()  # the files are open (truncated) and the job runs: tail them from here
-            self.store.set_pid(job, self.id, pid)
+            self.store.set_pid(job, self.id, pid, log=window.text() if window is not None else None)
 
         try:
             outcome: Outcome = run_attempt(
@@ -228,6 +276,8 @@ class Worker:
                 kill_grace=self.kill_grace, stop_requested=lambda: self._stop, on_start=on_start,
                 gpu_ids=self.gpu_ids, extra_env=extra_env)
         finally:
+            if began:
+                self._ran_for = time.monotonic() - began  # the job's own run time (pacing claims ahead)
             if self._watchdog is not None:
                 self._watchdog.disarm()
             if shipper is not None:
@@ -236,6 +286,9 @@ class Worker:
                 for warning in shipper.close(5.0 if self._stop else None):
                     self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
         if not outcome.kind.recorded:
+            if shipper is not None:  # its end is not recorded by us: our next jobs go to fresh streams
+                self._streams.ended(shipper, window)
+                self._streams.abandon()
             if check.fenced:
                 self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
@@ -243,6 +296,9 @@ class Worker:
         if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
             for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
                 self._warn(f"job {job.job_id}: {warning}")
-        state = self._finish(job, kind, outcome.exit_code, outcome.reason)
+        done = self._streams.ended(shipper, window) if shipper is not None else None
+        state = self._finish(job, kind, outcome.exit_code, outcome.reason, log=done.text() if done else None)
+        if done is not None and state is None:  # taken from us meanwhile: the window stays open in the record
+            self._streams.abandon()
         if hooks is not None:
             hooks.job_ended(self.store, self.host, job, state, self.id)

@@ -6,15 +6,15 @@ import itertools
 import random
 import time
 import uuid
-from typing import Iterator
+from typing import Any, Iterator
 
 from hyper.aws.attributes import _item
 from hyper.aws.dynamo import TX_ATTEMPTS, _committed, _Expr, _mine, _Raw, _update
 from hyper.models import Job
 from hyper.states import JobState
 from hyper.store.dynamodb.core import _Core
-from hyper.store.dynamodb.keys import (CANDIDATE_TTL, DELETED, MAX_CANDIDATES, PAGE, PARENT, QUEUED, RUNNING,
-                                       _finished, _idx, _jkey, _k, _ord, _public, _weight)
+from hyper.store.dynamodb.keys import (CANDIDATE_TTL, DELETED, LOG_PREFIX, MAX_AHEAD, MAX_CANDIDATES, PAGE, PARENT,
+                                       QUEUED, RUNNING, _finished, _idx, _jkey, _k, _ord, _public, _weight)
 
 
 class _Claims(_Core):
@@ -41,9 +41,10 @@ class _Claims(_Core):
         while cands:
             cand = cands[0]
             if cand["idx"] == PARENT and cand.get("array"):
-                job = self._claim_element(cand["id"], queue, definition, worker, lease_until, now)
-                if job is not None:
-                    return job  # the array stays first: it may have more elements to start
+                started = self._claim_element(cand["id"], queue, definition, worker, lease_until, now)
+                if started:
+                    return started[0]  # the array stays first: it may have more elements to start
+                job = None
             else:
                 job = self._claim_item(cand["id"], cand["idx"], queue, definition, worker, lease_until, now)
             cands.pop(0)
@@ -55,6 +56,35 @@ class _Claims(_Core):
         return None
 
     @_public
+    def claim_many(self, queue: str, definition: str, worker: str, lease_until: float, now: float,
+                   limit: int) -> list[Job]:
+        """Up to ``limit`` jobs for one worker that runs them one after another: several elements of the first
+        ready array in ONE transaction (its cursor moves by that many), else one job as ``claim``.
+
+        Why: every element claim writes the array's record, so workers sharing one large array queue behind
+        each other's transactions on that one item; claiming k at a time divides those writes by k. Each job
+        but the first is marked claimed-ahead (``pre``) until it starts (``set_pid``): the worker gives back the
+        ones it will not run (``release``), and the sweep requeues them without spending an attempt if the
+        worker dies holding them."""
+        if limit <= 1:
+            job = self.claim(queue, definition, worker, lease_until, now)
+            return [job] if job is not None else []
+        key = (queue, definition)
+        read_at, cands = self._candidates.get(key, (0.0, []))
+        if not cands or time.monotonic() - read_at >= CANDIDATE_TTL:
+            cands = list(itertools.islice(self._ready_candidates(queue, definition), MAX_CANDIDATES))
+            self._candidates[key] = (time.monotonic(), cands)
+        for cand in list(cands[:4]):
+            if cand["idx"] == PARENT and cand.get("array"):
+                jobs = self._claim_element(cand["id"], queue, definition, worker, lease_until, now, limit)
+                if jobs:
+                    return jobs
+            else:
+                break  # a single job (or a requeued element) comes first: the plain claim takes it
+        job = self.claim(queue, definition, worker, lease_until, now)
+        return [job] if job is not None else []
+
+    @_public
     def claim_job(self, job_id: int, worker: str, lease_until: float, now: float) -> Job | None:
         """Claim one named job (or the next element of a named array): the SQS-driven worker's path,
         where the message says which job to take and no index is read at all."""
@@ -62,7 +92,8 @@ class _Claims(_Core):
         if p is None:
             return None
         if p.get("array"):
-            return self._claim_element(job_id, p["queue"], p["definition"], worker, lease_until, now)
+            started = self._claim_element(job_id, p["queue"], p["definition"], worker, lease_until, now)
+            return started[0] if started else None
         return self._claim_item(job_id, PARENT, p["queue"], p["definition"], worker, lease_until, now)
 
     def _claim_item(self, job_id: int, idx: int, queue: str, definition: str, worker: str, lease_until: float,
@@ -102,50 +133,67 @@ class _Claims(_Core):
         return self._job(it, self._spec_of(parent))
 
     def _claim_element(self, job_id: int, queue: str, definition: str, worker: str, lease_until: float,
-                       now: float) -> Job | None:
-        """Start an array's next element: advance the cursor (if it still is where we read it) and put the
-        element item, in one transaction. Elements deleted before they started are stepped over."""
+                       now: float, take: int = 1) -> list[Job]:
+        """Start an array's next element(s), up to ``take``: advance the cursor (if it still is where we read
+        it) and put the element items, in one transaction. Elements deleted before they started are stepped
+        over. All but the first are claimed ahead (``pre``, see ``claim_many``)."""
         for attempt in range(TX_ATTEMPTS):
             if attempt:
                 time.sleep(random.uniform(0, 0.005 * attempt))
             p = self._get(job_id, PARENT)
             if p is None or p["state"] != QUEUED or p["queue"] != queue or p["definition"] != definition:
-                return None
+                return []
             cursor, skip = p["a_cursor"], p["a_skip"]
             limit = p.get("a_limit")
-            if _weight(p) <= 0 or (limit is not None and p.get("a_running", 0) >= limit):
+            room = _weight(p) if limit is None else min(_weight(p), limit - p.get("a_running", 0))
+            if room <= 0:
                 self._settle_array(job_id, now)  # a stale ready entry: take the array out of the index
-                return None
+                return []
             spec = self._array(job_id, p["array"])
             position, left = cursor, skip
-            while True:
+            indices: list[int] = []
+            while len(indices) < min(take, room, MAX_AHEAD) and position < spec.count:
                 index = spec.index_at(position)
                 position += 1
                 if left and self._get(job_id, index) is not None:
                     left -= 1  # deleted before it started: step over it
                     continue
-                break
+                indices.append(index)
+            if not indices:
+                self._settle_array(job_id, now)
+                return []
             token = uuid.uuid4().hex
-            element = {"id": job_id, "idx": index, "ord": _ord(job_id, index), "name": p["name"], "user": p["user"],
-                       "queue": queue, "definition": definition, "reason": "", "priority": p.get("priority", 0),
-                       "submitted": p.get("submitted"), "started": now, "attempts": 1,
-                       "retries": p.get("retries", 0), "worker": worker, "lease": lease_until, "ct": token}
-            element.update(self._state_attrs(element, RUNNING, ready=False, now=now, worker=worker))
+            elements = []
+            for n, index in enumerate(indices):
+                element = {"id": job_id, "idx": index, "ord": _ord(job_id, index), "name": p["name"],
+                           "user": p["user"], "queue": queue, "definition": definition, "reason": "",
+                           "priority": p.get("priority", 0), "submitted": p.get("submitted"), "started": now,
+                           "attempts": 1, "retries": p.get("retries", 0), "worker": worker, "lease": lease_until,
+                           "ct": token}
+                if n:
+                    element["pre"] = 1
+                element.update(self._state_attrs(element, RUNNING, ready=False, now=now, worker=worker))
+                elements.append(element)
             e = _Expr()
-            cond = (e.eq(state=QUEUED, a_cursor=cursor, a_skip=skip)
-                    + f" AND (attribute_not_exists({e.n('a_limit')}) OR {e.n('a_running')} < {e.n('a_limit')})")
+            k = len(indices)
+            cond = e.eq(state=QUEUED, a_cursor=cursor, a_skip=skip)
+            if limit is not None:  # (no arithmetic in conditions: the running count must be the one we read)
+                running = p.get("a_running", 0)
+                cond += (f" AND ({e.n('a_running')} = {e.v(running)}"
+                         + (f" OR attribute_not_exists({e.n('a_running')}))" if not running else ")"))
             parent_op = _update(self.jobs, _jkey(job_id, PARENT), e,
                                 set_={"a_cursor": position, "a_skip": left,
                                       "started": _Raw(f"if_not_exists({e.n('started')}, {e.v(now)})")},
-                                add={"a_running": 1}, cond=cond)
-            put = _mine({"TableName": self.jobs, "Item": _item(element),
-                         "ConditionExpression": "attribute_not_exists(id)"})
-            result = self._transact([("Update", parent_op), ("Put", put)],
-                                    {(queue, definition, QUEUED): -1, (queue, definition, RUNNING): 1}, token=token)
+                                add={"a_running": k}, cond=cond)
+            puts = [("Put", _mine({"TableName": self.jobs, "Item": _item(el),
+                                   "ConditionExpression": "attribute_not_exists(id)"})) for el in elements]
+            result = self._transact([("Update", parent_op), *puts],
+                                    {(queue, definition, QUEUED): -k, (queue, definition, RUNNING): k}, token=token)
             if result or _committed(result, 1, token):
                 self._settle_array(job_id, now)
-                return self._job(element, self._spec_of(p))
-        return None
+                spec_of = self._spec_of(p)
+                return [self._job(el, spec_of) for el in elements]
+        return []
 
     def _settle_array(self, job_id: int, now: float) -> None:
         """Recompute an array's state and readiness from its counters; end it when every element ended.
@@ -191,10 +239,15 @@ class _Claims(_Core):
         # or finish has committed, and a worker that died of it would leave its element RUNNING with nobody.
 
     @_public
-    def set_pid(self, job: Job, worker: str, pid: int) -> None:
+    def set_pid(self, job: Job, worker: str, pid: int, log: str | None = None) -> None:
+        """The attempt's process, and where its output goes (``log``, kept per attempt as ``lg<attempt>``: the
+        same write, so saying where the output is costs nothing extra)."""
         e = _Expr()
+        sets: dict[str, Any] = {"pid": pid, "pre": None}  # started: no longer a job claimed ahead
+        if log:
+            sets[f"{LOG_PREFIX}{job.attempts}"] = log
         try:
-            self.db.update_item(**_update(self.jobs, _jkey(job.id, _idx(job)), e, set_={"pid": pid},
+            self.db.update_item(**_update(self.jobs, _jkey(job.id, _idx(job)), e, set_=sets,
                                           cond=e.eq(worker=worker)))
         except self.db.exceptions.ConditionalCheckFailedException:
             pass

@@ -22,8 +22,8 @@ from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.states import JobState
-from hyper.store.dynamodb.keys import (FENCE, LEASE_MARGIN, RUNNING, SPEC, SPEC_TTL, _f, _finished, _jkey, _k,
-                                       _public, _rank)
+from hyper.store.dynamodb.keys import (FENCE, LEASE_MARGIN, LOG_PREFIX, MAX_AHEAD, MAX_LEASE, RUNNING, SPEC,
+                                       SPEC_TTL, _f, _finished, _jkey, _k, _public, _rank)
 from hyper.store.notices import DynamoNotices
 
 
@@ -61,6 +61,11 @@ class _Core(DynamoNotices, DynamoTables):
         # seconds past a worker's lease before the sweep takes its job (the worker stops it by then itself)
         self.lease_margin = float((host.extra or {}).get("lease_margin", LEASE_MARGIN))
         self.STATE_POLL = float((host.extra or {}).get("state_poll", self.STATE_POLL))
+        # renewals are writes here: a long job's lease grows with its age up to this (hyper/worker/fence.py);
+        # the scheduler requeues the jobs of workers their backend saw end without waiting for it
+        self.MAX_LEASE = float((host.extra or {}).get("max_lease", MAX_LEASE))
+        # array elements a worker may claim in one transaction while its jobs are short (hyper/worker/loop.py)
+        self.CLAIM_AHEAD = max(1, min(MAX_AHEAD, int((host.extra or {}).get("claim_ahead", MAX_AHEAD))))
 
     def _send_batch(self, body: dict) -> dict:
         """One BatchWriteItem call (a seam: tests put a throttling DynamoDB in front of it)."""
@@ -215,6 +220,8 @@ class _Core(DynamoNotices, DynamoTables):
             array_done=it.get("a_done", 0), array_failed=it.get("a_failed", 0),
             array_running=it.get("a_running", 0), array_deleted=it.get("a_deleted", 0),
             depends=list(it.get("depends") or []),
+            logs={k[len(LOG_PREFIX):]: v for k, v in it.items()
+                  if k.startswith(LOG_PREFIX) and k[len(LOG_PREFIX):].isdigit()},
         )
 
     # resources ------------------------------------------------------------------------------------

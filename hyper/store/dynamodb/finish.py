@@ -8,28 +8,32 @@ from typing import Any
 from hyper.aws.dynamo import TX_ATTEMPTS, _Expr, _update
 from hyper.dependencies import NEVER, PENDING, dependency_status
 from hyper.models import Job
-from hyper.retry import LOST, next_state
+from hyper.retry import LOST, RELEASED, next_state
 from hyper.states import JobState
 from hyper.store.base import LostHandler
 from hyper.store.dynamodb.core import _Core
-from hyper.store.dynamodb.keys import FENCE, HELD, PARENT, QUEUED, RUNNING, _finished, _idx, _jkey, _public, _weight
+from hyper.store.dynamodb.keys import (FENCE, HELD, LOG_PREFIX, PARENT, QUEUED, RUNNING, _finished, _idx, _jkey,
+                                       _public, _weight)
 
 
 class _Finish(_Core):
     @_public
     def finish(self, job: Job, worker: str, outcome: str, exit_code: int | None, reason: str,
-               now: float) -> JobState | None:
-        """Record a run's end if this worker still owns it; applies the retry policy."""
-        state = self._finish(job.id, _idx(job), worker, outcome, exit_code, reason, now)
+               now: float, log: str | None = None) -> JobState | None:
+        """Record a run's end if this worker still owns it; applies the retry policy (``log``: see set_pid)."""
+        state = self._finish(job.id, _idx(job), worker, outcome, exit_code, reason, now, log)
         if state == QUEUED or state is JobState.QUEUED:  # a retry is claimable again: read the index anew
             self._forget_candidates()
         return state
 
-    def _finish(self, job_id: int, idx: int, worker: str, outcome: str, exit_code, reason: str, now: float):
+    def _finish(self, job_id: int, idx: int, worker: str, outcome: str, exit_code, reason: str, now: float,
+                log: str | None = None):
         for _ in range(TX_ATTEMPTS):
             it = self._get(job_id, idx)
             if it is None or it["state"] != RUNNING or it.get("worker") != worker:
                 return None  # deleted, or requeued after our lease expired: someone else owns it now
+            if outcome == RELEASED and "pre" not in it:
+                return None  # it started: only its own end may be recorded now
             parent = self._get(job_id, PARENT) if idx >= 0 else it
             spec_text = (parent or {}).get("spec")
             retry_on_exit = bool(spec_text and json.loads(spec_text).get("retry_on_exit"))
@@ -37,6 +41,10 @@ class _Finish(_Core):
                                     reason)
             e = _Expr()
             sets: dict[str, Any] = {"reason": why, "exit_code": exit_code, "ended": now}
+            if log:
+                sets[f"{LOG_PREFIX}{it.get('attempts', 0)}"] = log
+            if outcome == RELEASED:  # claimed ahead, never started: the attempt is not spent
+                sets.update(attempts=max(0, it.get("attempts", 1) - 1), ended=None, started=None, pre=None)
             if state is JobState.QUEUED:
                 sets.update(worker=None, lease=None, pid=None)
                 sets.update(self._state_attrs(it, QUEUED, ready=True, now=now))
@@ -46,6 +54,8 @@ class _Finish(_Core):
                     sets["worker"] = worker[len(FENCE):]
                 sets.update(self._state_attrs(it, state.value, ready=False, now=now))
             cond = e.eq(state=RUNNING, worker=worker, attempts=it.get("attempts", 0))
+            if outcome == RELEASED:
+                cond += f" AND attribute_exists({e.n('pre')})"  # only a job that never started goes back so
             ops = [("Update", _update(self.jobs, _jkey(job_id, idx), e, set_=sets, cond=cond))]
             if idx >= 0:
                 done = int(state is not JobState.QUEUED)
@@ -63,6 +73,15 @@ class _Finish(_Core):
             self._resolve_dependents(job_id, idx, now)
             if idx < 0:
                 self._expire_spec(it, now)
+        return state
+
+    @_public
+    def release(self, job: Job, worker: str, now: float) -> JobState | None:
+        """Give back a job claimed ahead (``claim_many``) that this worker did not start: QUEUED again, its
+        attempt not spent. Refused (None) once it started (``set_pid``) or when it is no longer ours."""
+        state = self._finish(job.id, _idx(job), worker, RELEASED, None, "", now)
+        if state is JobState.QUEUED:
+            self._forget_candidates()
         return state
 
     @_public
@@ -141,7 +160,9 @@ class _Finish(_Core):
             job = self._job(it, self._spec_of(it if idx < 0 else self._get(job_id, PARENT)))
             if on_lost is not None:
                 on_lost(job)  # e.g. kill an orphaned process group before anyone may start the job again
-            job.state = self._finish(job_id, idx, fence, LOST, None, reason, now)
+            # claimed ahead and never started (the worker died holding it): back to the queue, no attempt spent
+            outcome = RELEASED if "pre" in it else LOST
+            job.state = self._finish(job_id, idx, fence, outcome, None, reason, now)
             if job.state is not None:
                 lost.append(job)
         return lost
