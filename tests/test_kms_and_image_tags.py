@@ -265,3 +265,18 @@ def test_on_moto_applying_a_built_image_again_changes_nothing(moto, tmp_path):
     again = cli("hyper", "apply", "-f", str(tmp_path / "conf"), env=env, check=True).stdout
     assert again.splitlines()[-1] == "1 resources, 0 changed", again
     assert len(ecr.describe_images(repositoryName=f"{prefix}worker")["imageDetails"]) == 1
+
+
+def test_on_moto_a_log_group_made_by_code_is_encrypted_with_the_hosts_key(moto):
+    """Provisioning's main stack gives the log group the key (checked on the template above); the group a
+    worker or ``ensure_group`` makes when it is missing gets the same key, never AWS-owned encryption."""
+    from hyper.aws import logs
+
+    endpoint, prefix, kms_client, _ = moto
+    key = kms_client.create_key(Description="hyper logs")["KeyMetadata"]
+    host = _host(endpoint, prefix, key["KeyId"])
+    name = logs.ensure_group(host)
+    client = boto3.client("logs", region_name="us-east-1", endpoint_url=endpoint)
+    (group,) = [g for g in client.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+                if g["logGroupName"] == name]
+    assert group.get("kmsKeyId") == key["Arn"]

@@ -128,8 +128,11 @@ def _logs(host: Host, max_attempts: int | None = None):
 def _create_group(client, host: Host, retention_days: int | None = None) -> bool:
     """Create the group (True) unless it exists (False), with the host's retention; botocore errors propagate."""
     name = group_name(host)
+    from hyper.aws.kms import resolve
+
+    key = resolve(host)  # the host's KMS key, as the main stack gives it (a role that may not see it fails here)
     try:
-        client.create_log_group(logGroupName=name)
+        client.create_log_group(logGroupName=name, **({"kmsKeyId": key} if key else {}))
     except client.exceptions.ResourceAlreadyExistsException:
         return False
     from hyper.aws.templates import log_retention
