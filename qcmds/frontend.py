@@ -87,7 +87,7 @@ def submit_script(ctx, family: str, options: list[str], script_text: str, script
     decides when neither says (Slurm's output file and working directory...)."""
     from hyper.services import jobs as svc
     from hyper.states import JobState
-    from qcmds.common import wake_agent
+    from hyper.services.agent import wake_agent
 
     cli = parse_options(options, family)
     merged = svc.merge_directives(parse_directives(script_text, script_name), cli)

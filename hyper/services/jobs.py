@@ -26,7 +26,6 @@ from hyper.services import submit_checks as checks
 from hyper.services.context import DEFAULT_DEFINITION, DEFAULT_QUEUE, Context, host_size
 from hyper.states import JobState, shell_exit_code
 from hyper.store.base import DeleteResult, JobFilter, Submission
-from hyper.worker.runner import output_paths
 
 
 def merge_directives(script: Directives, cli: Directives) -> Directives:
@@ -543,6 +542,8 @@ def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
 
 def log_path(ctx: Context, ref: JobRef, stderr: bool = False) -> tuple[Job, Path]:
     """The file holding a job's stdout (or stderr) on a local host; arrays need an element (123[4])."""
+    from hyper.worker.runner import output_paths  # the worker's module: only for log paths (q-command start-up)
+
     job = _log_job(ctx, ref, stderr)
     out, err = output_paths(job, ctx.logs_dir)
     if stderr:
@@ -561,6 +562,8 @@ def output_files(ctx: Context, job: Job) -> dict[str, str]:
         return {"output_path": job.spec.output or f"{ctx.logs_dir}/{job.id}.INDEX.out",
                 "error_path": "(joined into output)" if job.spec.join else
                 job.spec.error or f"{ctx.logs_dir}/{job.id}.INDEX.err"}
+    from hyper.worker.runner import output_paths
+
     out, err = output_paths(job, ctx.logs_dir)
     return {"output_path": str(out), "error_path": str(err) if err else "(joined into output)"}
 
