@@ -11,7 +11,7 @@ import sys
 import time
 
 from hyper.cli.common import print_error, render
-from hyper.services.views import View, alt_fields, full_details, full_record, human_field, job_row
+from hyper.services.views import View, alt_fields, full_details, full_record, human_field, job_rows
 
 COLUMNS = [("job_id", "Job ID"), ("name", "Name"), ("user", "User"), ("time_use", "Time Use"), ("s", "S"),
            ("queue", "Queue")]
@@ -110,7 +110,7 @@ def show_jobs(ctx, found, view: View) -> None:
             render(records, COLUMNS, view.fmt)
         return
     now = time.time()
-    rows = [job_row(j, now, wide=view.wide) for j in found]
+    rows = job_rows(found, now, wide=view.wide)
     columns = list(COLUMNS)
     if view.alternative:
         columns = ALT_COLUMNS

@@ -29,19 +29,27 @@ class View:
 
 def job_row(job, now: float, wide: bool = False) -> dict:
     """One line of the PBS table: names cut to 16 characters unless `wide`, Time Use 0 until the job starts."""
+    return job_rows([job], now, wide)[0]
+
+
+def job_rows(jobs, now: float, wide: bool = False) -> list[dict]:
+    """job_row for many jobs, with the imports and lookups out of the loop (qstat's per-row cost)."""
     from hyper.parsing.durations import format_duration
     from hyper.services.owners import display_name
     from hyper.states import pbs_letter
 
-    if job.started is None:
-        used = None
-    else:
-        used = (job.ended if job.ended and job.state.finished else now) - job.started
     cut = None if wide else 16
-    return {"job_id": job.job_id, "name": job.name[:cut], "user": display_name(job.user)[:cut],
-            "time_use": format_duration(used) if used is not None else "0",
-            "s": pbs_letter(job.state, is_array=job.is_array, started=job.array_started > 0),
-            "queue": job.queue}
+    rows = []
+    for job in jobs:
+        state, started = job.state, job.started
+        if started is None:
+            used = "0"
+        else:
+            used = format_duration((job.ended if job.ended and state.finished else now) - started)
+        rows.append({"job_id": job.job_id, "name": job.name[:cut], "user": display_name(job.user)[:cut],
+                     "time_use": used, "s": pbs_letter(state, is_array=job.is_array, started=job.array_started > 0),
+                     "queue": job.queue})
+    return rows
 
 
 def full_record(job, extra: dict | None = None) -> dict:

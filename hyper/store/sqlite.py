@@ -36,6 +36,7 @@ from hyper.store.sqlite_schema import (
     SCHEMA,
     SCHEMA_VERSION,
     SELECT,
+    SELECT_NO_SPEC,
     UPGRADES,
     _private_database,
     _ref_text,
@@ -354,7 +355,8 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices):
         if flt.user:
             where.append("user = ?")
             args.append(flt.user)
-        sql = SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id, idx"
+        select = SELECT if flt.with_spec else SELECT_NO_SPEC
+        sql = select + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id, idx"
         if flt.limit:
             sql += f" LIMIT {int(flt.limit)}"
         with self._errors():
@@ -364,7 +366,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices):
                 yield job
                 if flt.elements and job.is_array:  # elements follow their array; the limit counts jobs only
                     active = "" if flt.include_finished else " AND state IN ('HELD', 'QUEUED', 'RUNNING')"
-                    for erow in con.execute(SELECT + " WHERE id = ? AND idx >= 0" + active + " ORDER BY idx",
+                    for erow in con.execute(select + " WHERE id = ? AND idx >= 0" + active + " ORDER BY idx",
                                             (job.id,)).fetchall():
                         yield _row_to_job(erow, with_spec=flt.with_spec)
 
