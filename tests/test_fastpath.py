@@ -73,7 +73,8 @@ def test_what_the_fast_path_leaves_to_typer(prog, argv):
 
 
 @pytest.mark.parametrize("prog, argv", [
-    ("qstat", []), ("qstat", ["-Q"]), ("qstat", ["12"]), ("qstat", ["12[]", "-x"]), ("qstat", ["-u", "ann", "-o", "json"]),
+    ("qstat", []), ("qstat", ["-Q"]), ("qstat", ["12"]), ("qstat", ["12[]", "-x"]),
+    ("qstat", ["-u", "ann", "-o", "json"]),
     ("qdel", ["12"]), ("qdel", ["12", "13[2]"]), ("qlog", ["12"]), ("qlog", ["12", "-e", "-n", "5"]),
     ("qsub", ["job.sh"]), ("qsub", ["-J", "1-100", "job.sh", "a"]), ("qsub", ["--wait", "--", "true"]),
 ])
@@ -109,9 +110,11 @@ CASES = [
     ("qsub", ["-h", "job.sh", "a", "b"]), ("qsub", ["-h", "job.sh", "-x"]),
     ("qsub", ["-h", "-l", "walltime=1:00:00", "-l", "select=1:ncpus=1", "job.sh"]),
     ("qsub", ["-h", "-p", "5", "job.sh"]), ("qsub", ["-h", "-q", "nope", "job.sh"]), ("qsub", ["-h", "missing.sh"]),
-    ("qsub", ["-h", "--"]), ("qsub", ["-h", "-J", "1-3", "job.sh"]), ("qsub", ["-h", "-W", "depend=afterok:1", "job.sh"]),
+    ("qsub", ["-h", "--"]), ("qsub", ["-h", "-J", "1-3", "job.sh"]),
+    ("qsub", ["-h", "-W", "depend=afterok:1", "job.sh"]),
     ("qsub", ["-h", "-v", "A=1", "-V", "job.sh"]), ("qsub", ["-h", "-z", "job.sh"]), ("qsub", ["-I", "job.sh"]),
-    ("qsub", ["-h", "job.sh", "--", "x"]), ("qsub", ["-h", "-a", "1200", "job.sh"]), ("qsub", ["-h", "-F", "a b", "job.sh"]),
+    ("qsub", ["-h", "job.sh", "--", "x"]), ("qsub", ["-h", "-a", "1200", "job.sh"]),
+    ("qsub", ["-h", "-F", "a b", "job.sh"]),
 ]
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d|\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}")
 

@@ -174,7 +174,8 @@ class SQLiteRunning:
     def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """A worker is known dead (its process exited): requeue its jobs at once, not at lease expiry."""
         with self._tx() as con:
-            rows = con.execute(SELECT + " WHERE state = 'RUNNING' AND worker = ? ORDER BY id, idx", (worker,)).fetchall()
+            rows = con.execute(SELECT + " WHERE state = 'RUNNING' AND worker = ? ORDER BY id, idx",
+                               (worker,)).fetchall()
             out = self._lose(con, rows, f"worker {worker} died", now, on_lost)
             con.execute("UPDATE workers SET state = 'EXITED', heartbeat = ? WHERE id = ?", (now, worker))
             return out
