@@ -25,11 +25,10 @@ def run_qsub(script=None, script_args=None, name=None, queue=None, definition=No
     import shlex
 
     from hyper.errors import UsageError
-    from hyper.parsing.directives import Directives, parse_dependency, parse_directives, parse_options
     from hyper.services import jobs as svc
     from hyper.services import owners
     from hyper.services.context import open_context
-    from hyper.states import JobState
+    from hyper.services.submission import SubmitOptions, prepare_submission, submit, wake_for, wants_block
 
     if deferred is not None:
         raise UsageError("-a (PBS deferred start time) is not supported",
@@ -70,48 +69,16 @@ def run_qsub(script=None, script_args=None, name=None, queue=None, definition=No
             except PermissionError:
                 raise UsageError(f"job script {script} is not readable", f"chmod u+r {script}") from None
             script_name = script
-    from_script = parse_directives(script_text, script_name) if script_text is not None else Directives()
-
-    words: list[str] = []
-    wait = wait or any(w.strip().lower() in ("block=true", "block=t") for w in extra or [])
-    for value in extra or []:
-        if value.strip().lower() not in ("block=true", "block=t", "block=false", "block=f"):
-            words += ["-W", value]
-    for flag, value in (("-N", name), ("-q", queue), ("-J", array), ("-o", output), ("-e", error),
-                        ("-j", join), ("-r", rerunnable), ("-p", None if priority is None else str(priority))):
-        if value is not None:
-            words += [flag, value]
-    for value in variables or []:
-        words += ["-v", value]
-    for value in resources or []:
-        words += ["-l", value]
-    if walltime is not None:
-        words += ["-l", f"walltime={walltime}"]
-    if hold:
-        words.append("-h")
-    if export_all:
-        words.append("-V")
-    for flag, value in (("-A", account), ("-m", mail_events), ("-M", mail_users), ("-S", shell), ("-P", project),
-                        ("-k", keep), ("-c", checkpoint)):
-        if value is not None:
-            words += [flag, value]
-    cli = parse_options(words, "PBS")
-    slurm = [f"--{key}={value}" for key, value in (("job-name", job_name), ("partition", partition),
-                                                    ("time", time_limit), ("mem", mem), ("cpus-per-task", cpus),
-                                                    ("gres", gres)) if value is not None]
-    parse_options(slurm, "SBATCH", into=cli)
-    cli.args = extra_args
-    if dependency:
-        cli.depend = parse_dependency(dependency, "SBATCH")
-    if definition is not None:
-        cli.definition = definition
-    if retries is not None:
-        cli.retries = retries  # checked with the script's directives by the service
-    if chdir is not None:
-        cli.chdir = chdir
-    cli.stagein += stagein or []
-    cli.stageout += stageout or []
-    merged = svc.merge_directives(from_script, cli)
+    opts = SubmitOptions(
+        name=name, queue=queue, definition=definition, array=array, extra=list(extra or []), dependency=dependency,
+        hold=hold, output=output, error=error, join=join, variables=list(variables or []), export_all=export_all,
+        resources=list(resources or []), walltime=walltime, rerunnable=rerunnable, retries=retries,
+        priority=priority, chdir=chdir, account=account, mail_events=mail_events, mail_users=mail_users,
+        shell=shell, project=project, keep=keep, checkpoint=checkpoint, job_name=job_name, partition=partition,
+        time_limit=time_limit, mem=mem, cpus=cpus, gres=gres, stagein=list(stagein or []),
+        stageout=list(stageout or []), args=extra_args)
+    wait = wait or wants_block(opts)
+    merged = prepare_submission(opts, script_text, script_name)
     params = svc.load_sweep(sweep) if sweep else None
 
     ctx = open_context(host)
@@ -130,16 +97,13 @@ def run_qsub(script=None, script_args=None, name=None, queue=None, definition=No
                                submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
                                retry_on_exit=retry_on_exit)
         jobs, waited = done.jobs, done.all_jobs
+        wake_for(ctx, jobs)
         for note in done.notes:
             sys.stderr.write(f"qsub: note: {note}\n")
-    else:
-        jobs = svc.submit(ctx, merged, script=script_text, command=command, script_name=script_name,
-                          submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
-                          retry_on_exit=retry_on_exit)
-    from hyper.services.agent import wake_agent
-
-    if any(j.state is not JobState.HELD for j in jobs):  # held jobs wait for qrls or their dependencies
-        wake_agent(ctx)
+    else:  # the service wakes the local agent
+        jobs = submit(ctx, merged, script=script_text, command=command, script_name=script_name,
+                      submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
+                      retry_on_exit=retry_on_exit)
     for note in [*env_notes, *notes]:
         sys.stderr.write(f"qsub: note: {note}\n")
     if merged.ignored:

@@ -4,7 +4,8 @@
     python scripts/bench_local.py [--jobs 2000] [--arrays 1000,10000,100000] [--big 1000000] [--runs 9]
 
 Every figure is timed in the same run as its yardstick (the machine is shared, so only ratios travel):
-1. yardsticks: `python -c pass`, the spawn floor (N x /bin/true, serial and two at a time)
+1. yardsticks: `python -c pass`, the spawn floor (N x /bin/true, serial and two at a time), and the cost of
+   creating a job's two output files (N pairs, serial)
 2. throughput: N trivial jobs submit-to-all-finished, as N separate jobs (`qsub --sweep`) and as one array
    (`qsub -J`), each through `qsub` (then polled) and `qsub --wait`; as a fraction of the two-at-a-time floor
 3. the array curve: jobs/s as the array grows (1k/10k/100k elements; --cli-array-max caps what runs through
@@ -64,6 +65,18 @@ def spawn_floor(n: int) -> tuple[float, float]:
     for t in threads:
         t.join()
     return serial, n / (time.perf_counter() - t0)
+
+
+def file_floor(n: int) -> float:
+    """Jobs/s if a job only created its two output files (stdout, stderr) in one directory, as a local job does:
+    on a journaling disk this, not the spawn, can be the larger share of a trivial job."""
+    d = Path(tempfile.mkdtemp(prefix="hyper-bench-files-", dir=os.environ.get("HYPER_HOME")))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    t0 = time.perf_counter()
+    for i in range(n):
+        for suffix in ("out", "err"):
+            os.close(os.open(d / f"{i}.{suffix}", flags, 0o600))
+    return n / (time.perf_counter() - t0)
 
 
 def fresh_home() -> str:
@@ -219,6 +232,7 @@ def main() -> None:
     print(f"python -c pass (median of {a.runs}): {py * 1000:.0f} ms")
     serial, parallel = spawn_floor(a.jobs)
     print(f"spawn floor ({a.jobs} x /bin/true): {serial:,.0f}/s serial, {parallel:,.0f}/s two at a time")
+    print(f"output-file floor ({a.jobs} x creating a stdout and a stderr file): {file_floor(a.jobs):,.0f}/s serial")
 
     if "throughput" not in skip:
         for shape in ("separate", "array"):
