@@ -194,3 +194,39 @@ def test_a_stale_help_copy_is_rendered_again(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "stale help" not in out and "Usage:" in out
     assert path.read_text() == key + "\n" + out
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run argv with a 100x40 pseudo-terminal as stdin, stdout and stderr; its exit code and what it showed."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    shown = b""
+    while select.select([master], [], [], 30)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return proc.wait(), shown
+
+
+def test_help_on_a_terminal_from_the_cache_is_typers_in_colour(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES") and not k.endswith("_COMPLETE")}
+    env.update(HYPER_HOME=str(tmp_path / "h"), TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    by_typer = on_a_terminal([*installed("qsub"), "--help"], {**env, "HYPER_NO_FASTPATH": "1"})
+    first = on_a_terminal([*installed("qsub"), "--help"], env)
+    cached = on_a_terminal([*installed("qsub"), "--help"], env)
+    assert by_typer == first == cached
+    assert by_typer[0] == 0 and b"\x1b[" in by_typer[1]  # rich's colours, kept byte for byte
