@@ -27,13 +27,9 @@ class View:
     only_ids: bool = False
 
 
-def job_row(job, now: float, wide: bool = False) -> dict:
-    """One line of the PBS table: names cut to 16 characters unless `wide`, Time Use 0 until the job starts."""
-    return job_rows([job], now, wide)[0]
-
-
 def job_rows(jobs, now: float, wide: bool = False) -> list[dict]:
-    """job_row for many jobs, with the imports and lookups out of the loop (qstat's per-row cost)."""
+    """The lines of the PBS table: names cut to 16 characters unless `wide`, Time Use 0 until a job starts.
+    One call for all rows, so the imports and lookups stay out of the loop (qstat's per-row cost)."""
     from hyper.parsing.durations import format_duration
     from hyper.services.owners import display_name
     from hyper.states import pbs_letter
