@@ -81,11 +81,3 @@ class QCommand(TyperCommand):
         except HyperError as exc:
             raise typer.BadParameter(f"{exc.message} ({exc.hint})") from None
         return super().parse_args(ctx, args)
-
-
-def wake_agent(ctx) -> None:
-    """On a local host, make sure an agent runs to start queued work (it exits again when idle)."""
-    if ctx.host.type == "local":
-        from hyper.backends.local import ensure_agent
-
-        ensure_agent(ctx.host)

@@ -86,17 +86,14 @@ def submit_script(ctx, family: str, options: list[str], script_text: str, script
     service call, then the local agent is woken). `family_defaults` fills in what the family's scheduler
     decides when neither says (Slurm's output file and working directory...)."""
     from hyper.services import jobs as svc
-    from hyper.states import JobState
-    from qcmds.common import wake_agent
+    from hyper.services.submission import submit_and_wake
 
     cli = parse_options(options, family)
     merged = svc.merge_directives(parse_directives(script_text, script_name), cli)
     if family_defaults is not None:
         merged = family_defaults(merged)
-    jobs = svc.submit(ctx, merged, script=script_text, command=None, script_name=script_name,
-                      submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser())
-    if any(j.state is not JobState.HELD for j in jobs):
-        wake_agent(ctx)
+    jobs = submit_and_wake(ctx, merged, script=script_text, command=None, script_name=script_name,  # wakes the agent
+                  submit_env=dict(os.environ), cwd=os.getcwd(), user=getpass.getuser())
     return jobs, merged
 
 

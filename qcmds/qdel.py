@@ -7,12 +7,11 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from hyper.cli.common import cli_errors, print_error
+from hyper.cli.common import cli_errors
+from qcmds.actions import run_qdel
 from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 
 app = typer.Typer(**APP_SETTINGS)
-
-SUMMARY_OVER = 5  # more results than this are summed up in one line instead of one line per id
 
 
 @app.command(cls=QCommand)
@@ -29,39 +28,8 @@ def qdel(
     version: VersionOption = False,
 ) -> None:
     """Delete jobs: queued ones never start; running ones get SIGTERM, then SIGKILL."""
-    import sys
-
-    from hyper.errors import EXIT_ERROR, EXIT_UNKNOWN_JOB
-    from hyper.parsing.jobids import parse_job_ids
-    from hyper.services import jobs as svc
-    from hyper.services.context import open_context
-
-    refs = parse_job_ids(job_ids or [])  # every id must parse before anything is deleted
-    states = svc.parse_states(state) if state else None
-    selecting = user is not None or states is not None or queue is not None or name is not None
-    if not refs and not selecting:
-        raise typer.Exit(0)  # `qdel $(qstat --only-job-id-out)` with nothing queued: nothing to do, quietly
-    ctx = open_context(host)
-    if selecting:
-        refs = svc.select_jobs(ctx, refs, user=user, states=states, queue=queue, name=name)
-    results = svc.delete_jobs(ctx, refs) if refs else []
-    if ctx.host.type == "local" and any(r.ok for r in results) and ctx.store.open_notices():
-        from qcmds.common import wake_agent  # its sweep sends the notices of what was just deleted
-
-        wake_agent(ctx)
-    code = 0
-    for r in results:
-        if not r.ok:
-            unknown = r.message.startswith("unknown job id")
-            code = EXIT_UNKNOWN_JOB if unknown and code in (0, EXIT_UNKNOWN_JOB) else (code or EXIT_ERROR)
-    if len(results) > SUMMARY_OVER:
-        line = svc.delete_summary(results)
-        (print_error("qdel", line) if code else sys.stdout.write(f"qdel: {line}\n"))
-    else:
-        for r in results:
-            if not r.ok:
-                print_error("qdel", r.message)
-    raise typer.Exit(code)
+    args = dict(locals())  # exactly the options above: run_qdel takes the same names (tests/test_fastpath.py)
+    raise typer.Exit(run_qdel(**args))
 
 
 def main() -> None:

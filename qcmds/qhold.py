@@ -7,7 +7,8 @@ from typing import Annotated, List
 import typer
 
 from hyper.cli.common import cli_errors, print_error
-from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run, wake_agent
+from hyper.services.agent import wake_agent
+from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 
 
 def _command(hold: bool, prog: str) -> typer.Typer:

@@ -5,12 +5,12 @@ Local host: the job's output file. aws host: the job attempt's CloudWatch Logs s
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from hyper.cli.common import cli_errors
+from qcmds.actions import run_qlog
 from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 
 app = typer.Typer(**APP_SETTINGS)
@@ -35,17 +35,8 @@ def qlog(
     version: VersionOption = False,
 ) -> None:
     """Print a job's stdout (or stderr with -e)."""
-    from hyper.parsing.jobids import parse_job_id
-    from hyper.services import jobs as svc
-    from hyper.services.context import open_context
-
-    ref = parse_job_id(job_id)
-    ctx = open_context(host)
-    out = sys.stdout.buffer
-    for chunk in svc.read_log(ctx, ref, stderr, tail=tail, follow=follow, attempt=attempt):
-        if chunk:
-            out.write(chunk)
-            out.flush()
+    args = dict(locals())  # exactly the options above: run_qlog takes the same names (tests/test_fastpath.py)
+    raise typer.Exit(run_qlog(**args))
 
 
 def main() -> None:

@@ -3,13 +3,13 @@ directives in the script, which the command line overrides)."""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, List, Optional
 
 import typer
 
 from hyper.cli.common import cli_errors
-from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run, wake_agent
+from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
+from qcmds.qsub_run import run_qsub
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -99,138 +99,10 @@ def qsub(
     host: HostOption = None,
     version: VersionOption = False,
 ) -> None:
-    import os
-    import shlex
-
-    from hyper.errors import UsageError
-    from hyper.parsing.directives import Directives, parse_dependency, parse_directives, parse_options
-    from hyper.services import jobs as svc
-    from hyper.services import owners
-    from hyper.services.context import open_context
-    from hyper.states import JobState
-
+    args = dict(locals())  # exactly the options above: run_qsub takes the same names (tests/test_fastpath.py)
+    del args["context"]
     command = context.meta.get("qsub_command")
-    if deferred is not None:
-        raise UsageError("-a (PBS deferred start time) is not supported",
-                         "submit later with `at`/cron, or use --sweep FILE for parameter sweeps")
-    if interactive or x11:
-        raise UsageError(f"{'-I (interactive job)' if interactive else '-X (X11 forwarding)'} is not supported",
-                         "hyper runs batch jobs: run the command directly, or qsub --wait job.sh")
-    extra_args = list(script_args or [])
-    if args_text is not None:
-        try:
-            extra_args += shlex.split(args_text)
-        except ValueError as exc:
-            raise UsageError(f'-F "{args_text}": {exc}', 'quote the arguments like a shell: -F "a \'b c\'"') from None
-    misplaced = [a for a in script_args or [] if a in _option_names(context)]
-    if misplaced:  # sbatch's rule, but a PBS habit may put options last: say where they went
-        sys.stderr.write(f"qsub: note: {' '.join(misplaced)} after the script are the script's arguments; put qsub "
-                         "options before the script\n")
-    if command is not None and script is not None:  # qsub job.sh -- a b: the script's arguments
-        extra_args += command
-        command = None
-    elif command is not None and not command:
-        raise UsageError("nothing follows --", "e.g. qsub -- python train.py")
-    script_text, script_name = None, ""
-    if command is None:
-        if script is None or script == "-":
-            if sys.stdin is None or sys.stdin.isatty():
-                raise UsageError("no job script given", "qsub job.sh, qsub -- cmd args, or pipe a script in")
-            script_text, script_name = sys.stdin.read(), "STDIN"
-        else:
-            try:
-                with open(script, encoding="utf-8", errors="surrogateescape") as fh:
-                    script_text = fh.read()
-            except FileNotFoundError:
-                raise UsageError(f"job script {script} does not exist",
-                                 "check the path, or run a command with qsub -- cmd args") from None
-            except IsADirectoryError:
-                raise UsageError(f"job script {script} is a directory", "give the script file") from None
-            except PermissionError:
-                raise UsageError(f"job script {script} is not readable", f"chmod u+r {script}") from None
-            script_name = script
-    from_script = parse_directives(script_text, script_name) if script_text is not None else Directives()
-
-    words: list[str] = []
-    wait = wait or any(w.strip().lower() in ("block=true", "block=t") for w in extra or [])
-    for value in extra or []:
-        if value.strip().lower() not in ("block=true", "block=t", "block=false", "block=f"):
-            words += ["-W", value]
-    for flag, value in (("-N", name), ("-q", queue), ("-J", array), ("-o", output), ("-e", error),
-                        ("-j", join), ("-r", rerunnable), ("-p", None if priority is None else str(priority))):
-        if value is not None:
-            words += [flag, value]
-    for value in variables or []:
-        words += ["-v", value]
-    for value in resources or []:
-        words += ["-l", value]
-    if walltime is not None:
-        words += ["-l", f"walltime={walltime}"]
-    if hold:
-        words.append("-h")
-    if export_all:
-        words.append("-V")
-    for flag, value in (("-A", account), ("-m", mail_events), ("-M", mail_users), ("-S", shell), ("-P", project),
-                        ("-k", keep), ("-c", checkpoint)):
-        if value is not None:
-            words += [flag, value]
-    cli = parse_options(words, "PBS")
-    slurm = [f"--{key}={value}" for key, value in (("job-name", job_name), ("partition", partition),
-                                                    ("time", time_limit), ("mem", mem), ("cpus-per-task", cpus),
-                                                    ("gres", gres)) if value is not None]
-    parse_options(slurm, "SBATCH", into=cli)
-    cli.args = extra_args
-    if dependency:
-        cli.depend = parse_dependency(dependency, "SBATCH")
-    if definition is not None:
-        cli.definition = definition
-    if retries is not None:
-        cli.retries = retries  # checked with the script's directives by the service
-    if chdir is not None:
-        cli.chdir = chdir
-    cli.stagein += stagein or []
-    cli.stageout += stageout or []
-    merged = svc.merge_directives(from_script, cli)
-    params = svc.load_sweep(sweep) if sweep else None
-
-    ctx = open_context(host)
-    submit_env = dict(os.environ)
-    from hyper.services.environment import plan_environment
-
-    env_notes = plan_environment(ctx.host, merged, submit_env).notes()
-    notes = svc.submission_notes(ctx, merged, script_text, command)
-    waited = None
-    if (split or finalize or notify or merged.stagein or merged.stageout
-            or lines_per_part is not None or parts is not None):
-        from hyper.workflows.submit import WorkflowOptions, submit_workflow  # only then: qsub's cold start
-
-        wf = WorkflowOptions(split, lines_per_part, parts, finalize, finalize_after, notify)
-        done = submit_workflow(ctx, merged, wf, script=script_text, command=command, script_name=script_name,
-                               submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
-                               retry_on_exit=retry_on_exit)
-        jobs, waited = done.jobs, done.all_jobs
-        for note in done.notes:
-            sys.stderr.write(f"qsub: note: {note}\n")
-    else:
-        jobs = svc.submit(ctx, merged, script=script_text, command=command, script_name=script_name,
-                          submit_env=submit_env, cwd=os.getcwd(), user=owners.caller(ctx), sweep=params,
-                          retry_on_exit=retry_on_exit)
-    if any(j.state is not JobState.HELD for j in jobs):  # held jobs wait for qrls or their dependencies
-        wake_agent(ctx)
-    for note in [*env_notes, *notes]:
-        sys.stderr.write(f"qsub: note: {note}\n")
-    if merged.ignored:
-        sys.stderr.write(f"qsub: note: no effect here, ignored: {', '.join(merged.ignored)}\n")
-    if not quiet:
-        sys.stdout.write("".join(f"{j.job_id}\n" for j in jobs))
-        sys.stdout.flush()
-    if wait:
-        try:
-            raise typer.Exit(svc.wait_for(ctx, waited or jobs))
-        except KeyboardInterrupt:  # Ctrl-C stops the waiting, not the job: say so, as PBS's qsub -W block does
-            ids = " ".join(j.job_id for j in jobs)
-            sys.stderr.write(f"qsub: stopped waiting; {ids} keeps running (qdel {ids} stops it)\n")
-            raise typer.Exit(130) from None
+    raise typer.Exit(run_qsub(**args, command=command, option_names=_option_names(context)))
 
 
 def _option_names(context: typer.Context) -> set[str]:

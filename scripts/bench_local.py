@@ -4,12 +4,14 @@
     python scripts/bench_local.py [--jobs 2000] [--arrays 1000,10000,100000] [--big 1000000] [--runs 9]
 
 Every figure is timed in the same run as its yardstick (the machine is shared, so only ratios travel):
-1. yardsticks: `python -c pass`, the spawn floor (N x /bin/true, serial and two at a time)
+1. yardsticks: `python -c pass`, the spawn floor (N x /bin/true, serial and two at a time), and the cost of
+   creating a job's two output files (N pairs, serial)
 2. throughput: N trivial jobs submit-to-all-finished, as N separate jobs (`qsub --sweep`) and as one array
    (`qsub -J`), each through `qsub` (then polled) and `qsub --wait`; as a fraction of the two-at-a-time floor
 3. the array curve: jobs/s as the array grows (1k/10k/100k elements; --cli-array-max caps what runs through
    the agent end to end; larger sizes run claim+finish late in the array, in-process, and say so)
-4. cold start (median of --runs): qsub, qstat, qdel, qlog, each also with --help, vs `python -c pass`
+4. cold start (median of --runs): qsub, qstat, qdel, qlog, each also with --help (and the first --help in a
+   HYPER_HOME, which renders and caches it), vs `python -c pass`
 5. `qstat` of 10,000 queued jobs, as per-row cost (Slurm's `squeue -h` costs ~4-12 us/row here, 173 ms
    for 10,000: issue 15); `qstat -Q` and `qstat ID` with --big jobs in the store
 6. 8 concurrent qsub processes: aggregate submissions/s, and whether any "locked" error reached a user
@@ -63,6 +65,18 @@ def spawn_floor(n: int) -> tuple[float, float]:
     for t in threads:
         t.join()
     return serial, n / (time.perf_counter() - t0)
+
+
+def file_floor(n: int) -> float:
+    """Jobs/s if a job only created its two output files (stdout, stderr) in one directory, as a local job does:
+    on a journaling disk this, not the spawn, can be the larger share of a trivial job."""
+    d = Path(tempfile.mkdtemp(prefix="hyper-bench-files-", dir=os.environ.get("HYPER_HOME")))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    t0 = time.perf_counter()
+    for i in range(n):
+        for suffix in ("out", "err"):
+            os.close(os.open(d / f"{i}.{suffix}", flags, 0o600))
+    return n / (time.perf_counter() - t0)
 
 
 def fresh_home() -> str:
@@ -144,18 +158,23 @@ def array_late_rate(n: int, window: int = 1050) -> float:
 def cold_starts(runs: int) -> dict[str, float]:
     fresh_home()
     subprocess.run([q("qsub"), "-h", "--", "true"], check=True, capture_output=True)  # job 1, held
+    # the q-commands keep typer's --help text per HYPER_HOME, terminal and source (qcmds/help_cache.py): the
+    # first --help in a HYPER_HOME renders it with typer, later ones print the copy. Both are shown.
+    first_help = median_run([q("qsub"), "--help"], 1)
     cases = {
         "qsub -h -- true": [q("qsub"), "-h", "--", "true"],
         "qsub --help": [q("qsub"), "--help"],
         "qstat": [q("qstat")],
         "qstat --help": [q("qstat"), "--help"],
         "qstat 1": [q("qstat"), "1"],
+        "qstat -Q": [q("qstat"), "-Q"],
         "qdel 999999 (unknown id)": [q("qdel"), "999999"],
         "qdel --help": [q("qdel"), "--help"],
         "qlog 1": [q("qlog"), "1"],
         "qlog --help": [q("qlog"), "--help"],
     }
-    return {label: median_run(argv, runs) for label, argv in cases.items()}
+    return {"qsub --help, the first in this HYPER_HOME (typer renders it)": first_help,
+            **{label: median_run(argv, runs) for label, argv in cases.items()}}
 
 
 def fill(n: int, hold: bool, finish_fraction: float = 0.0) -> str:
@@ -213,6 +232,7 @@ def main() -> None:
     print(f"python -c pass (median of {a.runs}): {py * 1000:.0f} ms")
     serial, parallel = spawn_floor(a.jobs)
     print(f"spawn floor ({a.jobs} x /bin/true): {serial:,.0f}/s serial, {parallel:,.0f}/s two at a time")
+    print(f"output-file floor ({a.jobs} x creating a stdout and a stderr file): {file_floor(a.jobs):,.0f}/s serial")
 
     if "throughput" not in skip:
         for shape in ("separate", "array"):

@@ -243,7 +243,8 @@ def test_disk_full_fails_only_the_job_that_filled_it_and_recovers(home, small_di
     told users to move their job database aside (losing every job)."""
     hog = cli("qsub", "--", "sh", "-c", "head -c 40000000 /dev/zero; echo never", check=True).stdout.strip()
     other = cli("qsub", "--", "sh", "-c", "sleep 1; echo fine", check=True).stdout.strip()
-    agent = int((small_disk / "local" / "agent.lock").read_text())
+    lock = small_disk / "local" / "agent.lock"  # qsub started the agent; it writes its lock once it runs
+    agent = int(wait_until(lambda: lock.exists() and lock.read_text().strip().isdigit() and lock.read_text()))
     rec = wait_finished(hog)
     assert rec["state"] == "FAILED" and rec["reason"] == "disk full (output truncated to 64 KiB)", rec["reason"]
     out = small_disk / "local" / "logs" / f"{hog}.out"

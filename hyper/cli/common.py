@@ -130,16 +130,16 @@ def _plain(value: Any) -> Any:
 
 
 def plain_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """PBS-style text: headers, a dashed rule, left-aligned columns; stable for scripts and tests."""
+    """PBS-style text: headers, a dashed rule, left-aligned columns; stable for scripts and tests.
+
+    Built column-wise with one format string: `qstat` of 10,000 jobs spends most of its printing here."""
+    keys = [k for k, _ in columns]
     cells = [[h for _, h in columns]]
-    for row in rows:
-        cells.append(["" if row.get(k) is None else str(row.get(k)) for k, _ in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = []
-    for n, r in enumerate(cells):
-        lines.append(" ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if n == 0:
-            lines.append(" ".join("-" * w for w in widths))
+    cells.extend(["" if v is None else str(v) for v in map(row.get, keys)] for row in rows)
+    widths = [max(map(len, column)) for column in zip(*cells)]
+    line = " ".join(f"{{:<{w}}}" for w in widths).format
+    lines = [line(*cells[0]).rstrip(), " ".join("-" * w for w in widths)]
+    lines.extend(line(*r).rstrip() for r in cells[1:])
     return "\n".join(lines) + "\n"
 
 

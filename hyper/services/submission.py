@@ -368,3 +368,19 @@ def _check_input(ctx: Context, d: Directives, script: str | None, script_name: s
                 raise UsageError(f"dependency {dep.kind}:{dep.ref.id}[] names an array, but job {dep.ref.id} is "
                                  "not an array", f"depend on the job itself: {dep.kind}:{dep.ref.id}")
 
+
+def submit_and_wake(ctx: Context, merged: Directives, **kwargs) -> list[Job]:
+    """``submit``, then the local agent is woken unless every job waits (held, or for its dependencies): the
+    one place a front-end's submission (qsub, sbatch, bsub) starts work."""
+    jobs = submit(ctx, merged, **kwargs)
+    wake_for(ctx, jobs)
+    return jobs
+
+
+def wake_for(ctx: Context, jobs: list[Job]) -> None:
+    """Wake the agent if any of `jobs` can start now (held jobs wait for qrls or their dependencies)."""
+    from hyper.services.agent import wake_agent
+    from hyper.states import JobState
+
+    if any(j.state is not JobState.HELD for j in jobs):
+        wake_agent(ctx)
