@@ -320,7 +320,7 @@ class BatchBackend:
         """Workers whose own Batch job (``<array job>:<index>``, recorded by the worker) is SUCCEEDED or FAILED:
         the container is gone (spot reclaim, OOM, host failure), whatever lease its jobs still hold. One
         DescribeJobs per 100 workers and region; a region that cannot be asked is asked again next tick."""
-        from hyper.worker.identity import parse_host
+        from hyper.placement import parse_host
 
         by_region: dict[str, dict[str, str]] = {}
         for w in workers:

@@ -75,13 +75,13 @@ def full_record(job, extra: dict | None = None) -> dict:
 def aws_details(ctx, jobs) -> dict[str, dict]:
     """qstat -f on an aws host: where each job runs (worker's machine, region, Batch job) and its log stream."""
     from hyper.services import jobs as svc
-    from hyper.worker import identity
+    from hyper.placement import parse_host
 
     if ctx.host.type != "aws":
         return {}
     workers = {}
     if any(j.worker for j in jobs):
-        workers = {w.id: identity.parse_host(w.host) for w in ctx.store.list_workers()}
+        workers = {w.id: parse_host(w.host) for w in ctx.store.list_workers()}
     out = {}
     for job in jobs:
         extra = {}

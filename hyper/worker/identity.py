@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+from hyper.placement import parse_host  # noqa: F401  (where it lived; readers import it from there)
+
 # what a job on AWS Batch / ECS inherits from its container: where it runs, never the container's
 # credentials (the worker's role: it could rewrite every job of the host). A job gets its definition's job
 # role instead, if it has one (hyper/worker/credentials.py). A job's environment is otherwise built from
@@ -42,19 +44,6 @@ def host_text(aws: bool, environ: dict[str, str] | None = None) -> str:
         return text
     details = {"region": region(environ), "batch_job": batch_job(environ)}
     return " ".join([text, *(f"{k}={v}" for k, v in details.items() if v)])
-
-
-def parse_host(text: str) -> dict[str, str]:
-    """``host_text`` back into {"host": ..., "region": ..., "batch_job": ...} (only what is there)."""
-    parts = (text or "").split()
-    if not parts:
-        return {}
-    out = {"host": parts[0]}
-    for part in parts[1:]:
-        key, sep, value = part.partition("=")
-        if sep and key:
-            out[key] = value
-    return out
 
 
 def job_env(worker_id: str, aws: bool, environ: dict[str, str] | None = None) -> dict[str, str]:
