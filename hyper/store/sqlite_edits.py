@@ -83,7 +83,8 @@ class SQLiteEdits:
         self._resolve_dependents(con, prow["id"], -1, JobState.DELETED, now)
         return DeleteResult(jid, True)
 
-    def _delete_elements(self, con: sqlite3.Connection, prow: dict, indices: ArraySpec, now: float) -> list[DeleteResult]:
+    def _delete_elements(self, con: sqlite3.Connection, prow: dict, indices: ArraySpec,
+                         now: float) -> list[DeleteResult]:
         spec = self._array(prow["id"], prow["array"])
         results = []
         for index in indices:

@@ -65,7 +65,8 @@ class SQLiteRunning:
             job.ended = job.pid = job.exit_code = None
             return job
 
-    def _claim_element(self, con: sqlite3.Connection, r: dict, worker: str, lease_until: float, now: float) -> Job | None:
+    def _claim_element(self, con: sqlite3.Connection, r: dict, worker: str, lease_until: float,
+                       now: float) -> Job | None:
         spec = self._array(r["id"], r["array"])
         cursor, skip = r["a_cursor"], r["a_skip"]
         while True:
@@ -208,7 +209,8 @@ class SQLiteRunning:
             con.execute("UPDATE workers SET state = 'EXITED', heartbeat = ? WHERE id = ?", (now, worker))
             return out
 
-    def _lose(self, con: sqlite3.Connection, rows: list[tuple], reason: str, now: float, on_lost: LostHandler | None) -> list[Job]:
+    def _lose(self, con: sqlite3.Connection, rows: list[tuple], reason: str, now: float,
+              on_lost: LostHandler | None) -> list[Job]:
         lost = []
         for row in rows:
             job_id, idx = row[COLS.index("id")], row[COLS.index("idx")]
@@ -226,7 +228,8 @@ class SQLiteRunning:
         return lost
 
     # dependencies -----------------------------------------------------------------------------------
-    def _resolve_dependents(self, con: sqlite3.Connection, job_id: int, idx: int | None, state: JobState, now: float) -> None:
+    def _resolve_dependents(self, con: sqlite3.Connection, job_id: int, idx: int | None, state: JobState,
+                            now: float) -> None:
         """Re-evaluate the jobs that depend on job_id (idx -1), one element (idx >= 0) or any of it (None)."""
         if idx is None:
             rows = con.execute("SELECT DISTINCT job FROM deps WHERE on_job = ? ORDER BY job", (job_id,))

@@ -6,7 +6,7 @@ import itertools
 import json
 import random
 import zlib
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import botocore.exceptions as bx
 
@@ -21,6 +21,9 @@ from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.base import JobFilter, QueueCount, Submission
 from hyper.store.dynamodb.core import _Core
+
+if TYPE_CHECKING:
+    from hyper.aws.session import AwsClient
 from hyper.store.dynamodb.keys import (ACTIVE_STATES, DELETED, HELD, ID_BLOCK, INLINE_SPEC_MAX, MAX_SPEC_BYTES,
                                        PARENT, QUEUED, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord, _public,
                                        _ref_text)
@@ -34,7 +37,7 @@ class _Jobs(_Core):
 
     def _allocate_ids(self, n: int, shard: int | None = None) -> list[int]:
         """n unique ids with one atomic ADD: from shard 0 (1, 2, 3...) unless it is throttled."""
-        def add(db, k: int) -> int:
+        def add(db: AwsClient, k: int) -> int:
             response = db.update_item(TableName=self.meta, Key={"pk": {"S": "ids"}, "sk": {"S": str(k)}},
                                       UpdateExpression="ADD #n :n", ExpressionAttributeNames={"#n": "next"},
                                       ExpressionAttributeValues={":n": {"N": str(n)}}, ReturnValues="UPDATED_NEW")
@@ -187,7 +190,8 @@ class _Jobs(_Core):
                           f"jobs were written; {len(unwritten)} were not (ids {shown})",
                           "the jobs not written do not exist; submit them again in a moment")
 
-    def _check_dependencies(self, depends, found: dict) -> tuple[str, str]:
+    def _check_dependencies(self, depends: Iterable[tuple[str, int, int | None]],
+                            found: dict[tuple[int, int], dict]) -> tuple[str, str]:
         pending = never = ""
         for kind, tid, tidx in depends:
             target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
@@ -215,7 +219,7 @@ class _Jobs(_Core):
         """Jobs for the given ids, in order; ids that name no job come back in the second list."""
         refs = list(refs)
         parents = self._batch_get((r.id, PARENT) for r in refs)
-        element_keys = []
+        element_keys: list[tuple[int, int]] = []
         for ref in refs:
             p = parents.get((ref.id, PARENT))
             if p is not None and ref.indices is not None and p.get("array"):
@@ -227,7 +231,8 @@ class _Jobs(_Core):
         def spec_for(p: dict) -> JobSpec | None:
             if p["id"] not in specs:
                 specs[p["id"]] = self._spec_of(p)
-            return JobSpec.from_dict(specs[p["id"]].to_dict()) if specs[p["id"]] else None
+            cached = specs[p["id"]]
+            return JobSpec.from_dict(cached.to_dict()) if cached else None
 
         found, missing = [], []
         for ref in refs:
