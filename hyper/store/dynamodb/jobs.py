@@ -129,8 +129,8 @@ class _Jobs(_Core):
         return json.dumps(light), blob
 
     def _read_dependencies(self, subs: list[Submission]) -> list[tuple[str, str]]:
-        """(pending, never) per submission. Why before any id is taken: every target must exist now, and a bad
-        dependency must leave nothing written (not even a used id range's counter)."""
+        """(pending, never) per submission, from one batched read of every target. Why before any id is taken:
+        every target must exist now, and a bad dependency must leave nothing written, not even the id counter."""
         wanted: set[tuple[int, int]] = set()
         for sub in subs:
             for _, tid, tidx in sub.depends:
