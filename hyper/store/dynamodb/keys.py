@@ -10,23 +10,12 @@ from hyper.models import Job
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 
-PARENT, SPEC = -1, -2  # idx of a job / array record, and of a job's large spec
-INLINE_SPEC_MAX = 2048  # spec JSON up to this many bytes stays on the job item
-MAX_SPEC_BYTES = 350_000  # compressed; an item holds at most 400 KB
 if TYPE_CHECKING:
     from hyper.config import Host
 
-
-class _OnHost(Protocol):
-    """What ``_public`` needs of the store it wraps: the host its errors name."""
-
-    host: Host
-
-
-_S = TypeVar("_S", bound=_OnHost)
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
+PARENT, SPEC = -1, -2  # idx of a job / array record, and of a job's large spec
+INLINE_SPEC_MAX = 2048  # spec JSON up to this many bytes stays on the job item
+MAX_SPEC_BYTES = 350_000  # compressed; an item holds at most 400 KB
 ID_BLOCK = 1_000_000  # id shards interleave blocks of this many ids
 PRIORITY_BASE = 2**31
 PAGE = 16  # ready-index candidates read per shard and page
@@ -87,6 +76,17 @@ def _weight(it: dict) -> int:
 def _finished(state: str) -> bool:
     return JobState(state).finished
 
+
+
+class _OnHost(Protocol):
+    """What ``_public`` needs of the store it wraps: the host its errors name."""
+
+    host: Host
+
+
+_S = TypeVar("_S", bound=_OnHost)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def _public(fn: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
