@@ -14,7 +14,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import botocore.exceptions as bx
 
@@ -26,6 +26,9 @@ from hyper.errors import HyperError
 BATCH_SIZE = 25  # BatchWriteItem limit
 GET_BATCH = 100  # BatchGetItem limit
 TX_ATTEMPTS = 12
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 # expressions -----------------------------------------------------------------------------------------
@@ -46,7 +49,7 @@ class _Expr:
         self.values[key] = _av(value)
         return key
 
-    def eq(self, **pairs) -> str:
+    def eq(self, **pairs: Any) -> str:
         return " AND ".join(f"{self.n(k)} = {self.v(v)}" for k, v in pairs.items())
 
     def apply(self, op: dict) -> dict:
@@ -179,7 +182,7 @@ class DynamoTables:
                 self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hyper-ddb")
             return self._executor
 
-    def _parallel(self, fn, args: list) -> list:
+    def _parallel(self, fn: Callable[[_T], _R], args: list[_T]) -> list[_R]:
         if len(args) <= 2:
             return [fn(a) for a in args]
         return list(self._pool().map(fn, args))
@@ -202,7 +205,7 @@ class DynamoTables:
             filters.append(f"{e.n(filter_[0])} = {e.v(filter_[1])}")
         if states is not None:
             filters.append(f"{e.n('state')} IN ({', '.join(e.v(s) for s in states)})")
-        request = {"TableName": table or self.jobs, "KeyConditionExpression": cond}
+        request: dict[str, Any] = {"TableName": table or self.jobs, "KeyConditionExpression": cond}
         if index:
             request["IndexName"] = index
         elif consistent:
@@ -216,7 +219,7 @@ class DynamoTables:
         response = self.db.query(**e.apply(request))
         return [_unitem(i) for i in response.get("Items", [])], response.get("LastEvaluatedKey")
 
-    def _query_all(self, **kwargs) -> Iterator[dict]:
+    def _query_all(self, **kwargs: Any) -> Iterator[dict]:
         start = None
         while True:
             items, start = self._query(start=start, **kwargs)

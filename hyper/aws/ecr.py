@@ -28,9 +28,13 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hyper.errors import HyperError
+
+if TYPE_CHECKING:
+    from hyper.aws.session import AwsClient
+    from hyper.models import Resource
 
 MAX_RULES = 10  # ECR: rules per replication configuration
 MAX_DESTINATIONS = 25  # ECR: destinations per rule
@@ -71,7 +75,7 @@ def merged_configuration(configuration: dict | None, prefix: str, account: str,
     return {"rules": rules}
 
 
-def sync_replication(ecr, prefix: str, account: str, regions: Iterable[str]) -> dict[str, Any]:
+def sync_replication(ecr: AwsClient, prefix: str, account: str, regions: Iterable[str]) -> dict[str, Any]:
     """Make the host's rule replicate to ``regions`` (empty: remove it), keeping every other rule.
 
     Writes only when something changes; returns the configuration now in force.
@@ -112,7 +116,7 @@ def context_tag(path: str) -> str:
     return BUILD_TAG_STEM + digest.hexdigest()[:24]
 
 
-def ensure_repository(ecr, repository: str, *, host_name: str, kms_key_arn: str | None = None) -> None:
+def ensure_repository(ecr: AwsClient, repository: str, *, host_name: str, kms_key_arn: str | None = None) -> None:
     """The repository exists with immutable tags, scan on push, and the host's KMS key when it names one.
 
     An existing repository made mutable (older hyper) is made immutable. Its encryption cannot change (ECR
@@ -136,7 +140,7 @@ def ensure_repository(ecr, repository: str, *, host_name: str, kms_key_arn: str 
     make_immutable(ecr, repository, found)
 
 
-def make_immutable(ecr, repository: str, found: dict | None = None) -> bool:
+def make_immutable(ecr: AwsClient, repository: str, found: dict | None = None) -> bool:
     """Switch a repository an older hyper made with mutable tags to immutable ones (``found``: its
     DescribeRepositories entry, if already read). False when the repository does not exist."""
     if found is None:
@@ -149,7 +153,7 @@ def make_immutable(ecr, repository: str, found: dict | None = None) -> bool:
     return True
 
 
-def find_digest(ecr, repository: str, tag: str) -> str | None:
+def find_digest(ecr: AwsClient, repository: str, tag: str) -> str | None:
     """The digest ``repository:tag`` points at, or None when there is no such image (or repository)."""
     try:
         found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
@@ -158,13 +162,13 @@ def find_digest(ecr, repository: str, tag: str) -> str | None:
     return found[0]["imageDigest"] if found else None
 
 
-def built_digest(ecr, repository: str, image) -> str:
+def built_digest(ecr: AwsClient, repository: str, image: Resource) -> str:
     """The digest every region pins for an image hyper built: the one recorded at its build, else (an image
     built by an older hyper) the digest of the tag it recorded or of ``:latest``."""
     return getattr(image, "digest", "") or image_digest(ecr, repository, getattr(image, "tag", "") or LEGACY_TAG)
 
 
-def image_digest(ecr, repository: str, tag: str = LEGACY_TAG) -> str:
+def image_digest(ecr: AwsClient, repository: str, tag: str = LEGACY_TAG) -> str:
     """The digest ``repository:tag`` points at (the same in every replica)."""
     found = find_digest(ecr, repository, tag)
     if found is None:
@@ -179,7 +183,7 @@ def replica_uri(account: str, region: str, repository: str, digest: str) -> str:
     return f"{account}.dkr.ecr.{region}.{suffix}/{repository}@{digest}"
 
 
-def replication_status(ecr, repository: str, digest: str, region: str, account: str) -> tuple[str, str]:
+def replication_status(ecr: AwsClient, repository: str, digest: str, region: str, account: str) -> tuple[str, str]:
     """(IN_PROGRESS | COMPLETE | FAILED | MISSING, failure code) of the image's replica in ``region``."""
     answer = ecr.describe_image_replication_status(repositoryName=repository, imageId={"imageDigest": digest})
     for status in answer.get("replicationStatuses") or []:
@@ -188,7 +192,7 @@ def replication_status(ecr, repository: str, digest: str, region: str, account: 
     return "MISSING", ""
 
 
-def wait_for_replica(ecr, repository: str, digest: str, region: str, account: str, *,
+def wait_for_replica(ecr: AwsClient, repository: str, digest: str, region: str, account: str, *,
                      timeout: float = REPLICATION_WAIT, sleep: Callable[[float], None] = time.sleep,
                      clock: Callable[[], float] = time.monotonic) -> None:
     """Return once the image's replica in ``region`` is COMPLETE; a HyperError when it FAILED or the bounded
@@ -218,7 +222,7 @@ def replication_tag(clock: Callable[[], float] = time.time) -> str:
     return f"{REPLICATE_TAG}-{int(clock())}-{uuid.uuid4().hex[:8]}"
 
 
-def replicate_existing(ecr, repository: str, digest: str) -> str | None:
+def replicate_existing(ecr: AwsClient, repository: str, digest: str) -> str | None:
     """Push image ``digest``'s manifest again under a fresh tag (``replication_tag``), so ECR replicates it to
     regions the rule gained after it was pushed; no tag is moved or deleted. Returns the new tag, or None
     when the repository holds no such image."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from hyper.aws import names
 from hyper.config import Host
@@ -122,7 +123,7 @@ def _prefix(host: Host) -> str:
 
 # statements ----------------------------------------------------------------------------------------------
 def _statement(sid: str, actions: list[str], resources: list[str] | str, condition: dict | None = None) -> dict:
-    body = {"Sid": sid, "Effect": "Allow", "Action": sorted(set(actions)),
+    body: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(set(actions)),
             "Resource": resources if isinstance(resources, str) else list(resources)}
     if condition:
         body["Condition"] = condition

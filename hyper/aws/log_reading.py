@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from hyper.aws import session as aws
 from hyper.aws.logs import GET_LIMIT, LogWindow, _logs, group_name
@@ -26,7 +26,7 @@ class StreamReader:
         """The attempt ended (its window got its end): read on from where we are, up to that end only."""
         self.window = window
 
-    def _get(self, **kwargs) -> dict | None:
+    def _get(self, **kwargs: Any) -> dict | None:
         client = _logs(self.host)
         with aws.aws_errors(self.host, "logs", f"read {self.group} {self.name}"):
             if self.window is not None:

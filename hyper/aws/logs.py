@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from hyper.aws import names, tables
 from hyper.aws import session as aws
@@ -121,11 +121,11 @@ class LogWindow:
 
 
 # log group -------------------------------------------------------------------------------------------
-def _logs(host: Host, max_attempts: int | None = None):
+def _logs(host: Host, max_attempts: int | None = None) -> aws.AwsClient:
     return aws.client(host, "logs", max_attempts=max_attempts)
 
 
-def _create_group(client, host: Host, retention_days: int | None = None) -> bool:
+def _create_group(client: aws.AwsClient, host: Host, retention_days: int | None = None) -> bool:
     """Create the group (True) unless it exists (False), with the host's retention; botocore errors propagate."""
     name = group_name(host)
     from hyper.aws.kms import resolve
@@ -398,7 +398,7 @@ class LogShipper:
             if not more or not final:
                 return
 
-    def client(self):
+    def client(self) -> aws.AwsClient:
         if self._client is None:
             self._client = _logs(self.host, max_attempts=1)  # the shipper backs off itself (see _handle)
         return self._client
@@ -509,7 +509,7 @@ class WorkerStreams:
     holds nothing else.
     """
 
-    def __init__(self, host: Host, worker_id: str, **shipper_options):
+    def __init__(self, host: Host, worker_id: str, **shipper_options: Any):
         self.host = host
         self.worker_id = worker_id
         self.generation = 0

@@ -218,7 +218,7 @@ def render_region_stack(host: Host, region: Region, *, other_regions: Iterable[R
         resources: dict[str, Any] = {}
         vpc: Any = region.vpc_id
         subnets: Any = list(region.subnets)
-        route_tables = list(region.route_tables) or None
+        route_tables: list[Any] | None = list(region.route_tables) or None
     else:
         resources = _new_vpc(host, region)
         vpc = {"Ref": "Vpc"}

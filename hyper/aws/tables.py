@@ -19,10 +19,14 @@ meta (hash ``pk`` S, range ``sk`` S): config, id counters, count shards, resourc
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Callable
 
 from hyper.aws.names import prefix, table_names  # noqa: F401  (tables.prefix/table_names: their old home)
 from hyper.config import Host
 from hyper.errors import HyperError
+
+if TYPE_CHECKING:
+    from hyper.aws.session import AwsClient
 
 TTL_ATTRIBUTE = "expires"
 
@@ -133,13 +137,13 @@ def config_item(host: Host) -> dict:
 
 
 # talking to DynamoDB ---------------------------------------------------------------------------------
-def _client(host: Host):
+def _client(host: Host) -> AwsClient:
     from hyper.aws.session import client
 
     return client(host, "dynamodb")
 
 
-def _describe(db, name: str) -> dict | None:
+def _describe(db: AwsClient, name: str) -> dict | None:
     try:
         return db.describe_table(TableName=name)["Table"]
     except db.exceptions.ResourceNotFoundException:
@@ -218,7 +222,7 @@ def _active(table: dict | None) -> bool:
     return all(g.get("IndexStatus", "ACTIVE") == "ACTIVE" for g in table.get("GlobalSecondaryIndexes", []))
 
 
-def _wait(db, name: str, done, timeout: float, what: str) -> None:
+def _wait(db: AwsClient, name: str, done: Callable[[dict | None], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
@@ -232,7 +236,7 @@ def _wait(db, name: str, done, timeout: float, what: str) -> None:
         delay = min(delay * 2, 5.0)
 
 
-def _enable_ttl(db, name: str) -> None:
+def _enable_ttl(db: AwsClient, name: str) -> None:
     status = db.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
     if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and status.get("AttributeName") == TTL_ATTRIBUTE:
         return
@@ -244,7 +248,7 @@ def _enable_ttl(db, name: str) -> None:
             raise
 
 
-def _enable_pitr(db, name: str) -> None:
+def _enable_pitr(db: AwsClient, name: str) -> None:
     """Point-in-time recovery (35 days of restores): create_table cannot ask for it, so it is turned on here."""
     desc = db.describe_continuous_backups(TableName=name).get("ContinuousBackupsDescription", {})
     if desc.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED":

@@ -18,8 +18,8 @@ tests lint every variant with cfn-lint. Three stacks per host (names from ``hype
   turns a vCPU change into a failing update. The environment uses Batch's service-linked role, which is what
   lets Batch update instance types, spot/on-demand, strategy and the launch template in place; a change Batch
   cannot make in place gets a new environment (``environment_generation``) that the queue switches to.
-* ``<prefix>main`` in the main region (``render_main_stack``): the host's log group and data bucket. The tables are made by
-  ``hyper hosts create-host`` (``hyper.aws.tables``), not here.
+* ``<prefix>main`` in the main region (``render_main_stack``): the host's log group and data bucket. The tables
+  are made by ``hyper hosts create-host`` (``hyper.aws.tables``), not here.
 
 Job definitions are not a stack: ``render_job_definition`` gives the RegisterJobDefinition request, which
 ``hyper.aws.stacks.register_job_definition`` registers once per content hash.
@@ -287,7 +287,7 @@ def render_main_stack(host: Host, *, retention_days: int | None = None) -> dict:
         raise HyperError(f"log retention {days} days must be 1 or more", "e.g. 30")
     # deleted with the stack on purpose: a purged host takes its job output with it, and a host made again
     # under the same name could not create a retained group of the same name
-    resources = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
+    resources: dict[str, Any] = {"LogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
                               "UpdateReplacePolicy": "Delete", "Properties": {
                                   "LogGroupName": names.log_group(host), "RetentionInDays": log_retention(days)}}}
     key = kms.policy_arn(host, "${AWS::Partition}", "${AWS::AccountId}")

@@ -19,8 +19,18 @@ item then expires within a day or two, so the sweep's queries read open notices 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, TypeVar
 
 from hyper.aws.attributes import _av, _item, _unitem
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from hyper.aws.session import AwsClient
+    from hyper.models import Job
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 OPEN_STATES = ("PENDING", "SENDING")
 FINAL_STATES = ("SENT", "FAILED")
@@ -43,7 +53,13 @@ def new_notice(job_id: int, url: str, now: float) -> dict:
 class SQLiteNotices:
     """Notice records on the local host's SQLite file (``self._tx`` / ``self.con`` come from SQLiteStore)."""
 
-    def _insert_notices(self, con, jobs, now: float) -> None:
+    if TYPE_CHECKING:  # provided by SQLiteStore (hyper/store/sqlite.py), declared for the type checker only
+        @property
+        def con(self) -> sqlite3.Connection: ...
+        def _errors(self) -> ContextManager[None]: ...
+        def _tx(self) -> ContextManager[sqlite3.Connection]: ...
+
+    def _insert_notices(self, con: sqlite3.Connection, jobs: Iterable[Job], now: float) -> None:
         """Called inside submit's transaction: the job and its notice are written together or not at all."""
         rows = [(j.id, j.spec.notify, now) for j in jobs if j.spec is not None and j.spec.notify]
         if rows:
@@ -90,11 +106,18 @@ class DynamoNotices:
     DynamoStore)."""
 
     SPEC_TTL: int
+    db: AwsClient
+    meta: str
+    count_shards: int
+    retention: int
+
+    if TYPE_CHECKING:  # provided by DynamoTables (hyper/aws/dynamo.py), declared for the type checker only
+        def _parallel(self, fn: Callable[[_T], _R], args: list[_T]) -> list[_R]: ...
 
     def _notice_key(self, job_id: int, final: bool = False) -> dict:
         return {"pk": {"S": f"{'ntcx' if final else 'ntc'}#{job_id % self.count_shards}"}, "sk": {"S": str(job_id)}}
 
-    def _notice_items(self, jobs, now: float) -> list[tuple[str, dict]]:
+    def _notice_items(self, jobs: Iterable[Job], now: float) -> list[tuple[str, dict]]:
         """Put requests for submit's batch: written before the job items, so no job exists without its notice."""
         out = []
         for job in jobs:
@@ -126,7 +149,8 @@ class DynamoNotices:
 
     def open_notices(self) -> list[dict]:
         def shard(k: int) -> list[dict]:
-            found, start = [], None
+            found: list[dict] = []
+            start = None
             while True:
                 args = {"TableName": self.meta, "KeyConditionExpression": "pk = :p", "ConsistentRead": True,
                         "ExpressionAttributeValues": {":p": {"S": f"ntc#{k}"}}}
@@ -167,7 +191,7 @@ class DynamoNotices:
             return False
         notice.update(state=state, attempts=notice["attempts"] + 1, next_at=next_at, owner=None, lease=None,
                       status=status, error=error, updated=now)
-        cond = {"ConditionExpression": "#s = :sending AND #o = :owner",
+        cond: dict[str, Any] = {"ConditionExpression": "#s = :sending AND #o = :owner",
                 "ExpressionAttributeNames": {"#s": "state", "#o": "owner"},
                 "ExpressionAttributeValues": {":sending": _av("SENDING"), ":owner": _av(owner)}}
         if state in OPEN_STATES:

@@ -88,7 +88,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
             self._local.con = None
 
     @contextmanager
-    def _errors(self):
+    def _errors(self) -> Iterator[None]:
         """Turn SQLite failures into one-line errors that say which file and what to do."""
         try:
             yield
@@ -112,7 +112,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
                              "move the file aside (a new one is created); its jobs are lost") from None
 
     @contextmanager
-    def _tx(self):
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: takes the write lock first, so read-then-update is atomic."""
         with self._errors():
             con = self.con
@@ -187,7 +187,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
         finally:
             os.close(lock)  # drops the lock
 
-    def _create_or_upgrade(self, con) -> None:
+    def _create_or_upgrade(self, con: sqlite3.Connection) -> None:
         con.execute("BEGIN IMMEDIATE")
         try:
             current = con.execute("PRAGMA user_version").fetchone()[0]  # re-read under the write lock
@@ -250,7 +250,8 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
     def _submit(self, submissions: list[Submission], now: float, out: list[Job]) -> None:
         with self._tx() as con:
             next_id = int(con.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
-            rows, dep_rows = [], []
+            rows: list[tuple] = []
+            dep_rows: list[tuple[int, str, int, int]] = []
             for sub in submissions:
                 job = sub.job
                 job.id = next_id
@@ -279,7 +280,8 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
             self._insert_notices(con, out, now)
             con.execute("UPDATE meta SET value = ? WHERE key = 'next_id'", (str(next_id),))
 
-    def _check_dependencies(self, con, job: Job, depends) -> tuple[str, str]:
+    def _check_dependencies(self, con: sqlite3.Connection, job: Job,
+                            depends: Iterable[tuple[str, int, int | None]]) -> tuple[str, str]:
         """Targets must exist now; returns (first pending, first never-satisfiable) as text for reasons."""
         pending = never = ""
         for kind, tid, tidx in depends:
@@ -333,7 +335,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
                     found.append(self._element(con, parent, parent_row, index))
         return found, missing
 
-    def _element(self, con, parent: Job, parent_row: tuple, index: int) -> Job:
+    def _element(self, con: sqlite3.Connection, parent: Job, parent_row: tuple, index: int) -> Job:
         row = con.execute(SELECT + " WHERE id = ? AND idx = ?", (parent.id, index)).fetchone()
         if row is not None:
             return _row_to_job(row, parent_row[COLS.index("spec")])
@@ -400,7 +402,8 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
                         (now, state, jobs_run, worker))
 
     def list_workers(self, live_since: float | None = None) -> list[WorkerInfo]:
-        sql, args = "SELECT * FROM workers", ()
+        sql = "SELECT * FROM workers"
+        args: tuple[float, ...] = ()
         if live_since is not None:
             sql, args = sql + " WHERE state != 'EXITED' AND heartbeat >= ?", (live_since,)
         with self._errors():

@@ -7,7 +7,7 @@ the array's counters, never by writing a row per element.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, ContextManager, Iterable
 
 from hyper.parsing.arrays import ArraySpec
 from hyper.parsing.jobids import JobRef
@@ -23,9 +23,20 @@ from hyper.store.base import (
 )
 from hyper.store.sqlite_schema import COLS, SELECT, _ref_text
 
+if TYPE_CHECKING:
+    import sqlite3
+
 
 class SQLiteEdits:
     """qdel/qhold/qrls on the jobs table; needs SQLiteStore's _tx, _array and _settle_array."""
+
+    if TYPE_CHECKING:  # provided by SQLiteStore and SQLiteRunning, declared for the type checker only
+        def _tx(self) -> ContextManager[sqlite3.Connection]: ...
+        def _array(self, job_id: int, text: str) -> ArraySpec: ...
+        def _settle_array(self, con: sqlite3.Connection, job_id: int, now: float) -> None: ...
+        def _resolve_dependents(self, con: sqlite3.Connection, job_id: int, idx: int | None, state: JobState,
+                                now: float) -> None: ...
+        def _reevaluate(self, con: sqlite3.Connection, job_id: int, now: float) -> None: ...
 
     def delete(self, refs: Iterable[JobRef], now: float) -> list[DeleteResult]:
         """Mark jobs DELETED; running ones are stopped by their worker, which sees the state change."""
@@ -44,11 +55,11 @@ class SQLiteEdits:
                     results.extend(self._delete_elements(con, prow, ref.indices, now))
         return results
 
-    def _parent_row(self, con, job_id: int) -> dict | None:
+    def _parent_row(self, con: sqlite3.Connection, job_id: int) -> dict | None:
         row = con.execute(SELECT + " WHERE id = ? AND idx = -1", (job_id,)).fetchone()
         return dict(zip(COLS, row)) if row else None
 
-    def _delete_whole(self, con, prow: dict, now: float) -> DeleteResult:
+    def _delete_whole(self, con: sqlite3.Connection, prow: dict, now: float) -> DeleteResult:
         jid = f"{prow['id']}[]" if prow["array"] else str(prow["id"])
         if JobState(prow["state"]).finished:
             return already_finished(jid, prow["state"])
@@ -72,7 +83,8 @@ class SQLiteEdits:
         self._resolve_dependents(con, prow["id"], -1, JobState.DELETED, now)
         return DeleteResult(jid, True)
 
-    def _delete_elements(self, con, prow: dict, indices: ArraySpec, now: float) -> list[DeleteResult]:
+    def _delete_elements(self, con: sqlite3.Connection, prow: dict, indices: ArraySpec,
+                         now: float) -> list[DeleteResult]:
         spec = self._array(prow["id"], prow["array"])
         results = []
         for index in indices:

@@ -9,6 +9,7 @@ started elements (arrays stay flat in N).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, ContextManager
 
 from hyper.dependencies import NEVER, PENDING, dependency_status
 from hyper.models import Job, JobSpec
@@ -17,9 +18,22 @@ from hyper.states import JobState
 from hyper.store.base import LostHandler
 from hyper.store.sqlite_schema import COLS, SELECT, _array_ready, _idx, _row_to_job
 
+if TYPE_CHECKING:
+    import sqlite3
+
+    from hyper.parsing.arrays import ArraySpec
+
 
 class SQLiteRunning:
     """The worker's side of the jobs table; needs SQLiteStore's _tx, _errors, con and _array."""
+
+    if TYPE_CHECKING:  # provided by SQLiteStore and SQLiteEdits, declared for the type checker only
+        @property
+        def con(self) -> sqlite3.Connection: ...
+        def _errors(self) -> ContextManager[None]: ...
+        def _tx(self) -> ContextManager[sqlite3.Connection]: ...
+        def _array(self, job_id: int, text: str) -> ArraySpec: ...
+        def _parent_row(self, con: sqlite3.Connection, job_id: int) -> dict | None: ...
 
     def claim(self, queue: str, definition: str, worker: str, lease_until: float, now: float) -> Job | None:
         """Take the next ready job of (queue, definition) for this worker, or None.
@@ -51,7 +65,8 @@ class SQLiteRunning:
             job.ended = job.pid = job.exit_code = None
             return job
 
-    def _claim_element(self, con, r: dict, worker: str, lease_until: float, now: float) -> Job | None:
+    def _claim_element(self, con: sqlite3.Connection, r: dict, worker: str, lease_until: float,
+                       now: float) -> Job | None:
         spec = self._array(r["id"], r["array"])
         cursor, skip = r["a_cursor"], r["a_skip"]
         while True:
@@ -76,7 +91,7 @@ class SQLiteRunning:
                    submitted=r["submitted"], started=now, attempts=1, retries=r["retries"], worker=worker,
                    lease=lease_until, spec=spec_obj)
 
-    def _settle_array(self, con, job_id: int, now: float) -> None:
+    def _settle_array(self, con: sqlite3.Connection, job_id: int, now: float) -> None:
         """Recompute an array's state and readiness from its counters; end it when every element ended."""
         prow = self._parent_row(con, job_id)
         if prow is None or prow["array"] is None:
@@ -154,7 +169,8 @@ class SQLiteRunning:
         with self._tx() as con:
             return self._finish(con, job.id, _idx(job), worker, outcome, exit_code, reason, now)
 
-    def _finish(self, con, job_id: int, idx: int, worker: str, outcome: str, exit_code, reason, now):
+    def _finish(self, con: sqlite3.Connection, job_id: int, idx: int, worker: str | None, outcome: str,
+                exit_code: int | None, reason: str, now: float) -> JobState | None:
         row = con.execute("SELECT state, attempts, retries, spec, worker FROM jobs WHERE id = ? AND idx = ?",
                           (job_id, idx)).fetchone()
         if row is None or row[0] != "RUNNING" or row[4] != worker:
@@ -193,7 +209,8 @@ class SQLiteRunning:
             con.execute("UPDATE workers SET state = 'EXITED', heartbeat = ? WHERE id = ?", (now, worker))
             return out
 
-    def _lose(self, con, rows, reason: str, now: float, on_lost: LostHandler | None) -> list[Job]:
+    def _lose(self, con: sqlite3.Connection, rows: list[tuple], reason: str, now: float,
+              on_lost: LostHandler | None) -> list[Job]:
         lost = []
         for row in rows:
             job_id, idx = row[COLS.index("id")], row[COLS.index("idx")]
@@ -203,12 +220,16 @@ class SQLiteRunning:
             job = _row_to_job(row, parent_spec)
             if on_lost is not None:
                 on_lost(job)  # e.g. kill an orphaned process group before anyone may start the job again
-            job.state = self._finish(con, job.id, _idx(job), job.worker, LOST, None, reason, now)
+            state = self._finish(con, job.id, _idx(job), job.worker, LOST, None, reason, now)
+            # the row was read RUNNING, owned by job.worker, in this same transaction: _finish always decides
+            assert state is not None
+            job.state = state
             lost.append(job)
         return lost
 
     # dependencies -----------------------------------------------------------------------------------
-    def _resolve_dependents(self, con, job_id: int, idx: int | None, state: JobState, now: float) -> None:
+    def _resolve_dependents(self, con: sqlite3.Connection, job_id: int, idx: int | None, state: JobState,
+                            now: float) -> None:
         """Re-evaluate the jobs that depend on job_id (idx -1), one element (idx >= 0) or any of it (None)."""
         if idx is None:
             rows = con.execute("SELECT DISTINCT job FROM deps WHERE on_job = ? ORDER BY job", (job_id,))
@@ -218,7 +239,7 @@ class SQLiteRunning:
         for (dependent,) in rows.fetchall():
             self._reevaluate(con, dependent, now)
 
-    def _reevaluate(self, con, job_id: int, now: float) -> None:
+    def _reevaluate(self, con: sqlite3.Connection, job_id: int, now: float) -> None:
         prow = self._parent_row(con, job_id)
         if prow is None or prow["state"] != "HELD":
             return

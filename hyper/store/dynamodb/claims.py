@@ -104,7 +104,7 @@ class _Claims(_Core):
                 or it["definition"] != definition):
             return None
         ops = []
-        parent = it
+        parent: dict | None = it
         if idx >= 0:
             parent = self._get(job_id, PARENT)
             if parent is None or parent["state"] not in (QUEUED, RUNNING):

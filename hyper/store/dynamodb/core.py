@@ -9,7 +9,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import botocore.exceptions as bx
 
@@ -22,7 +22,7 @@ from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.states import JobState
-from hyper.store.dynamodb.keys import (FENCE, LEASE_MARGIN, LOG_PREFIX, MAX_AHEAD, MAX_LEASE, RUNNING, SPEC,
+from hyper.store.dynamodb.keys import (FENCE, LEASE_MARGIN, LOG_PREFIX, MAX_AHEAD, MAX_LEASE, PARENT, RUNNING, SPEC,
                                        SPEC_TTL, _f, _finished, _jkey, _k, _public, _rank)
 from hyper.store.notices import DynamoNotices
 
@@ -36,6 +36,12 @@ class _Core(DynamoNotices, DynamoTables):
     TOUCH_EVERY = 20.0  # a worker's IDLE/BUSY registry write at most this often (1 write unit each)
     STATE_POLL = 60.0  # longest wait between a running worker's qdel checks (each an eventually consistent
     #                    GetItem; hyper/worker/fence.py checks every elapsed/10 s, 1 s at first)
+
+    if TYPE_CHECKING:  # defined by the concern mixins, declared here so each mixin can call the others
+        def _resolve_dependents(self, job_id: int, idx: int | None, now: float) -> None: ...  # finish.py
+        def _reevaluate(self, job_id: int, now: float) -> JobState | None: ...  # finish.py
+        def _settle_array(self, job_id: int, now: float) -> None: ...  # claims.py
+        def _elements(self, job_id: int, active_only: bool) -> Iterator[dict]: ...  # jobs.py
 
     def __init__(self, host: Host):
         self.host = host
@@ -102,6 +108,16 @@ class _Core(DynamoNotices, DynamoTables):
     def _get(self, job_id: int, idx: int) -> dict | None:
         found = self.db.get_item(TableName=self.jobs, Key=_jkey(job_id, idx), ConsistentRead=True).get("Item")
         return _unitem(found) if found else None
+
+    def _get_known(self, job_id: int, idx: int) -> dict:
+        """Re-read an item this call has already seen. Why: only its record's expiry (TTL) or a purge between
+        the two reads can make it vanish; say so in one line instead of failing on None further on."""
+        found = self._get(job_id, idx)
+        if found is None:
+            shown = str(job_id) if idx == PARENT else f"{job_id}[{idx}]"
+            raise HyperError(f"job {shown} disappeared from {self.jobs} while it was being changed",
+                             "check it with `qstat -x`; run the command again if it still exists")
+        return found
 
     def _batch_get(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], dict]:
         keys = list(dict.fromkeys(keys))

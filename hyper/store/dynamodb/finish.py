@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from hyper.aws.dynamo import TX_ATTEMPTS, _Expr, _update
 from hyper.dependencies import NEVER, PENDING, dependency_status
@@ -26,8 +26,8 @@ class _Finish(_Core):
             self._forget_candidates()
         return state
 
-    def _finish(self, job_id: int, idx: int, worker: str, outcome: str, exit_code, reason: str, now: float,
-                log: str | None = None):
+    def _finish(self, job_id: int, idx: int, worker: str, outcome: str, exit_code: int | None, reason: str,
+                now: float, log: str | None = None) -> JobState | None:
         for _ in range(TX_ATTEMPTS):
             it = self._get(job_id, idx)
             if it is None or it["state"] != RUNNING or it.get("worker") != worker:
@@ -88,7 +88,7 @@ class _Finish(_Core):
     def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """Return jobs whose lease ran out to the queue (or fail them when their retries are spent)."""
         self._forget_candidates()
-        candidates = []
+        candidates: list[dict] = []
         for shard in range(self.index_shards):
             candidates.extend(self._query_all(index="leases", key="ls", value=str(shard), sort="lease", op="<",
                                               sort_value=now))
@@ -126,7 +126,7 @@ class _Finish(_Core):
             pass
         return lost
 
-    def _lose(self, keys, reason: str, now: float, on_lost: LostHandler | None, *,
+    def _lose(self, keys: Iterable[tuple[int, int]], reason: str, now: float, on_lost: LostHandler | None, *,
               expired_before: float | None = None, worker: str | None = None,
               worker_leases: dict[str, float] | None = None) -> list[Job]:
         lost = []
@@ -162,8 +162,9 @@ class _Finish(_Core):
                 on_lost(job)  # e.g. kill an orphaned process group before anyone may start the job again
             # claimed ahead and never started (the worker died holding it): back to the queue, no attempt spent
             outcome = RELEASED if "pre" in it else LOST
-            job.state = self._finish(job_id, idx, fence, outcome, None, reason, now)
-            if job.state is not None:
+            state = self._finish(job_id, idx, fence, outcome, None, reason, now)
+            if state is not None:
+                job.state = state
                 lost.append(job)
         return lost
 

@@ -34,7 +34,7 @@ class _Holds(_Core):
 
     def _delete_whole(self, job_id: int, now: float) -> DeleteResult:
         for _ in range(TX_ATTEMPTS):
-            p = self._get(job_id, PARENT)
+            p = self._get_known(job_id, PARENT)
             label = f"{job_id}[]" if p.get("array") else str(job_id)
             state = p["state"]
             if _finished(state):
@@ -66,14 +66,15 @@ class _Holds(_Core):
         self._expire_spec(p, now)
         return DeleteResult(label, True)
 
-    def _delete_started(self, p: dict, el: dict | None, now: float) -> str | None:
+    def _delete_started(self, p: dict, el: dict, now: float) -> str | None:
         """Delete a started (or requeued) element; returns None, or the state it had already ended in."""
-        job_id, index = p["id"], None if el is None else el["idx"]
+        job_id, index = p["id"], el["idx"]
         for attempt in range(TX_ATTEMPTS):
             if attempt:
-                el = self._get(job_id, index)
-            if el is None:
-                return "gone"
+                current = self._get(job_id, index)
+                if current is None:
+                    return "gone"
+                el = current
             state = el["state"]
             if _finished(state):
                 return state
@@ -104,7 +105,7 @@ class _Holds(_Core):
                     ended = self._delete_started(p, el, now)
                     result = DeleteResult(label, True) if ended is None else already_finished(label, ended)
                     break
-                parent = self._get(job_id, PARENT)
+                parent = self._get_known(job_id, PARENT)
                 if _finished(parent["state"]):
                     result = already_finished(label, parent["state"])
                     break
@@ -177,7 +178,7 @@ class _Holds(_Core):
                                   moved):
                     results.append(DeleteResult(label, True))
                     break
-                p = self._get(ref.id, PARENT)
+                p = self._get_known(ref.id, PARENT)
             else:
                 raise self._contended(ref.id)
         return results

@@ -6,7 +6,7 @@ import itertools
 import json
 import random
 import zlib
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import botocore.exceptions as bx
 
@@ -16,11 +16,14 @@ from hyper.aws.dynamo import BATCH_SIZE, GET_BATCH, batch_write
 from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
 from hyper.errors import HyperError
 from hyper.models import Job, JobSpec
-from hyper.parsing.arrays import parse_array
+from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.base import JobFilter, QueueCount, Submission
 from hyper.store.dynamodb.core import _Core
+
+if TYPE_CHECKING:
+    from hyper.aws.session import AwsClient
 from hyper.store.dynamodb.keys import (ACTIVE_STATES, DELETED, HELD, ID_BLOCK, INLINE_SPEC_MAX, MAX_SPEC_BYTES,
                                        PARENT, QUEUED, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord, _public,
                                        _ref_text)
@@ -34,7 +37,7 @@ class _Jobs(_Core):
 
     def _allocate_ids(self, n: int, shard: int | None = None) -> list[int]:
         """n unique ids with one atomic ADD: from shard 0 (1, 2, 3...) unless it is throttled."""
-        def add(db, k: int) -> int:
+        def add(db: AwsClient, k: int) -> int:
             response = db.update_item(TableName=self.meta, Key={"pk": {"S": "ids"}, "sk": {"S": str(k)}},
                                       UpdateExpression="ADD #n :n", ExpressionAttributeNames={"#n": "next"},
                                       ExpressionAttributeValues={":n": {"N": str(n)}}, ReturnValues="UPDATED_NEW")
@@ -61,58 +64,22 @@ class _Jobs(_Core):
         subs = list(submissions)
         if not subs:
             return []
-        prepared = []
-        for sub in subs:
-            job = sub.job
-            array = parse_array(job.array) if job.array else None
-            inline = blob = None
-            if job.spec is not None:
-                inline = json.dumps(job.spec.to_dict())
-                if len(inline.encode()) > INLINE_SPEC_MAX:
-                    blob = zlib.compress(inline.encode(), 6)
-                    if len(blob) > MAX_SPEC_BYTES:
-                        raise HyperError(
-                            f"job {job.name!r}: its script and environment take {len(blob) // 1024} KB even "
-                            f"compressed, more than a DynamoDB item holds",
-                            "let the job read its large inputs from a file or the image (scripts in S3 are the "
-                            "next step)")
-                    light = job.spec.to_dict()
-                    light["script"], light["env"] = None, {}
-                    inline = json.dumps(light)
-            prepared.append((sub, array, inline, blob))
-
-        # dependencies: every target must exist now (read before any id is taken or anything written)
-        wanted = set()
-        for sub in subs:
-            for _, tid, tidx in sub.depends:
-                wanted.add((tid, PARENT))
-                if tidx is not None:
-                    wanted.add((tid, tidx))
-        found = self._batch_get(wanted) if wanted else {}
-        checks = [self._check_dependencies(sub.depends, found) for sub in subs]
+        prepared = [(sub, parse_array(sub.job.array) if sub.job.array else None, *self._encode_spec(sub.job))
+                    for sub in subs]
+        checks = self._read_dependencies(subs)
 
         ids = self._allocate_ids(len(subs))
         out: list[Job] = []
-        job_items, extra_items, weights = [], [], []
+        job_items: list[tuple[str, dict]] = []
+        extra_items: list[tuple[str, dict]] = []
+        weights: list[tuple[int, tuple[str, str, str], int]] = []
         delta: dict[tuple[str, str, str], int] = {}
         for (sub, array, inline, blob), (pending, never), job_id in zip(prepared, checks, ids):
             job = sub.job
             job.id, job.submitted = job_id, now
             job.state, job.reason = initial_state(sub.hold, pending, never)
             job.array_total = array.count if array else 0
-            it = {
-                "id": job_id, "idx": PARENT, "ord": _ord(job_id, PARENT), "name": job.name, "user": job.user,
-                "queue": job.queue, "definition": job.definition, "reason": job.reason,
-                "priority": job.priority, "submitted": now, "attempts": 0, "retries": job.retries,
-                "uhold": bool(sub.hold), "spec": inline, "big": True if blob else None,
-                "depends": list(job.depends) or None,
-                "deps": [[kind, tid, PARENT if tidx is None else tidx] for kind, tid, tidx in sub.depends] or None,
-            }
-            if array is not None:
-                it.update(array=job.array, a_total=array.count, a_limit=array.limit, a_cursor=0, a_skip=0,
-                          a_running=0, a_done=0, a_failed=0, a_deleted=0)
-            ready = job.state is JobState.QUEUED and (array is None or array.count > 0)
-            it.update(self._state_attrs(it, job.state.value, ready=ready, now=now))
+            it = self._job_item(sub, array, inline, blob is not None, now)
             weight = array.count if array is not None else 1
             key = (job.queue, job.definition, job.state.value)
             delta[key] = delta.get(key, 0) + weight
@@ -128,24 +95,7 @@ class _Jobs(_Core):
             out.append(job)
 
         extra_items.extend(self._notice_items(out, now))  # `--notify`: hyper/store/notices.py
-        # counts first: a crash from here on can over-count (a worker too many), never strand a job
-        self._apply_counts(delta)
-        threads = 8 if len(job_items) + len(extra_items) > 4 * BATCH_SIZE else 1
-        send = self._send_batch
-        left = batch_write(send, extra_items, threads=threads, attempts=self.batch_attempts)
-        if left:  # no job item is written yet: nothing is visible
-            self._apply_counts({k: -n for k, n in delta.items()})
-            raise self._throttled(len(subs), 0, ids)
-        left = batch_write(send, job_items, threads=threads, attempts=self.batch_attempts)
-        if left:
-            unwritten = {int(r["PutRequest"]["Item"]["id"]["N"]) for _, r in left}
-            back: dict = {}
-            for job_id, key, weight in weights:
-                if job_id in unwritten:
-                    back[key] = back.get(key, 0) - weight
-            self._apply_counts(back)
-            raise self._throttled(len(subs), len(subs) - len(unwritten),
-                                  sorted(unwritten))
+        self._write_submission(job_items, extra_items, delta, weights, ids)
 
         # close the race with targets that ended while we wrote: edges are in place, re-read the targets
         for job, (pending, never), sub in zip(out, checks, subs):
@@ -155,13 +105,93 @@ class _Jobs(_Core):
                     job.state, job.reason = state, ""
         return out
 
+    @staticmethod
+    def _encode_spec(job: Job) -> tuple[str | None, bytes | None]:
+        """The spec as stored on the job item, and its compressed copy when it is too big for that.
+
+        Why: a DynamoDB item holds 400 KB and reads cost by size, so a spec over INLINE_SPEC_MAX keeps only its
+        light part inline (no script, no environment) and the whole spec goes compressed to an item of its own;
+        a spec too big even compressed is refused before anything is written."""
+        if job.spec is None:
+            return None, None
+        inline = json.dumps(job.spec.to_dict())
+        if len(inline.encode()) <= INLINE_SPEC_MAX:
+            return inline, None
+        blob = zlib.compress(inline.encode(), 6)
+        if len(blob) > MAX_SPEC_BYTES:
+            raise HyperError(
+                f"job {job.name!r}: its script and environment take {len(blob) // 1024} KB even "
+                f"compressed, more than a DynamoDB item holds",
+                "let the job read its large inputs from a file or the image (scripts in S3 are the "
+                "next step)")
+        light = job.spec.to_dict()
+        light["script"], light["env"] = None, {}
+        return json.dumps(light), blob
+
+    def _read_dependencies(self, subs: list[Submission]) -> list[tuple[str, str]]:
+        """(pending, never) per submission, from one batched read of every target. Why before any id is taken:
+        every target must exist now, and a bad dependency must leave nothing written, not even the id counter."""
+        wanted: set[tuple[int, int]] = set()
+        for sub in subs:
+            for _, tid, tidx in sub.depends:
+                wanted.add((tid, PARENT))
+                if tidx is not None:
+                    wanted.add((tid, tidx))
+        found = self._batch_get(wanted) if wanted else {}
+        return [self._check_dependencies(sub.depends, found) for sub in subs]
+
+    def _job_item(self, sub: Submission, array: ArraySpec | None, inline: str | None, big: bool,
+                  now: float) -> dict:
+        """The job's record (the parent of an array: its elements are written as they are claimed), with the
+        state attributes its indexes need. Why separate: submit's loop then reads as what is written where."""
+        job = sub.job
+        it = {
+            "id": job.id, "idx": PARENT, "ord": _ord(job.id, PARENT), "name": job.name, "user": job.user,
+            "queue": job.queue, "definition": job.definition, "reason": job.reason,
+            "priority": job.priority, "submitted": now, "attempts": 0, "retries": job.retries,
+            "uhold": bool(sub.hold), "spec": inline, "big": True if big else None,
+            "depends": list(job.depends) or None,
+            "deps": [[kind, tid, PARENT if tidx is None else tidx] for kind, tid, tidx in sub.depends] or None,
+        }
+        if array is not None:
+            it.update(array=job.array, a_total=array.count, a_limit=array.limit, a_cursor=0, a_skip=0,
+                      a_running=0, a_done=0, a_failed=0, a_deleted=0)
+        ready = job.state is JobState.QUEUED and (array is None or array.count > 0)
+        it.update(self._state_attrs(it, job.state.value, ready=ready, now=now))
+        return it
+
+    def _write_submission(self, job_items: list[tuple[str, dict]], extra_items: list[tuple[str, dict]],
+                          delta: dict[tuple[str, str, str], int],
+                          weights: list[tuple[int, tuple[str, str, str], int]], ids: list[int]) -> None:
+        """Counts, then specs/edges/notices, then the jobs; on throttling, take back the counts of the jobs that
+        were not written and raise. Why this order: a crash can over-count (a worker too many), never strand a
+        job, and a job item is never visible without its spec, edges and notice."""
+        total = len(ids)
+        self._apply_counts(delta)
+        threads = 8 if len(job_items) + len(extra_items) > 4 * BATCH_SIZE else 1
+        send = self._send_batch
+        left = batch_write(send, extra_items, threads=threads, attempts=self.batch_attempts)
+        if left:  # no job item is written yet: nothing is visible
+            self._apply_counts({k: -n for k, n in delta.items()})
+            raise self._throttled(total, 0, ids)
+        left = batch_write(send, job_items, threads=threads, attempts=self.batch_attempts)
+        if left:
+            unwritten = {int(r["PutRequest"]["Item"]["id"]["N"]) for _, r in left}
+            back: dict[tuple[str, str, str], int] = {}
+            for job_id, key, weight in weights:
+                if job_id in unwritten:
+                    back[key] = back.get(key, 0) - weight
+            self._apply_counts(back)
+            raise self._throttled(total, total - len(unwritten), sorted(unwritten))
+
     def _throttled(self, total: int, written: int, unwritten: list[int]) -> HyperError:
         shown = ", ".join(str(i) for i in unwritten[:5]) + (" ..." if len(unwritten) > 5 else "")
         return HyperError(f"DynamoDB throttled the submission in {aws.where_text(self.host)}: {written} of {total} "
                           f"jobs were written; {len(unwritten)} were not (ids {shown})",
                           "the jobs not written do not exist; submit them again in a moment")
 
-    def _check_dependencies(self, depends, found: dict) -> tuple[str, str]:
+    def _check_dependencies(self, depends: Iterable[tuple[str, int, int | None]],
+                            found: dict[tuple[int, int], dict]) -> tuple[str, str]:
         pending = never = ""
         for kind, tid, tidx in depends:
             target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
@@ -189,7 +219,7 @@ class _Jobs(_Core):
         """Jobs for the given ids, in order; ids that name no job come back in the second list."""
         refs = list(refs)
         parents = self._batch_get((r.id, PARENT) for r in refs)
-        element_keys = []
+        element_keys: list[tuple[int, int]] = []
         for ref in refs:
             p = parents.get((ref.id, PARENT))
             if p is not None and ref.indices is not None and p.get("array"):
@@ -201,7 +231,8 @@ class _Jobs(_Core):
         def spec_for(p: dict) -> JobSpec | None:
             if p["id"] not in specs:
                 specs[p["id"]] = self._spec_of(p)
-            return JobSpec.from_dict(specs[p["id"]].to_dict()) if specs[p["id"]] else None
+            cached = specs[p["id"]]
+            return JobSpec.from_dict(cached.to_dict()) if cached else None
 
         found, missing = [], []
         for ref in refs:

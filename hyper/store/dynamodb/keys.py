@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from functools import wraps
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, ParamSpec, Protocol, TypeVar
 
 from hyper.aws import session as aws
 from hyper.models import Job
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
+
+if TYPE_CHECKING:
+    from hyper.config import Host
 
 PARENT, SPEC = -1, -2  # idx of a job / array record, and of a job's large spec
 INLINE_SPEC_MAX = 2048  # spec JSON up to this many bytes stays on the job item
@@ -48,7 +52,7 @@ def _rank(priority: int, job_id: int, idx: int) -> str:
     return f"{PRIORITY_BASE - int(priority):011d}#{job_id:015d}#{idx + 1:010d}"
 
 
-def _f(value) -> float | None:
+def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
@@ -74,11 +78,22 @@ def _finished(state: str) -> bool:
 
 
 
-def _public(fn):
+class _OnHost(Protocol):
+    """What ``_public`` needs of the store it wraps: the host its errors name."""
+
+    host: Host
+
+
+_S = TypeVar("_S", bound=_OnHost)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _public(fn: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
     """Public methods answer botocore failures with one-line HyperErrors naming the host."""
 
     @wraps(fn)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with aws.aws_errors(self.host, "dynamodb", fn.__name__.strip("_")):
             return fn(self, *args, **kwargs)
 

@@ -34,7 +34,7 @@ class _Workers(_Core):
         def shard(k: int) -> list[dict]:
             return list(self._query_all(table=self.meta, key="pk", value=f"wrk#{k}", consistent=True))
 
-        out = []
+        out: list[WorkerInfo] = []
         for items in self._parallel(shard, list(range(self.count_shards))):
             out.extend(WorkerInfo(id=it["sk"], queue=it.get("queue", ""), definition=it.get("definition", ""),
                                   host=it.get("host", ""), pid=it.get("pid"), started=_f(it.get("started")) or 0.0,
