@@ -13,7 +13,9 @@ from hyper.cli.common import print_error
 SUMMARY_OVER = 5  # more results than this are summed up in one line instead of one line per id
 
 
-def run_qdel(job_ids=None, user=None, state=None, queue=None, name=None, host=None, version=False) -> int:
+def run_qdel(job_ids: list[str] | None = None, user: str | None = None, state: str | None = None,
+             queue: str | None = None, name: str | None = None, host: str | None = None,
+             version: bool = False) -> int:
     """Delete jobs: queued ones never start; running ones get SIGTERM, then SIGKILL. Returns the exit code."""
     from hyper.errors import EXIT_ERROR, EXIT_UNKNOWN_JOB
     from hyper.parsing.jobids import parse_job_ids
@@ -48,7 +50,8 @@ def run_qdel(job_ids=None, user=None, state=None, queue=None, name=None, host=No
     return code
 
 
-def run_qlog(job_id, stderr=False, follow=False, tail=None, attempt=None, host=None, version=False) -> int:
+def run_qlog(job_id: str, stderr: bool = False, follow: bool = False, tail: int | None = None,
+             attempt: int | None = None, host: str | None = None, version: bool = False) -> int:
     """Print a job's stdout (or stderr with -e); with follow, until the job ends."""
     from hyper.parsing.jobids import parse_job_id
     from hyper.services import jobs as svc

@@ -4,12 +4,15 @@ completion, `--version`, and click's usage errors as one line like every other e
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
 
 from hyper.cli.common import show_version
+
+if TYPE_CHECKING:
+    from typer._click import Context as ClickContext  # the click typer vendors: the base class declares this type
 
 APP_SETTINGS: dict[str, Any] = dict(add_completion=True, pretty_exceptions_enable=False,
                                     context_settings={"help_option_names": ["--help"]})
@@ -73,7 +76,7 @@ class QCommand(TyperCommand):
 
     boolean_flags = ("--only-job-id-out",)
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         from hyper.errors import HyperError
 
         try:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from hyper.errors import UsageError
 from hyper.models import Job
 from hyper.parsing.directives import TABLES, Directives, parse_directives, parse_options
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
 
 
 def read_script(path: str | None, prog: str) -> tuple[str, str]:
@@ -80,7 +83,7 @@ def split_words(words: list[str], family: str, own_flags: tuple[str, ...] = (),
     return options, own, []
 
 
-def submit_script(ctx, family: str, options: list[str], script_text: str, script_name: str,
+def submit_script(ctx: Context, family: str, options: list[str], script_text: str, script_name: str,
                   family_defaults: Callable[[Directives], Directives] | None = None) -> tuple[list[Job], Directives]:
     """Submit a script with `family`'s command-line options over its directives, exactly as qsub does (one
     service call, then the local agent is woken). `family_defaults` fills in what the family's scheduler
@@ -97,7 +100,7 @@ def submit_script(ctx, family: str, options: list[str], script_text: str, script
     return jobs, merged
 
 
-def select_jobs(ctx, ids: list[str] | None, *, users: list[str] | None = None, names: list[str] | None = None,
+def select_jobs(ctx: Context, ids: list[str] | None, *, users: list[str] | None = None, names: list[str] | None = None,
                 queues: list[str] | None = None, finished: bool = False,
                 elements: bool = False) -> tuple[list[Job], list[str]]:
     """Jobs named by `ids` (any state) or, without ids, the active ones (all with `finished`), then filtered

@@ -15,13 +15,17 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING's value, which mypy reads alike, without importing typing here
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Mapping, TextIO
+
 _ENV_NAMES = ("COLUMNS", "LINES", "TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE",
               "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES", "LANG", "LC_ALL", "LC_CTYPE",
               "PYTHONIOENCODING", "CLICOLOR", "CLICOLOR_FORCE")
 _MODULES = ("qcmds.common", "hyper.cli.common", "typer", "rich")
 
 
-def cache_key(prog: str, environ=os.environ) -> str | None:
+def cache_key(prog: str, environ: Mapping[str, str] = os.environ) -> str | None:
     """What typer's help text for `prog` depends on, as one line; None when a source file cannot be found.
 
     Kept whole (not hashed) in the cached file's first line and compared on reading, so two keys never
@@ -53,8 +57,9 @@ def cache_path(prog: str, key: str) -> str:
 class _Tee:
     """sys.stdout for typer while it renders help: writes go through, and a copy is kept."""
 
-    def __init__(self, real):
-        self.real, self.copy, self.bypassed = real, [], False
+    def __init__(self, real: TextIO) -> None:
+        self.real, self.bypassed = real, False
+        self.copy: list[str] = []
 
     def write(self, text: str) -> int:
         written = self.real.write(text)  # first: click probes with b"" and expects the real stream's TypeError
@@ -62,12 +67,13 @@ class _Tee:
         return written
 
     @property
-    def buffer(self):
+    def buffer(self) -> BinaryIO:
         """Bytes written to the buffer would miss the copy: then nothing is cached."""
         self.bypassed = True
         return self.real.buffer
 
-    def __getattr__(self, name):  # isatty, fileno, encoding, flush...: the real stream's, so rich sizes it alike
+    def __getattr__(self, name: str) -> Any:
+        # isatty, fileno, encoding, flush...: the real stream's, so rich sizes it alike
         return getattr(self.real, name)
 
 

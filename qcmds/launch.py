@@ -18,6 +18,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING's value, which mypy reads alike, without importing typing here
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
+
 FLAG, VALUE, MULTI, INT = "flag", "value", "multi", "int"
 
 
@@ -81,12 +85,12 @@ SPECS = {
 _BOOLEAN_WORDS = ("true", "false", "yes", "no")  # `--only-job-id-out true`: the typer path's cyclone_booleans
 
 
-def fast_args(prog: str, argv: list[str], environ=os.environ) -> dict | None:
+def fast_args(prog: str, argv: list[str], environ: Mapping[str, str] = os.environ) -> dict[str, Any] | None:
     """The keyword arguments of `prog`'s run function for `argv`, or None when typer should decide."""
     if f"_{prog.upper()}_COMPLETE" in environ:
         return None
     spec = SPECS[prog]
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if spec.dash_dash and "--" in argv:
         cut = argv.index("--")
         kwargs["command"], argv = argv[cut + 1:], argv[:cut]
@@ -110,16 +114,8 @@ def fast_args(prog: str, argv: list[str], environ=os.environ) -> dict | None:
                     if i >= len(argv):
                         return None  # a missing value: typer says so
                     value = argv[i]
-                if value.startswith("-"):
-                    return None  # `-N -x`: click would take it as the value; leave that judgement to typer
-                if kind == INT:
-                    if not (value.isascii() and value.isdigit()):
-                        return None
-                    kwargs[param] = int(value)
-                elif kind == MULTI:
-                    kwargs.setdefault(param, []).append(value)
-                else:
-                    kwargs[param] = value
+                if not _store(kwargs, param, kind, value):
+                    return None
         elif word.startswith("-") and word != "-" and len(spec.positional) > 1:
             return None  # `qsub job.sh -x`: typer notes options placed after the script
         else:
@@ -132,7 +128,24 @@ def fast_args(prog: str, argv: list[str], environ=os.environ) -> dict | None:
     return kwargs
 
 
-def _place(spec: Spec, words: list[str], kwargs: dict) -> bool:
+def _store(kwargs: dict[str, Any], param: str, kind: str, value: str) -> bool:
+    """Keep an option's value as its parameter's kind wants it; False when typer should judge the value
+    (one that looks like an option, or an INT that is not digits). Apart from fast_args to keep the word
+    loop readable."""
+    if value.startswith("-"):
+        return False  # `-N -x`: click would take it as the value; leave that judgement to typer
+    if kind == INT:
+        if not (value.isascii() and value.isdigit()):
+            return False
+        kwargs[param] = int(value)
+    elif kind == MULTI:
+        kwargs.setdefault(param, []).append(value)
+    else:
+        kwargs[param] = value
+    return True
+
+
+def _place(spec: Spec, words: list[str], kwargs: dict[str, Any]) -> bool:
     """Put the argument words into their parameters as click does; False when click would complain."""
     if len(spec.positional) == 1 and spec.rest:
         kwargs[spec.positional[0]] = words or None
@@ -148,10 +161,11 @@ def _place(spec: Spec, words: list[str], kwargs: dict) -> bool:
     return True
 
 
-def _run(prog: str, kwargs: dict) -> None:
+def _run(prog: str, kwargs: dict[str, Any]) -> None:
     """Call the command's run function under the same error boundary as the typer command."""
     from hyper.cli.common import cli_errors
 
+    fn: Callable[..., int]
     if prog == "qstat":
         from qcmds.qstat_run import run_qstat as fn
     elif prog == "qsub":

@@ -13,9 +13,12 @@ listed without ids, or named with a suffix, get PBS Pro's `ID.server` key.
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from hyper.models import Definition, Job
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
 
 PBS_VERSION = "hyper"
 
@@ -122,7 +125,7 @@ def document(jobs: list[Job], server: str, definitions: dict[str, Definition],
                      for j in jobs}}
 
 
-def _flat(prefix: str, value) -> Iterable[tuple[str, object]]:
+def _flat(prefix: str, value: object) -> Iterable[tuple[str, object]]:
     if isinstance(value, dict):
         for key, inner in value.items():
             yield from _flat(f"{prefix}.{key}" if prefix else key, inner)
@@ -183,7 +186,7 @@ def alternate_lines(jobs: list[Job], server: str, definitions: dict[str, Definit
     return "".join(out)
 
 
-def print_pbs(ctx, jobs: list[Job], shape: str, job_ids: list[str] | None, delimiter: str = "|") -> None:
+def print_pbs(ctx: Context, jobs: list[Job], shape: str, job_ids: list[str] | None, delimiter: str = "|") -> None:
     """Write `jobs` in one of PBS Pro's shapes: "json", "dsv" (`qstat -f -F ...`) or "alternate" (`-a`)."""
     import json
     import sys
@@ -193,7 +196,7 @@ def print_pbs(ctx, jobs: list[Job], shape: str, job_ids: list[str] | None, delim
     if shape == "dsv" and (len(delimiter) != 1 or delimiter in "=\\\n"):
         raise UsageError(f"-D {delimiter!r} is not a usable delimiter", "give one character, e.g. -D ','")
     server = ctx.host.name
-    definitions = {d.name: d for d in ctx.store.list_resources("definition")}
+    definitions = {d.name: d for d in ctx.store.list_resources("definition") if isinstance(d, Definition)}
     now = time.time()
     if shape == "alternate":
         sys.stdout.write(alternate_lines(jobs, server, definitions, now) if jobs else "")

@@ -5,6 +5,7 @@ Local host: the job's output file. aws host: the job attempt's CloudWatch Logs s
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -16,7 +17,7 @@ from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 app = typer.Typer(**APP_SETTINGS)
 
 
-def tail_lines(path, n: int) -> bytes:
+def tail_lines(path: str | os.PathLike[str], n: int) -> bytes:
     """The last n lines of a file without reading all of it."""
     from hyper.services.jobs import tail_lines as tail
 

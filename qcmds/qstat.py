@@ -3,7 +3,7 @@ hyper/services/views.py; plain invocations skip typer altogether (qcmds/launch.p
 
 from __future__ import annotations
 
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
 
@@ -11,13 +11,16 @@ from hyper.cli.common import cli_errors
 from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 from qcmds.qstat_run import DEFAULT_WATCH, run_qstat
 
+if TYPE_CHECKING:
+    from typer._click import Context as ClickContext  # the click typer vendors: the base class declares this type
+
 app = typer.Typer(**APP_SETTINGS)
 
 
 class _QstatCommand(QCommand):
     """`--watch` takes an optional interval: `--watch`, `--watch 5` or `--watch=5` (seconds)."""
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         out = []
         i = 0
         while i < len(args):

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING, Callable
 
 from hyper.cli.common import print_error, render
 from hyper.services.views import View, alt_fields, full_details, full_record, human_field, job_rows
+
+if TYPE_CHECKING:
+    from hyper.models import Job
+    from hyper.services.context import Context
 
 COLUMNS = [("job_id", "Job ID"), ("name", "Name"), ("user", "User"), ("time_use", "Time Use"), ("s", "S"),
            ("queue", "Queue")]
@@ -23,10 +28,13 @@ ALT_COLUMNS = [("job_id", "Job ID"), ("user", "Username"), ("queue", "Queue"), (
 DEFAULT_WATCH = 2.0
 
 
-def run_qstat(job_ids=None, queue=None, user=None, finished=False, since=None, full=False, queues=False,
-              elements=False, alternative=False, comment=False, nodes=False, wide=False, only_queued=False,
-              only_running=False, state=None, job_name=None, watch=None, only_ids=False, output=None,
-              pbs_format=None, delimiter="|", host=None, version=False) -> int:
+def run_qstat(job_ids: list[str] | None = None, queue: str | None = None, user: str | None = None,
+              finished: bool = False, since: str | None = None, full: bool = False, queues: bool = False,
+              elements: bool = False, alternative: bool = False, comment: bool = False, nodes: bool = False,
+              wide: bool = False, only_queued: bool = False, only_running: bool = False, state: str | None = None,
+              job_name: str | None = None, watch: float | None = None, only_ids: bool = False,
+              output: str | None = None, pbs_format: str | None = None, delimiter: str = "|",
+              host: str | None = None, version: bool = False) -> int:
     """qstat with its options as the typer command receives them (same names, same defaults); the exit code."""
     from hyper.cli.common import check_format
     from hyper.errors import EXIT_UNKNOWN_JOB, UsageError
@@ -77,7 +85,7 @@ def run_qstat(job_ids=None, queue=None, user=None, finished=False, since=None, f
         if pbs_doc or (alternative and fmt == "table" and not only_ids):
             from qcmds.pbs_formats import print_pbs  # PBS Pro's shapes, for the tools that parse them
 
-            print_pbs(ctx, found, pbs_format.lower() if pbs_doc else "alternate", job_ids, delimiter)
+            print_pbs(ctx, found, pbs_format.lower() if pbs_format and pbs_doc else "alternate", job_ids, delimiter)
         else:
             show_jobs(ctx, found, view)
         return EXIT_UNKNOWN_JOB if missing else 0
@@ -88,7 +96,7 @@ def run_qstat(job_ids=None, queue=None, user=None, finished=False, since=None, f
     return 0
 
 
-def show_queues(ctx, queue, fmt) -> None:
+def show_queues(ctx: Context, queue: str | None, fmt: str) -> None:
     from hyper.services.views import queue_summary, stuck_notes
 
     listed = ctx.store.list_resources("queue")
@@ -97,7 +105,7 @@ def show_queues(ctx, queue, fmt) -> None:
         print_error("qstat", note)
 
 
-def show_jobs(ctx, found, view: View) -> None:
+def show_jobs(ctx: Context, found: list[Job], view: View) -> None:
     if view.only_ids:
         sys.stdout.write("".join(f"{j.job_id}\n" for j in found))
         return
@@ -144,7 +152,7 @@ def print_full(records: list[dict]) -> None:
         sys.stdout.write("\n")
 
 
-def watch_loop(draw, interval: float) -> None:
+def watch_loop(draw: Callable[[], int], interval: float) -> None:
     """Redraw until Ctrl-C: a live table on a terminal (rich), a stamped table per interval when piped."""
     if sys.stdout.isatty():
         import io

@@ -3,13 +3,16 @@ directives in the script, which the command line overrides)."""
 
 from __future__ import annotations
 
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
 
 from hyper.cli.common import cli_errors
 from qcmds.common import APP_SETTINGS, HostOption, QCommand, VersionOption, run
 from qcmds.qsub_run import run_qsub
+
+if TYPE_CHECKING:
+    from typer._click import Context as ClickContext  # the click typer vendors: the base class declares this type
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -18,7 +21,7 @@ class _DashDash(QCommand):
     """Keeps what follows `--` as the job's command (or, after a script, the script's arguments): click would
     otherwise fold it into the arguments."""
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if "--" in args:
             cut = args.index("--")
             ctx.meta["qsub_command"] = args[cut + 1:]
@@ -60,14 +63,18 @@ def qsub(
     join: Annotated[Optional[str], typer.Option("-j", help="oe: stderr into stdout; eo: the reverse.")] = None,
     variables: Annotated[Optional[List[str]], typer.Option("-v", help="Environment: A=1,B (B from here).")] = None,
     export_all: Annotated[bool, typer.Option("-V", help="Export this whole environment.")] = False,
-    resources: Annotated[Optional[List[str]], typer.Option("-l", help="walltime=1:00:00, select=1:ncpus=2:ngpus=1:mem=4gb.")] = None,
+    resources: Annotated[Optional[List[str]],
+                         typer.Option("-l", help="walltime=1:00:00, select=1:ncpus=2:ngpus=1:mem=4gb.")] = None,
     walltime: Annotated[Optional[str], typer.Option("--walltime", help="Walltime, e.g. 1:30:00.")] = None,
     rerunnable: Annotated[Optional[str], typer.Option("-r", help="y|n: may rerun after a lost worker.")] = None,
-    retries: Annotated[Optional[int], typer.Option("--retries", help="Reruns after failures (2 = at most 3 runs).")] = None,
-    retry_on_exit: Annotated[bool, typer.Option("--retry-on-exit", help="Count non-zero exits as failures to retry.")] = False,
+    retries: Annotated[Optional[int],
+                       typer.Option("--retries", help="Reruns after failures (2 = at most 3 runs).")] = None,
+    retry_on_exit: Annotated[bool, typer.Option("--retry-on-exit",
+                                                help="Count non-zero exits as failures to retry.")] = False,
     priority: Annotated[Optional[int], typer.Option("-p", "--priority", help="-1024..1023, higher first.")] = None,
     chdir: Annotated[Optional[str], typer.Option("--chdir", "-D", help="Run in this directory.")] = None,
-    sweep: Annotated[Optional[str], typer.Option("--sweep", help="JSON-lines file: one job per line, {key} substituted.")] = None,
+    sweep: Annotated[Optional[str],
+                     typer.Option("--sweep", help="JSON-lines file: one job per line, {key} substituted.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job and exit with its exit code.")] = False,
     quiet: Annotated[bool, typer.Option("-z", "--quiet", help="Do not print the job id.")] = False,
     split: Annotated[Optional[str], typer.Option("--split", help="Input file: one array element per part.")] = None,

@@ -10,66 +10,41 @@ from __future__ import annotations
 import sys
 
 
-def run_qsub(script=None, script_args=None, name=None, queue=None, definition=None, array=None, extra=None,
-             dependency=None, hold=False, output=None, error=None, join=None, variables=None, export_all=False,
-             resources=None, walltime=None, rerunnable=None, retries=None, retry_on_exit=False, priority=None,
-             chdir=None, sweep=None, wait=False, quiet=False, split=None, lines_per_part=None, parts=None,
-             finalize=None, finalize_after="afterany", notify=None, stagein=None, stageout=None, args_text=None,
-             account=None, mail_events=None, mail_users=None, shell=None, project=None, keep=None, checkpoint=None,
-             interactive=False, x11=False, job_name=None, partition=None, time_limit=None, mem=None, cpus=None,
-             gres=None, deferred=None, host=None, version=False, command=None, option_names=frozenset()) -> int:
+def run_qsub(script: str | None = None, script_args: list[str] | None = None, name: str | None = None,
+             queue: str | None = None, definition: str | None = None, array: str | None = None,
+             extra: list[str] | None = None, dependency: str | None = None, hold: bool = False,
+             output: str | None = None, error: str | None = None, join: str | None = None,
+             variables: list[str] | None = None, export_all: bool = False, resources: list[str] | None = None,
+             walltime: str | None = None, rerunnable: str | None = None, retries: int | None = None,
+             retry_on_exit: bool = False, priority: int | None = None, chdir: str | None = None,
+             sweep: str | None = None, wait: bool = False, quiet: bool = False, split: str | None = None,
+             lines_per_part: int | None = None, parts: int | None = None, finalize: str | None = None,
+             finalize_after: str = "afterany", notify: str | None = None, stagein: list[str] | None = None,
+             stageout: list[str] | None = None, args_text: str | None = None, account: str | None = None,
+             mail_events: str | None = None, mail_users: str | None = None, shell: str | None = None,
+             project: str | None = None, keep: str | None = None, checkpoint: str | None = None,
+             interactive: bool = False, x11: bool = False, job_name: str | None = None,
+             partition: str | None = None, time_limit: str | None = None, mem: str | None = None,
+             cpus: str | None = None, gres: str | None = None, deferred: str | None = None,
+             host: str | None = None, version: bool = False, command: list[str] | None = None,
+             option_names: set[str] | frozenset[str] = frozenset()) -> int:
     """qsub with its options as the typer command receives them (same names, same defaults), plus what follows
     `--` (`command`) and the command's option names (to note options misplaced after the script). The exit code:
     0, or with --wait the job's."""
     import os
-    import shlex
 
-    from hyper.errors import UsageError
     from hyper.services import jobs as svc
     from hyper.services import owners
     from hyper.services.context import open_context
     from hyper.services.options import SubmitOptions, prepare_submission, wants_block
     from hyper.services.submission import submit_and_wake, wake_for
 
-    if deferred is not None:
-        raise UsageError("-a (PBS deferred start time) is not supported",
-                         "submit later with `at`/cron, or use --sweep FILE for parameter sweeps")
-    if interactive or x11:
-        raise UsageError(f"{'-I (interactive job)' if interactive else '-X (X11 forwarding)'} is not supported",
-                         "hyper runs batch jobs: run the command directly, or qsub --wait job.sh")
-    extra_args = list(script_args or [])
-    if args_text is not None:
-        try:
-            extra_args += shlex.split(args_text)
-        except ValueError as exc:
-            raise UsageError(f'-F "{args_text}": {exc}', 'quote the arguments like a shell: -F "a \'b c\'"') from None
-    misplaced = [a for a in script_args or [] if a in option_names]
-    if misplaced:  # sbatch's rule, but a PBS habit may put options last: say where they went
-        sys.stderr.write(f"qsub: note: {' '.join(misplaced)} after the script are the script's arguments; put qsub "
-                         "options before the script\n")
-    if command is not None and script is not None:  # qsub job.sh -- a b: the script's arguments
-        extra_args += command
-        command = None
-    elif command is not None and not command:
-        raise UsageError("nothing follows --", "e.g. qsub -- python train.py")
-    script_text, script_name = None, ""
+    _refuse_unsupported(deferred, interactive, x11)
+    extra_args, command = _script_arguments(script, script_args, args_text, command, option_names)
+    script_text: str | None = None
+    script_name = ""
     if command is None:
-        if script is None or script == "-":
-            if sys.stdin is None or sys.stdin.isatty():
-                raise UsageError("no job script given", "qsub job.sh, qsub -- cmd args, or pipe a script in")
-            script_text, script_name = sys.stdin.read(), "STDIN"
-        else:
-            try:
-                with open(script, encoding="utf-8", errors="surrogateescape") as fh:
-                    script_text = fh.read()
-            except FileNotFoundError:
-                raise UsageError(f"job script {script} does not exist",
-                                 "check the path, or run a command with qsub -- cmd args") from None
-            except IsADirectoryError:
-                raise UsageError(f"job script {script} is a directory", "give the script file") from None
-            except PermissionError:
-                raise UsageError(f"job script {script} is not readable", f"chmod u+r {script}") from None
-            script_name = script
+        script_text, script_name = _read_script(script)
     opts = SubmitOptions(
         name=name, queue=queue, definition=definition, array=array, extra=list(extra or []), dependency=dependency,
         hold=hold, output=output, error=error, join=join, variables=list(variables or []), export_all=export_all,
@@ -120,3 +95,64 @@ def run_qsub(script=None, script_args=None, name=None, queue=None, definition=No
             sys.stderr.write(f"qsub: stopped waiting; {ids} keeps running (qdel {ids} stops it)\n")
             return 130
     return 0
+
+
+def _refuse_unsupported(deferred: str | None, interactive: bool, x11: bool) -> None:
+    """PBS options hyper cannot honour fail before anything is read or submitted, naming what to do instead."""
+    from hyper.errors import UsageError
+
+    if deferred is not None:
+        raise UsageError("-a (PBS deferred start time) is not supported",
+                         "submit later with `at`/cron, or use --sweep FILE for parameter sweeps")
+    if interactive or x11:
+        raise UsageError(f"{'-I (interactive job)' if interactive else '-X (X11 forwarding)'} is not supported",
+                         "hyper runs batch jobs: run the command directly, or qsub --wait job.sh")
+
+
+def _script_arguments(script: str | None, script_args: list[str] | None, args_text: str | None,
+                      command: list[str] | None,
+                      option_names: set[str] | frozenset[str]) -> tuple[list[str], list[str] | None]:
+    """The script's arguments (after the script, -F "a b", or `qsub job.sh -- a b`) and the job's command
+    (what follows `--` when no script is given, else None). Apart from run_qsub so that the three ways of
+    passing arguments, and the note on options misplaced after the script, read in one place."""
+    import shlex
+
+    from hyper.errors import UsageError
+
+    extra_args = list(script_args or [])
+    if args_text is not None:
+        try:
+            extra_args += shlex.split(args_text)
+        except ValueError as exc:
+            raise UsageError(f'-F "{args_text}": {exc}', 'quote the arguments like a shell: -F "a \'b c\'"') from None
+    misplaced = [a for a in script_args or [] if a in option_names]
+    if misplaced:  # sbatch's rule, but a PBS habit may put options last: say where they went
+        sys.stderr.write(f"qsub: note: {' '.join(misplaced)} after the script are the script's arguments; put qsub "
+                         "options before the script\n")
+    if command is not None and script is not None:  # qsub job.sh -- a b: the script's arguments
+        extra_args += command
+        command = None
+    elif command is not None and not command:
+        raise UsageError("nothing follows --", "e.g. qsub -- python train.py")
+    return extra_args, command
+
+
+def _read_script(script: str | None) -> tuple[str, str]:
+    """The job script's text and the name it is known by (STDIN when piped), with a one-line error naming the
+    fix when it cannot be read: kept apart from run_qsub, which only decides whether there is a script."""
+    from hyper.errors import UsageError
+
+    if script is None or script == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("no job script given", "qsub job.sh, qsub -- cmd args, or pipe a script in")
+        return sys.stdin.read(), "STDIN"
+    try:
+        with open(script, encoding="utf-8", errors="surrogateescape") as fh:
+            return fh.read(), script
+    except FileNotFoundError:
+        raise UsageError(f"job script {script} does not exist",
+                         "check the path, or run a command with qsub -- cmd args") from None
+    except IsADirectoryError:
+        raise UsageError(f"job script {script} is a directory", "give the script file") from None
+    except PermissionError:
+        raise UsageError(f"job script {script} is not readable", f"chmod u+r {script}") from None

@@ -9,15 +9,18 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TextIO
 
 from hyper.errors import EXIT_ERROR, HyperError
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
 
 FORMATS = ("table", "json", "yaml", "csv")
 HOST_CHOICE: dict[str, str | None] = {"host": None}  # `hyper --host NAME`, set by the app's callback
 
 
-def open_cli_context():
+def open_cli_context() -> Context:
     """The context of the host chosen by --host, $HYPER_HOST or the selection (the services' door)."""
     from hyper.services.context import open_context
 
@@ -41,7 +44,7 @@ def cli_errors(prog: str) -> Callable:
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
-        def inner(*args, **kwargs):
+        def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
             except HyperError as exc:
@@ -89,7 +92,7 @@ def check_format(fmt: str | None) -> str:
 
 def render(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], fmt: str | None = None,
            *, title: str | None = None, full_rows: Sequence[dict[str, Any]] | None = None,
-           out=None) -> None:
+           out: TextIO | None = None) -> None:
     """Print rows as a table (rich on a TTY, aligned plain text otherwise), JSON, YAML or CSV.
 
     ``columns`` are (key, header) pairs for the table and CSV; JSON and YAML print ``full_rows`` (every
@@ -143,7 +146,8 @@ def plain_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str
     return "\n".join(lines) + "\n"
 
 
-def _rich_table(rows, columns, title, out) -> None:
+def _rich_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], title: str | None,
+                out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
 from hyper.cli.common import cli_errors, render
+from hyper.models import Image, Queue, Region, Resource
 from hyper.services import resources as res
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
+    from hyper.services.provision import Step
 
 # list-* columns per kind: (mapping key, header)
 LIST_COLUMNS: dict[str, list[tuple[str, str]]] = {
@@ -34,7 +39,7 @@ DRY_RUN = inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=F
     bool, typer.Option("--dry-run", help="Validate and print what would be deployed (templates); change nothing.")])
 
 
-def _finish(line: str, resource) -> None:
+def _finish(line: str, resource: Resource) -> None:
     """Print the outcome; a failed deployment is recorded (list-* shows why) and exits non-zero."""
     typer.echo(line)
     if resource.status == "FAILED":
@@ -52,18 +57,18 @@ def _flat(value: Any) -> Any:
     return value
 
 
-def table_row(resource) -> dict:
+def table_row(resource: Resource) -> dict:
     row = {k: _flat(v) for k, v in res.to_mapping(resource, with_status=True).items()}
-    if resource.KIND == "region":
+    if isinstance(resource, Region):
         row["vpc"] = resource.vpc_id or resource.vpc_cidr or ""
-    if resource.KIND == "image":
+    if isinstance(resource, Image):
         row["source"] = resource.uri or resource.path
-    if resource.KIND == "queue" and resource.weights == "auto" and resource.auto_weights:
+    if isinstance(resource, Queue) and resource.weights == "auto" and resource.auto_weights:
         row["weights"] = f"auto ({_flat(resource.auto_weights)})"
     return row
 
 
-def _context():
+def _context() -> Context:
     from hyper.cli.common import open_cli_context
 
     return open_cli_context()
@@ -76,6 +81,7 @@ def _field_params(kind: str) -> list[inspect.Parameter]:
         if f.key == "overrides":
             continue  # nested per-region settings: YAML only (hyper apply)
         name = f.attr
+        annotation: Any  # an Annotated[...] form, which typer reads from the signature
         if f.parse is res._bool:
             option = typer.Option(f"--{f.key}/--no-{f.key}", help=f.help, show_default=False)
             annotation = Annotated[Optional[bool], option]
@@ -86,7 +92,7 @@ def _field_params(kind: str) -> list[inspect.Parameter]:
     return params
 
 
-def _values(kind: str, kwargs: dict) -> dict:
+def _values(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     by_attr = {f.attr: f.key for f in res.FIELDS[kind]}
     return {by_attr[k]: v for k, v in kwargs.items() if k in by_attr and v is not None}
 
@@ -94,17 +100,17 @@ def _values(kind: str, kwargs: dict) -> dict:
 def _make(fn: Callable, params: list[inspect.Parameter], doc: str) -> Callable:
     """Give `fn(**kwargs)` a real signature so typer builds options from it."""
 
-    def command(**kwargs):
+    def command(**kwargs: Any) -> Any:
         return fn(**kwargs)
 
-    command.__signature__ = inspect.Signature(params)
+    setattr(command, "__signature__", inspect.Signature(params))  # read by inspect.signature, so by typer
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = doc
     command.__name__ = fn.__name__
     return command
 
 
-def _guided(kind: str, ctx, values: dict) -> dict:
+def _guided(kind: str, ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
     """The walk-through: ask for each missing field with a sensible default; re-ask until it parses."""
     out = dict(values)
     defaults = res.prompt_defaults(ctx, kind)
@@ -126,7 +132,7 @@ def _guided(kind: str, ctx, values: dict) -> dict:
     return out
 
 
-def _print_plan(steps, what: str) -> None:
+def _print_plan(steps: list[Step], what: str) -> None:
     """--dry-run: each step with what it would send (templates as YAML), nothing sent."""
     if not steps:
         typer.echo(f"{what}: nothing to deploy")
@@ -145,7 +151,7 @@ def _print_plan(steps, what: str) -> None:
             typer.echo(yaml.safe_dump(step.body, sort_keys=False, width=120), nl=False)
 
 
-def _status_line(verb: str, resource) -> str:
+def _status_line(verb: str, resource: Resource) -> str:
     line = f"{verb} {resource.KIND} {resource.name} ({resource.status}"
     return line + (f": {resource.message})" if resource.message else ")")
 
@@ -163,7 +169,7 @@ def add_kind_commands(app: typer.Typer, kind: str) -> None:
     fields = _field_params(kind)
 
     @cli_errors(prog)
-    def add(name: str, guided: Optional[bool] = None, dry_run: bool = False, **kwargs) -> None:
+    def add(name: str, guided: Optional[bool] = None, dry_run: bool = False, **kwargs: Any) -> None:
         ctx = _context()
         values = _values(kind, kwargs)
         if guided if guided is not None else (sys.stdin.isatty() and sys.stdout.isatty() and not dry_run):
@@ -171,19 +177,19 @@ def add_kind_commands(app: typer.Typer, kind: str) -> None:
             values = _guided(kind, ctx, values)
         resource = res.add(ctx, kind, name, values, dry_run=dry_run)
         if dry_run:
-            _print_plan(resource.steps, f"{kind} {name}")
+            _print_plan(res.planned_steps(resource), f"{kind} {name}")
             return
         _finish(_status_line("added", resource), resource)
 
     @cli_errors(prog)
-    def update(name: str, dry_run: bool = False, **kwargs) -> None:
+    def update(name: str, dry_run: bool = False, **kwargs: Any) -> None:
         values = _values(kind, kwargs)
         if not values and not dry_run:
             raise res.UsageError(f"nothing to change in {kind} {name!r}",
                                  f"give at least one option; see `hyper {plural} update-{kind} --help`")
         resource = res.update(_context(), kind, name, values, dry_run=dry_run)
         if dry_run:
-            _print_plan(resource.steps, f"{kind} {name}")
+            _print_plan(res.planned_steps(resource), f"{kind} {name}")
             return
         _finish(_status_line("updated", resource), resource)
 
@@ -228,10 +234,10 @@ def kind_app(kind: str) -> typer.Typer:
                                        annotation=Annotated[str, typer.Argument(help="An AWS region, e.g. us-east-1.")])
 
         @cli_errors("hyper regions")
-        def init_main(name: str, dry_run: bool = False, **kwargs) -> None:
+        def init_main(name: str, dry_run: bool = False, **kwargs: Any) -> None:
             region = res.init_main_region(_context(), name, _values("region", kwargs), dry_run=dry_run)
             if dry_run:
-                _print_plan(region.steps, f"region {name}")
+                _print_plan(res.planned_steps(region), f"region {name}")
                 return
             _finish(_status_line("main", region), region)
 

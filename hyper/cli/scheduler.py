@@ -3,11 +3,17 @@ across regions; one generic tick, :mod:`hyper.scheduler.loop`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from hyper.cli.common import check_format, cli_errors, print_error, render
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from hyper.errors import HyperError
+    from hyper.scheduler.loop import Scheduler, TickReport
 
 app = typer.Typer(no_args_is_help=True, help="The aws host's scheduler: queued jobs become AWS Batch worker arrays or "
                   "EKS worker Jobs.")
@@ -56,7 +62,7 @@ def run(
     _loop(scheduler, interval, fmt)
 
 
-def _dump(report, fmt: str) -> None:
+def _dump(report: TickReport, fmt: str) -> None:
     """The whole report as one JSON or YAML document (plan, requests, submitted jobs, problems)."""
     if fmt == "json":
         import json
@@ -68,7 +74,7 @@ def _dump(report, fmt: str) -> None:
         typer.echo(yaml.safe_dump(report.to_dict(), sort_keys=False), nl=False)
 
 
-def _show(report, fmt: str) -> None:
+def _show(report: TickReport, fmt: str) -> None:
     import json
 
     if fmt in ("json", "yaml"):
@@ -95,7 +101,7 @@ def _show(report, fmt: str) -> None:
         print_error(PROG, line)
 
 
-def _submitted(report) -> None:
+def _submitted(report: TickReport) -> None:
     for s in report.submitted:
         what = "Kubernetes Job" if s.backend == "eks" else "Batch job"
         typer.echo(f"submitted {s.job_name} in {s.region}: {s.workers} worker(s) ({what} {s.job_id})")
@@ -103,14 +109,14 @@ def _submitted(report) -> None:
         typer.echo(f"requeued {report.requeued} job(s) whose worker was lost")
 
 
-def _loop(scheduler, interval: float, fmt: str) -> None:
+def _loop(scheduler: Scheduler, interval: float, fmt: str) -> None:
     import signal
     import threading
     import time
 
     stop = threading.Event()
 
-    def on_signal(signum, frame) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()  # the tick in progress finishes its submissions; then the loop ends
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -118,7 +124,7 @@ def _loop(scheduler, interval: float, fmt: str) -> None:
     host = scheduler.host.name
     typer.echo(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} scheduler for host {host}: a tick every {interval:g} s")
 
-    def on_report(report) -> None:
+    def on_report(report: TickReport) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         if fmt in ("json", "yaml"):
             _dump(report, fmt)
@@ -132,7 +138,7 @@ def _loop(scheduler, interval: float, fmt: str) -> None:
         for line in report.problems:
             print_error(PROG, line)
 
-    def on_error(exc) -> None:
+    def on_error(exc: HyperError) -> None:
         print_error(PROG, f"tick failed: {exc.message}", exc.hint)
 
     scheduler.run(interval, stop, on_report, on_error)

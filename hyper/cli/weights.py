@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from hyper.cli.common import cli_errors, render
+
+if TYPE_CHECKING:
+    from hyper.services.weights import Result
 
 PROG = "hyper queues"
 COLUMNS = [("queue", "Queue"), ("cluster", "Cluster"), ("weights", "Weights"), ("source", "Source"),
            ("note", "Note")]
 
 
-def table_row(result) -> dict:
+def table_row(result: Result) -> dict:
     weights = ",".join(f"{r}={w}" for r, w in result.weights.items()) if result.weights else "equal"
     return {"queue": result.queue, "cluster": result.cluster, "weights": weights, "source": result.source,
             "note": result.note}

@@ -6,8 +6,13 @@ should do calls this, and an aws host needs nothing (its scheduler runs elsewher
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def wake_agent(ctx) -> None:
+if TYPE_CHECKING:
+    from hyper.services.context import Context
+
+
+def wake_agent(ctx: Context) -> None:
     """On a local host, make sure an agent runs to start queued work (it exits again when idle)."""
     if ctx.host.type == "local":
         from hyper.backends.local import ensure_agent

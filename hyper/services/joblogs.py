@@ -6,9 +6,10 @@ writes by.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from hyper.errors import HyperError, UnknownJobError, UsageError
 from hyper.models import Job
@@ -17,6 +18,10 @@ from hyper.services import owners
 from hyper.services.context import Context
 from hyper.outputs import output_paths
 
+if TYPE_CHECKING:
+    from hyper.aws.log_reading import StreamReader
+    from hyper.aws.logs import LogWindow
+
 
 def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
     jobs, missing = ctx.store.get_jobs([ref])
@@ -24,7 +29,7 @@ def _log_job(ctx: Context, ref: JobRef, stderr: bool) -> Job:
         raise UnknownJobError(missing[0] if missing else str(ref.id))
     job = jobs[0]
     owners.check_owner(ctx, job.user, job.job_id, "read the output of")
-    if job.is_array:
+    if job.is_array and job.array is not None:  # is_array says so; mypy needs the test
         raise UsageError(f"job {job.job_id} is an array; logs belong to its elements",
                          f"name one element, e.g. qlog {job.id}[{job.array.split('-')[0].split(',')[0]}]")
     if stderr and job.spec is not None and job.spec.join in ("oe", "eo"):
@@ -39,7 +44,7 @@ def log_path(ctx: Context, ref: JobRef, stderr: bool = False) -> tuple[Job, Path
     out, err = output_paths(job, ctx.logs_dir)
     if stderr:
         if err is None:
-            raise UsageError(f"job {job.job_id} joined stderr into stdout (-j {job.spec.join})",
+            raise UsageError(f"job {job.job_id} joined stderr into stdout (-j {job.require_spec().join})",
                              "read it with qlog without -e")
         return job, err
     return job, out
@@ -71,7 +76,7 @@ def log_location(ctx: Context, job: Job, stderr: bool = False,
     return logs.group_name(ctx.host), stream, span
 
 
-def _cloud_stream(job: Job, attempt: int, which: str):
+def _cloud_stream(job: Job, attempt: int, which: str) -> tuple[str, LogWindow | None]:
     """(stream name, LogWindow or None) of one attempt's output."""
     from hyper.aws import logs
 
@@ -81,7 +86,7 @@ def _cloud_stream(job: Job, attempt: int, which: str):
     return window.stream(which), window
 
 
-def tail_lines(path, n: int) -> bytes:
+def tail_lines(path: str | os.PathLike[str], n: int) -> bytes:
     """The last n lines of a file without reading all of it."""
     with open(path, "rb") as fh:
         fh.seek(0, 2)
@@ -188,7 +193,7 @@ def _read_cloud_log(ctx: Context, ref: JobRef, stderr: bool, tail: int | None, f
         yield from reader.pages()
 
 
-def _refresh(reader, job: Job, attempt: int, which: str):
+def _refresh(reader: StreamReader, job: Job, attempt: int, which: str) -> StreamReader:
     """The reader for an attempt as its record now says: its window once the worker wrote it (a claim records
     the attempt before the job starts and says where its output goes), bounded once its end is recorded."""
     from hyper.aws.log_reading import StreamReader

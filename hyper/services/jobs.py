@@ -10,6 +10,7 @@ are re-exported here because the commands reach every job use case as ``hyper.se
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from hyper.errors import HyperError, UsageError
 from hyper.models import Job
@@ -20,6 +21,9 @@ from hyper.states import JobState, shell_exit_code
 from hyper.store.base import DeleteResult, JobFilter, Refusal
 from hyper.services.joblogs import log_location, output_files, read_log, tail_lines
 from hyper.services.submission import load_sweep, merge_directives, submission_notes, submit
+
+if TYPE_CHECKING:
+    from hyper.parsing.arrays import ArraySpec
 
 __all__ = ["check_queue", "delete_jobs", "delete_summary", "get_jobs", "hold_jobs", "list_jobs", "load_sweep",
            "log_location", "merge_directives", "output_files", "parse_states", "read_log", "select_jobs",
@@ -128,7 +132,7 @@ def list_jobs(ctx: Context, flt: JobFilter, *, states: set[JobState] | None = No
         elements = group[1:]
         if flt.elements and parent.is_array:
             elements += _unlisted_elements(ctx, parent, group[1:], flt.include_finished)
-        members = [parent, *sorted(elements, key=lambda j: j.index)]
+        members = [parent, *sorted(elements, key=lambda j: j.index or 0)]  # elements: index set
         out.extend(j for j in members if (states is None or j.state in states) and (name is None or j.name == name))
         group.clear()
 
@@ -197,20 +201,29 @@ def wait_for(ctx: Context, jobs: list[Job], poll: float = 0.1) -> int:
     for job in current:
         if job.is_array:
             elements, _ = ctx.store.get_jobs([JobRef(job.id, _array_spec(job), False)])
-            codes = [e.exit_code for e in elements if e.exit_code]
+            codes = [c for c in (e.exit_code for e in elements) if c]
             if codes:
-                return min(shell_exit_code(codes[0]), 255)
+                return _wait_exit_code(codes[0])
             if job.state is not JobState.SUCCEEDED:
                 return 1
             continue
         if job.exit_code:
-            return min(shell_exit_code(job.exit_code), 255)
+            return _wait_exit_code(job.exit_code)
         if job.state is not JobState.SUCCEEDED:
             code = code or 1
     return code
 
 
-def _array_spec(job: Job):
+def _wait_exit_code(code: int) -> int:
+    """`qsub --wait`'s exit code for a job's non-zero one: the shell's form (128+N for signal N) within 0-255.
+    shell_exit_code only returns None for None, which a non-zero code is not."""
+    return min(shell_exit_code(code) or 0, 255)
+
+
+def _array_spec(job: Job) -> ArraySpec:
+    """The element range of an array job (wait_for only asks for arrays: a plain job here is a bug)."""
     from hyper.parsing.arrays import parse_array
 
+    if job.array is None:
+        raise HyperError(f"job {job.job_id} is not an array", "report this as a bug in hyper")
     return parse_array(job.array)

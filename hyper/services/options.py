@@ -10,6 +10,7 @@ option and the directive of the same name cannot mean different things.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from hyper.parsing.directives import TABLES, Directives
 
@@ -72,35 +73,45 @@ def _apply(d: Directives, family: str, option: str, value: str | None) -> None:
 def command_line_directives(opts: SubmitOptions) -> Directives:
     """The command line as directives: what it overrides in the script's. Applied in qsub's documented order
     (PBS options, then Slurm's long ones, then hyper's), so a later one wins as it did."""
-    from hyper.parsing.directives import parse_dependency
-
     d = Directives()
-    for value in opts.extra:
-        if value.strip().lower() not in _BLOCK:
-            _apply(d, "PBS", "-W", value)
-    for flag, value in (("-N", opts.name), ("-q", opts.queue), ("-J", opts.array), ("-o", opts.output),
-                        ("-e", opts.error), ("-j", opts.join), ("-r", opts.rerunnable),
-                        ("-p", None if opts.priority is None else str(opts.priority))):
-        if value is not None:
-            _apply(d, "PBS", flag, value)
-    for value in opts.variables:
-        _apply(d, "PBS", "-v", value)
-    for value in opts.resources:
-        _apply(d, "PBS", "-l", value)
+    for extra in opts.extra:
+        if extra.strip().lower() not in _BLOCK:
+            _apply(d, "PBS", "-W", extra)
+    _apply_given(d, "PBS", (("-N", opts.name), ("-q", opts.queue), ("-J", opts.array), ("-o", opts.output),
+                            ("-e", opts.error), ("-j", opts.join), ("-r", opts.rerunnable),
+                            ("-p", None if opts.priority is None else str(opts.priority))))
+    for variable in opts.variables:
+        _apply(d, "PBS", "-v", variable)
+    for resource in opts.resources:
+        _apply(d, "PBS", "-l", resource)
     if opts.walltime is not None:
         _apply(d, "PBS", "-l", f"walltime={opts.walltime}")
     if opts.hold:
         _apply(d, "PBS", "-h", None)
     if opts.export_all:
         _apply(d, "PBS", "-V", None)
-    for flag, value in (("-A", opts.account), ("-m", opts.mail_events), ("-M", opts.mail_users),
-                        ("-S", opts.shell), ("-P", opts.project), ("-k", opts.keep), ("-c", opts.checkpoint)):
+    _apply_given(d, "PBS", (("-A", opts.account), ("-m", opts.mail_events), ("-M", opts.mail_users),
+                            ("-S", opts.shell), ("-P", opts.project), ("-k", opts.keep), ("-c", opts.checkpoint)))
+    _apply_given(d, "SBATCH", (("--job-name", opts.job_name), ("--partition", opts.partition),
+                               ("--time", opts.time_limit), ("--mem", opts.mem), ("--cpus-per-task", opts.cpus),
+                               ("--gres", opts.gres)))
+    _apply_hyper_options(d, opts)
+    return d
+
+
+def _apply_given(d: Directives, family: str, options: Iterable[tuple[str, str | None]]) -> None:
+    """Apply the (option, value) pairs the command line gave (value not None), in order: a loop of its own
+    so command_line_directives reads as qsub's documented order."""
+    for flag, value in options:
         if value is not None:
-            _apply(d, "PBS", flag, value)
-    for flag, value in (("--job-name", opts.job_name), ("--partition", opts.partition), ("--time", opts.time_limit),
-                        ("--mem", opts.mem), ("--cpus-per-task", opts.cpus), ("--gres", opts.gres)):
-        if value is not None:
-            _apply(d, "SBATCH", flag, value)
+            _apply(d, family, flag, value)
+
+
+def _apply_hyper_options(d: Directives, opts: SubmitOptions) -> None:
+    """The options that are no family's directive (arguments, --dependency, -d, --retries, -D, staging), last
+    so they win over the PBS and Slurm ones as before."""
+    from hyper.parsing.directives import parse_dependency
+
     d.args = list(opts.args)
     if opts.dependency:
         d.depend = parse_dependency(opts.dependency, "SBATCH")
@@ -112,7 +123,6 @@ def command_line_directives(opts: SubmitOptions) -> Directives:
         d.chdir = opts.chdir
     d.stagein += opts.stagein
     d.stageout += opts.stageout
-    return d
 
 
 def prepare_submission(opts: SubmitOptions, script_text: str | None, script_name: str) -> Directives:

@@ -22,13 +22,20 @@ reasons and the way out). Local hosts have nothing to deploy: their resources ar
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Image, Region, Resource
+
+if TYPE_CHECKING:
+    from hyper.aws.stacks import StackResult
+    from hyper.config import Host
+    from hyper.services.context import Context
+    from hyper.services.resource_checks import ResourceView
 
 
 @dataclass
@@ -45,9 +52,9 @@ class Step:
         return f"{self.action} {self.target} in {self.region}"
 
 
-def _regions(ctx, view=None) -> list[Region]:
+def _regions(ctx: Context, view: ResourceView | None = None) -> list[Region]:
     found = view.all("region") if view is not None else ctx.store.list_resources("region")
-    return sorted(found, key=lambda r: (not r.main, r.name))
+    return sorted((r for r in found if isinstance(r, Region)), key=lambda r: (not r.main, r.name))
 
 
 class ImageRefs:
@@ -61,8 +68,8 @@ class ImageRefs:
     build sets the digest when the step runs), else the image is read from the store when needed.
     """
 
-    def __init__(self, ctx, definition: Definition, view=None, *, wait: float | None = None,
-                 image: Image | None = None):
+    def __init__(self, ctx: Context, definition: Definition, view: ResourceView | None = None, *,
+                 wait: float | None = None, image: Image | None = None) -> None:
         self.ctx, self.definition, self.view = ctx, definition, view
         self.wait = wait
         self._image = image
@@ -112,12 +119,12 @@ def _replication_wait() -> float:
         return REPLICATION_WAIT
 
 
-def _built_images(ctx, view=None) -> list[Image]:
+def _built_images(ctx: Context, view: ResourceView | None = None) -> list[Image]:
     found = view.all("image") if view is not None else ctx.store.list_resources("image")
     return [i for i in found if isinstance(i, Image) and i.path]
 
 
-def _sync_replication(ctx, regions: list[str]) -> None:
+def _sync_replication(ctx: Context, regions: list[str]) -> None:
     """The host's ECR replication rule names exactly ``regions`` (none: the rule goes), others' rules kept."""
     from hyper.aws import ecr as registry
     from hyper.aws import names
@@ -129,7 +136,7 @@ def _sync_replication(ctx, regions: list[str]) -> None:
                                   [r for r in regions if r != host.main_region])
 
 
-def _replicate_images(ctx, images: list[Image], regions: list[str]) -> None:
+def _replicate_images(ctx: Context, images: list[Image], regions: list[str]) -> None:
     """Images built before a region existed: the rule gains it, and each is pushed again so ECR copies it."""
     from hyper.aws import ecr as registry
     from hyper.aws import names
@@ -145,14 +152,15 @@ def _replicate_images(ctx, images: list[Image], regions: list[str]) -> None:
                 registry.replicate_existing(ecr, repo, digest)
 
 
-def _account(ctx) -> str:
+def _account(ctx: Context) -> str:
     from hyper.aws.session import aws_errors, client
 
     with aws_errors(ctx.host, "sts", "get_caller_identity"):
-        return client(ctx.host, "sts").get_caller_identity()["Account"]
+        account: str = client(ctx.host, "sts").get_caller_identity()["Account"]
+        return account
 
 
-def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
+def plan(ctx: Context, resource: Resource, *, delete: bool = False, view: ResourceView | None = None,
          previous: Resource | None = None) -> list[Step]:
     """The steps that make AWS match `resource` (or remove it); empty on a local host.
 
@@ -160,7 +168,7 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
     """
     if ctx.host.type != "aws":
         return []
-    from hyper.aws import names, stacks, templates
+    from hyper.aws import names, stacks
 
     host = ctx.host
     steps: list[Step] = []
@@ -169,66 +177,98 @@ def plan(ctx, resource: Resource, *, delete: bool = False, view=None,
 
         kms.resolve(host)  # the log group and repositories use the host's key: it must exist and be enabled
     if isinstance(resource, Region):
-        network = names.stack(host, "network")
-        built = _built_images(ctx, view)
-        if delete:
-            steps.append(Step("delete-stack", resource.name, network,
-                              run=lambda: stacks.delete_stack(host, resource.name, network)))
-            if built:  # hyper's replication rule stops naming the region (others' rules untouched)
-                rest = [r.name for r in _regions(ctx, view) if r.name != resource.name]
-                steps.append(Step("update-replication", host.main_region, names.prefix(host).lower() + "*",
-                                  {"replicate_to": [r for r in rest if r != host.main_region]},
-                                  lambda: _sync_replication(ctx, rest)))
-            return steps
-        others = [r for r in _regions(ctx, view) if r.name != resource.name]
-        template = templates.render_region_stack(host, resource, other_regions=others,
-                                                 legacy_batch_role=_legacy_environments(ctx, resource.name, view))
-        steps.append(Step("deploy-stack", resource.name, network, template,
-                          lambda: stacks.deploy_stack(host, resource.name, network, template)))
-        if resource.main or resource.name == host.main_region:
-            main = names.stack(host, "main")
-            main_template = templates.render_main_stack(host)
-            steps.append(Step("deploy-stack", resource.name, main, main_template,
-                              lambda: stacks.deploy_stack(host, resource.name, main, main_template)))
-        else:
-            steps += _new_region_images(ctx, resource, built, view)
+        steps += _plan_region(ctx, resource, delete, view)
     elif isinstance(resource, Cluster):
         from hyper.provisioning import provisioner_for
 
         provisioner = provisioner_for(resource.type)  # one module per cluster type (hyper/provisioning/)
-        return provisioner(ctx, resource, delete=delete, previous=previous, view=view) if provisioner else []
+        planned: list[Step] = (provisioner(ctx, resource, delete=delete, previous=previous, view=view)
+                               if provisioner else [])
+        return planned
     elif isinstance(resource, Definition):
         target = names.job_definition(host, resource.name)
         refs = ImageRefs(ctx, resource, view)  # one digest lookup for every region's step
         for region in (r.name for r in _regions(ctx, view)):
             if delete:
                 steps.append(Step("deregister-definition", region, target,
-                                  run=lambda region=region: stacks.deregister_job_definitions(host, region,
-                                                                                              resource.name)))
+                                  run=functools.partial(stacks.deregister_job_definitions, host, region,
+                                                        resource.name)))
                 continue
             steps.append(_register_step(host, resource, region, refs))
-    elif isinstance(resource, Image) and resource.path and delete:
-        repo = names.repository(host, resource.name)  # ours: built here; an adopted --uri is never touched
-        steps.append(Step("delete-repository", host.main_region, repo, run=lambda: _delete_repository(ctx, repo)))
-        if not [i for i in _built_images(ctx, view) if i.name != resource.name]:  # the last one: rule goes
-            steps.append(Step("update-replication", host.main_region, names.prefix(host).lower() + "*",
-                              {"replicate_to": []}, lambda: _sync_replication(ctx, [])))
-    elif isinstance(resource, Image) and resource.path and not delete:
-        repo = names.repository(host, resource.name)
-        regions = [r.name for r in _regions(ctx, view)]
-        steps.append(Step("repository", host.main_region, repo, {"replicate_to": regions[1:],
-                                                                  "build": resource.path},
-                          lambda: _build_and_push(ctx, resource, repo, regions)))
-        # definitions pin a digest: a new push is picked up by registering them again (each region's replica)
-        definitions = view.all("definition") if view is not None else ctx.store.list_resources("definition")
-        for definition in sorted(definitions, key=lambda d: d.name):
-            if isinstance(definition, Definition) and definition.image == resource.name:
-                refs = ImageRefs(ctx, definition, view, image=resource)  # the digest this build records
-                steps += [_register_step(host, definition, region, refs) for region in regions]
+    elif isinstance(resource, Image) and resource.path:
+        steps += _plan_built_image(ctx, resource, delete, view)
     return steps
 
 
-def _register_step(host, definition: Definition, region: str, refs: ImageRefs) -> Step:
+def _plan_region(ctx: Context, resource: Region, delete: bool, view: ResourceView | None) -> list[Step]:
+    """A region's steps: its network stack (and the main stack in the main region, or the images and
+    definitions a hub region needs), or on delete the stack and its place in the replication rule. Apart
+    from plan so each kind's steps read on their own."""
+    from hyper.aws import names, stacks, templates
+
+    host = ctx.host
+    steps: list[Step] = []
+    network = names.stack(host, "network")
+    built = _built_images(ctx, view)
+    if delete:
+        steps.append(Step("delete-stack", resource.name, network,
+                          run=lambda: stacks.delete_stack(host, resource.name, network)))
+        if built:  # hyper's replication rule stops naming the region (others' rules untouched)
+            rest = [r.name for r in _regions(ctx, view) if r.name != resource.name]
+            steps.append(Step("update-replication", _home(host), names.prefix(host).lower() + "*",
+                              {"replicate_to": [r for r in rest if r != host.main_region]},
+                              lambda: _sync_replication(ctx, rest)))
+        return steps
+    others = [r for r in _regions(ctx, view) if r.name != resource.name]
+    template = templates.render_region_stack(host, resource, other_regions=others,
+                                             legacy_batch_role=_legacy_environments(ctx, resource.name, view))
+    steps.append(Step("deploy-stack", resource.name, network, template,
+                      lambda: stacks.deploy_stack(host, resource.name, network, template)))
+    if resource.main or resource.name == host.main_region:
+        main = names.stack(host, "main")
+        main_template = templates.render_main_stack(host)
+        steps.append(Step("deploy-stack", resource.name, main, main_template,
+                          lambda: stacks.deploy_stack(host, resource.name, main, main_template)))
+    else:
+        steps += _new_region_images(ctx, resource, built, view)
+    return steps
+
+
+def _plan_built_image(ctx: Context, resource: Image, delete: bool, view: ResourceView | None) -> list[Step]:
+    """An image hyper builds (``path``): its repository, build and push, and the definitions that pin it
+    registered again; on delete the repository, and the replication rule with the last one. An adopted
+    ``--uri`` has no steps: hyper never touches a registry it does not own."""
+    from hyper.aws import names
+
+    host = ctx.host
+    steps: list[Step] = []
+    repo = names.repository(host, resource.name)  # ours: built here
+    if delete:
+        steps.append(Step("delete-repository", _home(host), repo, run=lambda: _delete_repository(ctx, repo)))
+        if not [i for i in _built_images(ctx, view) if i.name != resource.name]:  # the last one: rule goes
+            steps.append(Step("update-replication", _home(host), names.prefix(host).lower() + "*",
+                              {"replicate_to": []}, lambda: _sync_replication(ctx, [])))
+        return steps
+    regions = [r.name for r in _regions(ctx, view)]
+    steps.append(Step("repository", _home(host), repo, {"replicate_to": regions[1:],
+                                                              "build": resource.path},
+                      lambda: _build_and_push(ctx, resource, repo, regions)))
+    # definitions pin a digest: a new push is picked up by registering them again (each region's replica)
+    definitions = view.all("definition") if view is not None else ctx.store.list_resources("definition")
+    for definition in sorted(definitions, key=lambda d: d.name):
+        if isinstance(definition, Definition) and definition.image == resource.name:
+            refs = ImageRefs(ctx, definition, view, image=resource)  # the digest this build records
+            steps += [_register_step(host, definition, region, refs) for region in regions]
+    return steps
+
+
+def _home(host: Host) -> str:
+    """The region of the host's registry and replication rule (its main region, which every aws host names
+    in hosts.yaml): the region the registry's steps show."""
+    return host.main_region or ""
+
+
+def _register_step(host: Host, definition: Definition, region: str, refs: ImageRefs) -> Step:
     from hyper.aws import names, stacks
 
     return Step("register-definition", region, names.job_definition(host, definition.name),
@@ -237,7 +277,8 @@ def _register_step(host, definition: Definition, region: str, refs: ImageRefs) -
                 lambda: stacks.register_job_definition(host, region, definition, refs.uri(region)))
 
 
-def _new_region_images(ctx, region: Region, built: list[Image], view=None) -> list[Step]:
+def _new_region_images(ctx: Context, region: Region, built: list[Image],
+                       view: ResourceView | None = None) -> list[Step]:
     """A hub region gets the images built before it (replicated) and every definition (registered there with
     its own replica), so the scheduler can start workers in it at once."""
     from hyper.aws import names
@@ -246,7 +287,7 @@ def _new_region_images(ctx, region: Region, built: list[Image], view=None) -> li
     steps: list[Step] = []
     regions = sorted({r.name for r in _regions(ctx, view)} | {region.name})
     if built:
-        steps.append(Step("replicate-images", host.main_region, names.prefix(host).lower() + "*",
+        steps.append(Step("replicate-images", _home(host), names.prefix(host).lower() + "*",
                           {"replicate_to": [r for r in regions if r != host.main_region],
                            "images": [i.name for i in built]},
                           lambda: _replicate_images(ctx, built, regions)))
@@ -259,14 +300,15 @@ def _new_region_images(ctx, region: Region, built: list[Image], view=None) -> li
     return steps
 
 
-def _legacy_environments(ctx, region: str, view=None) -> bool:
+def _legacy_environments(ctx: Context, region: str, view: ResourceView | None = None) -> bool:
     """Whether a batch cluster in ``region`` still has a compute environment made with the custom Batch
     service role (generation 0): the region's network stack must keep exporting that role until it is replaced."""
     clusters = view.all("cluster") if view is not None else ctx.store.list_resources("cluster")
-    return any(c.type == "batch" and c.environment_generation == 0 and region in c.regions for c in clusters)
+    return any(isinstance(c, Cluster) and c.type == "batch" and c.environment_generation == 0
+               and region in c.regions for c in clusters)
 
 
-def _delete_repository(ctx, repo: str) -> None:
+def _delete_repository(ctx: Context, repo: str) -> None:
     """The image's ECR repository and its images (replicas in other regions follow ECR's replication rules)."""
     from hyper.aws.session import aws_errors, client
 
@@ -278,7 +320,7 @@ def _delete_repository(ctx, repo: str) -> None:
             pass
 
 
-def _build_and_push(ctx, image: Image, repo: str, regions: list[str]) -> None:
+def _build_and_push(ctx: Context, image: Image, repo: str, regions: list[str]) -> None:
     """ECR repository (immutable tags, the host's KMS key, replicated to every region), then `docker build`
     and `docker push` under the build context's content tag, unless that tag is already there (the same
     directory was built before: an immutable tag cannot be pushed twice, and needs no second push). Records
@@ -303,6 +345,7 @@ def _build_and_push(ctx, image: Image, repo: str, regions: list[str]) -> None:
         registry.ensure_repository(ecr, repo, host_name=host.name, kms_key_arn=key)
     _sync_replication(ctx, regions)  # before the push: ECR replicates only what is pushed after its rule
     if digest is None:
+        assert docker is not None  # refused above, before anything was created, when it is missing
         with aws_errors(host, "ecr", "get_authorization_token"):
             token = ecr.get_authorization_token()["authorizationData"][0]
         _docker_push(docker, image, token, f"{_account(ctx)}.dkr.ecr.{host.main_region}.amazonaws.com/{repo}:{tag}")
@@ -326,11 +369,14 @@ def _docker_push(docker: str, image: Image, token: dict, uri: str) -> None:
                              "fix the Dockerfile or the registry access and run `hyper images add-image` again")
 
 
-def deploy(ctx, resource: Resource, steps: list[Step]) -> tuple[str, str]:
+def deploy(ctx: Context, resource: Resource, steps: list[Step]) -> tuple[str, str]:
     """Run the steps; the (status, message) the resource should show. Stops at the first failure."""
     for step in steps:
+        if step.run is None:  # shown in the plan, nothing to run
+            step.done = True
+            continue
         try:
-            result = step.run() if step.run else None
+            result = step.run()
         except HyperError as exc:
             busy = _still_going(ctx, step)
             if busy is not None:  # we stopped waiting (timeout), CloudFormation did not: list-* will catch up
@@ -345,7 +391,7 @@ def deploy(ctx, resource: Resource, steps: list[Step]) -> tuple[str, str]:
     return "ACTIVE", ""
 
 
-def _still_going(ctx, step: Step):
+def _still_going(ctx: Context, step: Step) -> StackResult | None:
     """The stack of a step that raised, if it is still in progress (our wait timed out); else None."""
     if step.action not in ("deploy-stack", "delete-stack"):
         return None
@@ -358,7 +404,7 @@ def _still_going(ctx, step: Step):
     return result if result.in_progress else None
 
 
-def refresh(ctx, resource: Resource) -> Resource:
+def refresh(ctx: Context, resource: Resource) -> Resource:
     """For list-*: a resource still CREATING/UPDATING/DELETING takes its stacks' current state."""
     if ctx.host.type != "aws" or resource.status not in ("CREATING", "UPDATING", "DELETING"):
         return resource

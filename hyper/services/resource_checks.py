@@ -3,12 +3,17 @@ definitions fit some cluster, and a change does not break what refers to it (bef
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hyper.backends import check_cluster, cluster_type, types_for
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Image, Queue, Region, Resource
 from hyper.parsing.durations import format_memory
 from hyper.states import JobState
 from hyper.services.resource_fields import PLURAL
+
+if TYPE_CHECKING:
+    from hyper.store.base import Store
 
 
 def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
@@ -17,11 +22,16 @@ def validate(resource: Resource, view: "ResourceView", host_type: str) -> None:
         raise HyperError(f"{resource.KIND}s are for aws hosts; a local host runs jobs on this machine"
                          + ("; its definitions use --image local" if isinstance(resource, Image) else ""),
                          "create an aws host with `hyper hosts create-host NAME --type aws --main-region ...`")
-    for kind, check in ((Cluster, _validate_cluster), (Queue, _validate_queue), (Image, _validate_image),
-                        (Definition, _validate_definition), (Region, _validate_region)):
-        if isinstance(resource, kind):
-            check(resource, view, host_type)
-            return
+    if isinstance(resource, Cluster):
+        _validate_cluster(resource, view, host_type)
+    elif isinstance(resource, Queue):
+        _validate_queue(resource, view, host_type)
+    elif isinstance(resource, Image):
+        _validate_image(resource, view, host_type)
+    elif isinstance(resource, Definition):
+        _validate_definition(resource, view, host_type)
+    elif isinstance(resource, Region):
+        _validate_region(resource, view, host_type)
 
 
 def _validate_cluster(resource: Cluster, view: "ResourceView", host_type: str) -> None:
@@ -40,7 +50,7 @@ def _validate_cluster(resource: Cluster, view: "ResourceView", host_type: str) -
                              f"add it with `hyper regions add-region {region}` or drop it from --regions")
         if kind.needs_network and ("region", region) not in view.staged and \
                 found.status not in ("ACTIVE", "UPDATING"):
-            verb = "init-main-region" if found.main else "update-region"
+            verb = "init-main-region" if isinstance(found, Region) and found.main else "update-region"
             raise HyperError(f"cluster {resource.name!r} needs region {region}'s network, which is "
                              f"{found.status}", f"deploy it first: `hyper regions {verb} {region} "
                              "--vpc-cidr CIDR` (or --vpc-id and --subnets)")
@@ -125,7 +135,7 @@ def _validate_region(resource: Region, view: "ResourceView", host_type: str) -> 
             raise HyperError(f"region {resource.name!r}: vpc-cidr {resource.vpc_cidr!r} is not a CIDR",
                              "e.g. 10.20.0.0/16") from None
         for other in view.all("region"):
-            if other.name != resource.name and other.vpc_cidr and \
+            if isinstance(other, Region) and other.name != resource.name and other.vpc_cidr and \
                     net.overlaps(ipaddress.ip_network(other.vpc_cidr)):
                 raise HyperError(f"region {resource.name!r}: vpc-cidr {resource.vpc_cidr} overlaps "
                                  f"{other.vpc_cidr} of region {other.name!r}", "pick a CIDR that does not overlap")
@@ -151,7 +161,7 @@ def check_definition_fits(definition: Definition, clusters: list[Resource]) -> N
         raise HyperError(instances.cluster_fit_problem(definition, cluster) or
                          f"definition {definition.name} wants {definition.gpus} GPU(s); cluster {cluster.name}'s "
                          f"instances have {cluster.gpus_per_instance or 0}", FIT_HINT)
-    largest = "; ".join(f"{c.name}: " + (instances.largest_fit(c, (c.regions or [None])[0], reserve=reserve)
+    largest = "; ".join(f"{c.name}: " + (instances.largest_fit(c, c.regions[0] if c.regions else None, reserve=reserve)
                                          or f"{c.gpus_per_instance or 0} GPU per instance")
                         for c, reserve in ((c, instances.reserve_for(c)) for c, _ in judged))
     raise HyperError(f"definition {definition.name} ({instances.needs(definition)}) fits no cluster's instance "
@@ -178,7 +188,7 @@ def check_cluster_keeps_definitions(cluster: Cluster, previous: Resource | None,
 class ResourceView:
     """The store's resources with staged changes laid over them, so a whole `apply` validates before writing."""
 
-    def __init__(self, store):
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.staged: dict[tuple[str, str], Resource] = {}
 
@@ -196,19 +206,22 @@ class ResourceView:
         return [r.name for r in self.all(kind)]
 
 
-def users_of(store, kind: str, name: str) -> list[str]:
+def users_of(store: Store, kind: str, name: str) -> list[str]:
     """What would be orphaned by deleting this resource: referring resources and live jobs."""
     users: list[str] = []
     if kind == "region":
-        users += [f"cluster {c.name}" for c in store.list_resources("cluster") if name in c.regions]
+        users += [f"cluster {c.name}" for c in store.list_resources("cluster")
+                  if isinstance(c, Cluster) and name in c.regions]
         users += [f"queue {q.name}" for q in store.list_resources("queue")
-                  if isinstance(q.weights, dict) and name in q.weights]
+                  if isinstance(q, Queue) and isinstance(q.weights, dict) and name in q.weights]
     elif kind == "cluster":
-        users += [f"queue {q.name}" for q in store.list_resources("queue") if q.cluster == name]
+        users += [f"queue {q.name}" for q in store.list_resources("queue")
+                  if isinstance(q, Queue) and q.cluster == name]
     elif kind == "image":
-        users += [f"definition {d.name}" for d in store.list_resources("definition") if d.image == name]
+        users += [f"definition {d.name}" for d in store.list_resources("definition")
+                  if isinstance(d, Definition) and d.image == name]
     if kind in ("queue", "definition"):
-        live = {}
+        live: dict[str, int] = {}
         for c in store.counts():
             if c.state in (JobState.HELD, JobState.QUEUED, JobState.RUNNING) and c.tasks > 0 and \
                     (c.queue if kind == "queue" else c.definition) == name:
@@ -224,9 +237,9 @@ def validate_dependents(resource: Resource, view: "ResourceView", host_type: str
     if isinstance(resource, Cluster):
         check_cluster_keeps_definitions(resource, view.store.get_resource("cluster", resource.name),
                                         view.all("definition"))
-        dependents = [q for q in view.all("queue") if q.cluster == resource.name]
+        dependents = [q for q in view.all("queue") if isinstance(q, Queue) and q.cluster == resource.name]
     elif isinstance(resource, Region):
-        dependents = [c for c in view.all("cluster") if resource.name in c.regions]
+        dependents = [c for c in view.all("cluster") if isinstance(c, Cluster) and resource.name in c.regions]
     for other in dependents:
         try:
             validate(other, view, host_type)

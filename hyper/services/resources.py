@@ -11,7 +11,7 @@ integrity checks in hyper/services/resource_checks.py, re-exported here for the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hyper.backends import cluster_type, default_type
 from hyper.errors import HyperError, UsageError
@@ -20,10 +20,17 @@ from hyper.services.resource_checks import ResourceView, users_of, validate, val
 from hyper.services.resource_fields import (FIELDS, KIND_ORDER, PLURAL, SINGULAR, _bool, build, check_name, field_map,
                                             to_mapping)
 
+if TYPE_CHECKING:
+    from hyper.services.context import Context
+    from hyper.services.provision import Step
+
 __all__ = ["FIELDS", "KIND_ORDER", "PLURAL", "SINGULAR", "ResourceView", "UsageError", "_bool", "add", "build",
            "check_name", "check_new", "default_max_vcpus", "default_type", "delete", "field_map", "init_main_region",
-           "initial_status", "list_all", "prompt_defaults", "save", "to_mapping", "update", "validate",
+           "initial_status", "list_all", "planned_steps", "prompt_defaults", "save", "to_mapping", "update", "validate",
            "validate_dependents"]
+
+
+R = TypeVar("R", bound=Resource)  # save hands back the resource it was given, as its own kind
 
 
 def initial_status(host_type: str) -> tuple[str, str]:
@@ -33,7 +40,7 @@ def initial_status(host_type: str) -> tuple[str, str]:
     return "PENDING", "recorded in the host's store; not yet deployed to AWS"
 
 
-def check_new(ctx, kind: str, name: str) -> None:
+def check_new(ctx: Context, kind: str, name: str) -> None:
     """The name is valid and free (also asked before a guided prompt, so nobody answers questions in vain)."""
     check_name(kind, name)
     if ctx.store.get_resource(kind, name) is not None:
@@ -41,7 +48,7 @@ def check_new(ctx, kind: str, name: str) -> None:
                          f"change it with `hyper {PLURAL[kind]} update-{kind} {name}` or pick another name")
 
 
-def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
+def add(ctx: Context, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
     store = ctx.store
     check_new(ctx, kind, name)
     values = dict(values)
@@ -53,18 +60,19 @@ def add(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = Fa
     validate(resource, ResourceView(store), ctx.host.type)
     return save(ctx, resource, "CREATING", dry_run=dry_run)
 
-def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous: Resource | None = None,
-         steps: list | None = None) -> Resource:
+def save(ctx: Context, resource: R, busy: str, *, dry_run: bool = False, previous: Resource | None = None,
+         steps: list[Step] | None = None) -> R:
     """Record the resource, then make AWS match it (stacks, job definitions); status says how that went.
 
     The steps are rendered before anything is written, so a template that cannot be rendered (bad input)
-    leaves the store untouched. With ``dry_run`` nothing is written or sent: ``resource.steps`` says what would be.
+    leaves the store untouched. With ``dry_run`` nothing is written or sent: ``planned_steps(resource)`` says what
+    would be.
     """
     from hyper.services import provision
 
     if steps is None:  # `apply` hands over the steps it already rendered
         steps = provision.plan(ctx, resource, previous=previous)
-    resource.steps = steps  # type: ignore[attr-defined]
+    setattr(resource, _STEPS, steps)  # not a field: never stored or exported, only read by planned_steps
     if dry_run:
         return resource
     if steps:
@@ -77,6 +85,16 @@ def save(ctx, resource: Resource, busy: str, *, dry_run: bool = False, previous:
     return resource
 
 
+_STEPS = "steps"
+
+
+def planned_steps(resource: Resource) -> list[Step]:
+    """The steps `save` planned for `resource` (what a dry run prints): kept on the object `save` returns, as an
+    attribute outside the dataclass's fields, so the add/update/init commands keep their one return value."""
+    steps: list[Step] = getattr(resource, _STEPS)
+    return steps
+
+
 def default_max_vcpus(regional: bool) -> int:
     """A local cluster is this machine's cores; a regional one starts at 256 vCPUs per region."""
     import os
@@ -84,7 +102,7 @@ def default_max_vcpus(regional: bool) -> int:
     return 256 if regional else (os.cpu_count() or 1)
 
 
-def _defaults(ctx, resource: Resource, view: "ResourceView | None" = None) -> None:
+def _defaults(ctx: Context, resource: Resource, view: "ResourceView | None" = None) -> None:
     """Fill what was left out; `view` lets `apply` see regions it is about to create."""
     if isinstance(resource, Cluster):
         if not resource.type:
@@ -96,7 +114,7 @@ def _defaults(ctx, resource: Resource, view: "ResourceView | None" = None) -> No
             resource.max_vcpus = default_max_vcpus(regional)
 
 
-def update(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
+def update(ctx: Context, kind: str, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Resource:
     store = ctx.store
     current = store.get_resource(kind, name)
     if current is None:
@@ -109,7 +127,7 @@ def update(ctx, kind: str, name: str, values: dict[str, Any], *, dry_run: bool =
     return save(ctx, resource, "UPDATING", dry_run=dry_run, previous=current)
 
 
-def delete(ctx, kind: str, name: str, force: bool = False, *, dry_run: bool = False) -> list[str]:
+def delete(ctx: Context, kind: str, name: str, force: bool = False, *, dry_run: bool = False) -> list[str]:
     """Delete (its stacks first); refuses while in use unless forced, and returns what was orphaned."""
     store = ctx.store
     resource = store.get_resource(kind, name)
@@ -142,10 +160,10 @@ def delete(ctx, kind: str, name: str, force: bool = False, *, dry_run: bool = Fa
     return users
 
 
-def init_main_region(ctx, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Region:
+def init_main_region(ctx: Context, name: str, values: dict[str, Any], *, dry_run: bool = False) -> Region:
     """The host's main region (its tables, dispatch queues and logs live there); exactly one."""
     store = ctx.store
-    mains = [r for r in store.list_resources("region") if r.main]
+    mains = [r for r in store.list_resources("region") if isinstance(r, Region) and r.main]
     if mains and mains[0].name != name:
         raise HyperError(f"the main region is already {mains[0].name}", "a host has one main region; "
                          "add others with `hyper regions add-region`")
@@ -154,6 +172,8 @@ def init_main_region(ctx, name: str, values: dict[str, Any], *, dry_run: bool = 
                          f"run `hyper regions init-main-region {ctx.host.main_region}`")
     existing = store.get_resource("region", name)
     region = build("region", name, values, base=existing)
+    if not isinstance(region, Region):  # build makes the kind it is given
+        raise HyperError(f"building region {name!r} made a {region.KIND}", "report this as a bug in hyper")
     region.main = True
     if existing is None:
         region.status, region.message = initial_status(ctx.host.type)
@@ -161,7 +181,7 @@ def init_main_region(ctx, name: str, values: dict[str, Any], *, dry_run: bool = 
     return save(ctx, region, "CREATING" if existing is None else "UPDATING", dry_run=dry_run)
 
 
-def list_all(ctx, kind: str, *, refresh: bool = False) -> list[Resource]:
+def list_all(ctx: Context, kind: str, *, refresh: bool = False) -> list[Resource]:
     """Every resource of a kind; with ``refresh``, ones still deploying take their stacks' current state."""
     found = sorted(ctx.store.list_resources(kind), key=lambda r: r.name)
     if refresh and ctx.host.type == "aws":
@@ -171,7 +191,7 @@ def list_all(ctx, kind: str, *, refresh: bool = False) -> list[Resource]:
     return found
 
 
-def prompt_defaults(ctx, kind: str) -> dict[str, Any]:
+def prompt_defaults(ctx: Context, kind: str) -> dict[str, Any]:
     """Defaults the guided prompt offers: the model's own, with references filled from what exists."""
     blank = RESOURCE_KINDS[kind]()
     out = {f.key: f.show(getattr(blank, f.attr)) for f in FIELDS[kind]}
@@ -189,6 +209,6 @@ def prompt_defaults(ctx, kind: str) -> dict[str, Any]:
         out["image"] = "local" if ctx.host.type == "local" else (images[0] if images else "")
         out["timeout"] = "none"
     elif kind == "region":
-        taken = [r.vpc_cidr for r in store.list_resources("region") if r.vpc_cidr]
+        taken = [r.vpc_cidr for r in store.list_resources("region") if isinstance(r, Region) and r.vpc_cidr]
         out["vpc-cidr"] = next(f"10.{n}.0.0/16" for n in range(10, 250, 10) if f"10.{n}.0.0/16" not in taken)
     return out

@@ -12,6 +12,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from hyper import diskspace
 from hyper.backends import cluster_type
@@ -65,8 +66,9 @@ def _queue_and_definition(ctx: Context, d: Directives) -> tuple[Queue, Definitio
             raise HyperError(f"unknown job definition {d.definition!r}",
                              f"definitions on host {ctx.host.name}: {names}")
     else:
-        definition = ctx.store.get_resource("definition", DEFAULT_DEFINITION)
-        if not isinstance(definition, Definition) or _shortfall(d, definition):
+        default = ctx.store.get_resource("definition", DEFAULT_DEFINITION)
+        definition = default if isinstance(default, Definition) else None
+        if definition is None or _shortfall(d, definition):
             definition = _smallest_fitting(ctx, d, queue, cluster, definition)
     if definition.gpus > cluster.gpus_per_instance:  # it would wait forever for a worker that cannot start
         raise HyperError(f"definition {definition.name!r} wants {definition.gpus} GPU(s) per worker but queue "
@@ -153,7 +155,7 @@ def _check_resources(d: Directives, definition: Definition) -> None:
 
 
 def _dependencies(d: Directives) -> list[tuple[str, int, int | None]]:
-    out = []
+    out: list[tuple[str, int, int | None]] = []
     for dep in d.depend:
         ref = dep.ref
         if ref.indices is None:
@@ -313,7 +315,8 @@ def submit(ctx: Context, d: Directives, *, script: str | None, command: list[str
     depends = _dependencies(d)
     depend_text = [f"{dep.kind}:{dep.ref.text}" for dep in d.depend]
     subs = []
-    for values in sweep or [None]:
+    cases: list[dict | None] = list(sweep) if sweep else [None]  # no sweep: one job, the spec as given
+    for values in cases:
         job_spec = spec if values is None else _swept(spec, values)
         job = Job(name=name, user=user, queue=queue.name, definition=definition.name,
                   priority=d.priority or 0, retries=retries, spec=job_spec,
@@ -369,7 +372,7 @@ def _check_input(ctx: Context, d: Directives, script: str | None, script_name: s
                                  "not an array", f"depend on the job itself: {dep.kind}:{dep.ref.id}")
 
 
-def submit_and_wake(ctx: Context, merged: Directives, **kwargs) -> list[Job]:
+def submit_and_wake(ctx: Context, merged: Directives, **kwargs: Any) -> list[Job]:
     """``submit``, then the local agent is woken unless every job waits (held, or for its dependencies): the
     one place a front-end's submission (qsub, sbatch, bsub) starts work."""
     jobs = submit(ctx, merged, **kwargs)

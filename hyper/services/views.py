@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from hyper.models import Job, Resource
+    from hyper.services.context import Context
+    from hyper.store.base import QueueCount
 
 DEFAULT_SINCE = "24h"
 
@@ -27,7 +33,7 @@ class View:
     only_ids: bool = False
 
 
-def job_rows(jobs, now: float, wide: bool = False) -> list[dict]:
+def job_rows(jobs: list[Job], now: float, wide: bool = False) -> list[dict]:
     """The lines of the PBS table: names cut to 16 characters unless `wide`, Time Use 0 until a job starts.
     One call for all rows, so the imports and lookups stay out of the loop (qstat's per-row cost)."""
     from hyper.parsing.durations import format_duration
@@ -48,7 +54,7 @@ def job_rows(jobs, now: float, wide: bool = False) -> list[dict]:
     return rows
 
 
-def full_record(job, extra: dict | None = None) -> dict:
+def full_record(job: Job, extra: dict | None = None) -> dict:
     """Every field, PBS-named where PBS has a name, for -f and for --output json/yaml."""
     from hyper.states import pbs_letter, shell_exit_code
 
@@ -72,7 +78,7 @@ def full_record(job, extra: dict | None = None) -> dict:
     return {k: v for k, v in data.items() if v not in (None, "", [])}
 
 
-def aws_details(ctx, jobs) -> dict[str, dict]:
+def aws_details(ctx: Context, jobs: list[Job]) -> dict[str, dict]:
     """qstat -f on an aws host: where each job runs (worker's machine, region, Batch job) and its log stream."""
     from hyper.services import jobs as svc
     from hyper.placement import parse_host
@@ -98,7 +104,7 @@ def aws_details(ctx, jobs) -> dict[str, dict]:
     return out
 
 
-def full_details(ctx, found) -> dict[str, dict]:
+def full_details(ctx: Context, found: list[Job]) -> dict[str, dict]:
     """The fields qstat -f adds to each job's record: output files, why it waits, aws placement, workflow parts."""
     from hyper.services import jobs as svc
     from hyper.services.waiting import waiting_reasons
@@ -117,7 +123,7 @@ def full_details(ctx, found) -> dict[str, dict]:
     return details
 
 
-def human_field(key: str, value) -> tuple[str, str]:
+def human_field(key: str, value: Any) -> tuple[str, str]:
     """One `qstat -f` line for people (json/yaml keep the raw numbers for machines)."""
     import shlex
 
@@ -137,7 +143,7 @@ def human_field(key: str, value) -> tuple[str, str]:
     return key, str(value)
 
 
-def alt_fields(job, now: float) -> dict:
+def alt_fields(job: Job, now: float) -> dict:
     """qstat -a's request and elapsed columns, in PBS's units (walltime HH:MM, memory as gb/mb)."""
     from hyper.parsing.durations import format_memory
 
@@ -167,21 +173,21 @@ def since_epoch(text: str | None, finished: bool) -> float | None:
     return time.time() - parse_duration(text or DEFAULT_SINCE, "s", what="--since")
 
 
-def with_elements(ctx, found):
+def with_elements(ctx: Context, found: list[Job]) -> list[Job]:
     """qstat -t 12[]: the array and each of its elements, queued ones included."""
     from hyper.parsing.arrays import parse_array
     from hyper.parsing.jobids import JobRef
 
-    out = []
+    out: list[Job] = []
     for job in found:
         out.append(job)
-        if job.is_array:
+        if job.is_array and job.array is not None:  # is_array says so; mypy needs the test
             elements, _ = ctx.store.get_jobs([JobRef(job.id, parse_array(job.array), False)])
             out.extend(elements)
     return out
 
 
-def queue_summary(counts, queue_names: list[str], only_queue: str | None) -> list[dict]:
+def queue_summary(counts: Iterable[QueueCount], queue_names: list[str], only_queue: str | None) -> list[dict]:
     """Tasks per queue and state, from the store's counters (no scan of the jobs)."""
     from hyper.states import JobState
 
@@ -201,7 +207,7 @@ def queue_summary(counts, queue_names: list[str], only_queue: str | None) -> lis
     return [rows[k] for k in sorted(rows)]
 
 
-def stuck_notes(queues, only_queue: str | None) -> list[str]:
+def stuck_notes(queues: Iterable[Resource], only_queue: str | None) -> list[str]:
     """The scheduler's note on queues whose workers wait for capacity that never comes (qstat -Q shows them)."""
     return [f"queue {q.name}: {q.message}" for q in queues
             if (not only_queue or q.name == only_queue) and (q.message or "").startswith("stuck workers: ")]

@@ -6,12 +6,17 @@ resources (no scan of other jobs), so it costs the same on a queue of ten jobs o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 from hyper.dependencies import Hold, hold_of
 from hyper.models import Cluster, Definition, Job, Queue
 from hyper.states import JobState
 
+if TYPE_CHECKING:
+    from hyper.services.context import Context
 
-def waiting_reasons(ctx, jobs: list[Job]) -> dict[str, str]:
+
+def waiting_reasons(ctx: Context, jobs: list[Job]) -> dict[str, str]:
     """job_id -> why it is not running yet, for every held or queued job in ``jobs``."""
     waiting = [j for j in jobs if j.state in (JobState.HELD, JobState.QUEUED)]
     if not waiting:
@@ -32,7 +37,7 @@ def waiting_reasons(ctx, jobs: list[Job]) -> dict[str, str]:
             busy_gpus[queue.cluster] = busy_gpus.get(queue.cluster, 0) + count.tasks * definition.gpus
         elif count.state is JobState.QUEUED:
             queued[count.queue] = queued.get(count.queue, 0) + count.tasks
-    out = {}
+    out: dict[str, str] = {}
     for job in waiting:
         out[job.job_id] = _reason(job, queues.get(job.queue), clusters, definitions.get(job.definition),
                                   busy_vcpus, busy_gpus, queued,
@@ -41,7 +46,8 @@ def waiting_reasons(ctx, jobs: list[Job]) -> dict[str, str]:
 
 
 def _reason(job: Job, queue: Queue | None, clusters: dict[str, Cluster], definition: Definition | None,
-            busy_vcpus: dict[str, int], busy_gpus: dict[str, int], queued: dict[str, int], queues_on) -> str:
+            busy_vcpus: dict[str, int], busy_gpus: dict[str, int], queued: dict[str, int],
+            queues_on: Callable[[str], list[Queue]]) -> str:
     if job.state is JobState.HELD:
         if hold_of(job.reason) is Hold.WAITING:
             return f"Dependency: {job.reason}"
@@ -51,7 +57,7 @@ def _reason(job: Job, queue: Queue | None, clusters: dict[str, Cluster], definit
         if job.array_running >= limit:
             return f"array limit: {job.array_running} of at most {limit} elements running"
     cluster = clusters.get(queue.cluster) if queue else None
-    if cluster is None or definition is None:
+    if queue is None or cluster is None or definition is None:  # no queue means no cluster: said for mypy
         return "waiting for a worker"
     first = [q for q in queues_on(cluster.name) if q.priority > queue.priority and queued.get(q.name, 0)]
     if first:
