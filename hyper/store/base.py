@@ -137,12 +137,36 @@ class Store(Protocol):
     """
 
     # tuning: what a poll costs on this store (SQLite: nothing; DynamoDB: a query per ready shard) ----------
-    host: Host | None  # the host whose state this is (None: the local store, opened by path)
-    IDLE_POLL_CEILING: float  # longest wait between an idle worker's empty claims, in seconds
-    TOUCH_EVERY: float  # a worker's IDLE/BUSY registry write at most this often (liveness is the lease)
-    STATE_POLL: float  # longest wait between a running worker's qdel checks (``peek``)
-    MAX_LEASE: float | None  # a long job's lease grows with its age up to this (renewals are writes); None: fixed
-    CLAIM_AHEAD: int  # jobs a worker may claim at once while its jobs are short (``claim_many``); 1: one at a time
+    # (read-only properties here: a store may narrow them, e.g. DynamoDB's host is never None)
+    @property
+    def host(self) -> Host | None:
+        """The host whose state this is (None: the local store, opened by path)."""
+        ...
+
+    @property
+    def IDLE_POLL_CEILING(self) -> float:  # noqa: N802  (a constant of the store's kind)
+        """Longest wait between an idle worker's empty claims, in seconds."""
+        ...
+
+    @property
+    def TOUCH_EVERY(self) -> float:  # noqa: N802
+        """A worker's IDLE/BUSY registry write at most this often (liveness is the lease)."""
+        ...
+
+    @property
+    def STATE_POLL(self) -> float:  # noqa: N802
+        """Longest wait between a running worker's qdel checks (``peek``)."""
+        ...
+
+    @property
+    def MAX_LEASE(self) -> float | None:  # noqa: N802
+        """A long job's lease grows with its age up to this (renewals are writes); None: a fixed lease."""
+        ...
+
+    @property
+    def CLAIM_AHEAD(self) -> int:  # noqa: N802
+        """Jobs a worker may claim at once while its jobs are short (``claim_many``); 1: one at a time."""
+        ...
 
     # resources -------------------------------------------------------------------------------------
     def put_resource(self, resource: Resource, *, replace: bool = False) -> None:
