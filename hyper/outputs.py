@@ -34,7 +34,7 @@ PER_ELEMENT_PATTERNS = ("%a", "%j", "%I", "^array_index^")  # any one keeps arra
 
 def output_paths(job: Job, logs_dir: Path) -> tuple[Path, Path | None]:
     """Where this job's stdout and stderr go; stderr is None when joined into stdout (-j oe)."""
-    spec = job.spec
+    spec = job.require_spec()
     base = str(job.id) if job.index is None else f"{job.id}.{job.index}"
 
     def resolve(path: str | None, default: str) -> Path:

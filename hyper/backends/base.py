@@ -98,6 +98,19 @@ class Inventory:
     def add_used(self, cluster: str, region: str, vcpus: int) -> None:
         self.used[(cluster, region)] = self.used.get((cluster, region), 0) + vcpus
 
+    def merge(self, other: Inventory) -> None:
+        """Add another backend's findings to these: the tick asks each backend about its own pairs only."""
+        self.problems.extend(other.problems)
+        self.stuck.extend(other.stuck)
+        self.usable |= other.usable
+        self.known |= other.known
+        for k, n in other.live.items():
+            self.live[k] = self.live.get(k, 0) + n
+        for key, n in other.used.items():
+            self.used[key] = self.used.get(key, 0) + n
+        for key, n in other.used_gpus.items():
+            self.used_gpus[key] = self.used_gpus.get(key, 0) + n
+
 
 @dataclass
 class Request:

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence
 
 from hyper.aws import names
-from hyper.aws.batch import FINISHED_STATUSES, BatchApi, BatchStatus, LiveJob, SubmitRequest, live_workers, render_submissions
+from hyper.aws.batch import (FINISHED_STATUSES, BatchApi, BatchStatus, LiveJob, SubmitRequest, live_workers,
+                             render_submissions)
 from hyper.backends import instances
 from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerState, problem, setting
 from hyper.config import Host

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources as pkg_resources
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Callable, ClassVar, Sequence
 
 from hyper.aws import names
@@ -149,7 +150,7 @@ def template_source(cluster: Cluster) -> tuple[str, str]:
     return TEMPLATE, text
 
 
-def _template_line(tb, name: str) -> int | None:
+def _template_line(tb: TracebackType | None, name: str) -> int | None:
     line = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == name:
@@ -225,8 +226,9 @@ def check_template(cluster: Cluster) -> None:
     """Render the cluster's template once with a sample GPU worker, so a broken template is refused when the
     cluster is added or updated (one line naming template and line), not on the first tick."""
     sample = Definition(name="sample", image="sample", vcpus=1, memory_mib=1024, gpus=1, timeout=3600, ratio=1)
-    host = Host(name="check", type="aws", main_region=(cluster.regions or ["us-east-1"])[0])
-    context = job_context(host, sample, cluster, queue="sample", region=host.main_region, workers=2,
+    region = (cluster.regions or ["us-east-1"])[0]
+    host = Host(name="check", type="aws", main_region=region)
+    context = job_context(host, sample, cluster, queue="sample", region=region, workers=2,
                           tick="t0", image_uri="registry.example/sample:latest",
                           instance_types=[{"type": t, "usd_per_hour": 0.0} for t in cluster.instance_types])
     name, text = template_source(cluster)
@@ -330,7 +332,7 @@ class KubernetesBackend:
         self._state: dict[tuple[str, str, str], tuple[int, int]] = {}  # (q, d, region) -> (backlog, running)
         self._ended_pods: set[str] = set()  # pods seen Succeeded/Failed by the last inventory (see ended)
 
-    def api(self, cluster: Cluster, region: str):
+    def api(self, cluster: Cluster, region: str) -> Any:  # a KubeApi, or a test's fake of one
         key = (cluster.name, region)
         if key not in self._apis:
             if self.api_factory is not None:

@@ -18,10 +18,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import FrameType
+from typing import Iterator, TextIO
 
 from hyper.config import Host, Settings, private_dir, private_file
 from hyper.errors import DiskFullError, HyperError
 from hyper.models import Job
+from hyper.states import WorkerActivity
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import containment
 from hyper.worker.runner import kill_group
@@ -46,7 +49,7 @@ def agent_running(host: Host) -> bool:
 
 
 @contextlib.contextmanager
-def agent_excluded(host: Host):
+def agent_excluded(host: Host) -> Iterator[bool]:
     """Hold the agent lock so no agent runs meanwhile (purging a host); False if one already runs."""
     path = lock_path(host)
     if not path.parent.exists():
@@ -142,24 +145,24 @@ class LocalAgent:
         self.slots: dict[str, int] = {}  # worker id -> work directory slot, reused by the next worker
         self.gpus: dict[str, list[int]] = {}  # worker id -> the GPUs it (and so its one running job) owns
         self._stop = False
-        self._lock_fh = None
+        self._lock_fh: TextIO | None = None  # held open while the agent runs: the flock is its lock
         self._said: set[str] = set()  # scheduling problems already logged
 
     def acquire(self) -> bool:
         private_dir(self.host.data_dir)
-        self._lock_fh = os.fdopen(private_file(lock_path(self.host), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
+        fh = self._lock_fh = os.fdopen(private_file(lock_path(self.host), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+")
         try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock_fh.close()
+            fh.close()
             return False
-        self._lock_fh.seek(0)
-        self._lock_fh.truncate()
-        self._lock_fh.write(f"{os.getpid()}\n")
-        self._lock_fh.flush()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
         return True
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
 
     def run(self) -> int:
@@ -309,7 +312,8 @@ class LocalAgent:
         now = time.time()
         gpus = self._take_gpus(wid, definition)  # before registering: a worker without its GPUs never starts
         # registered before it starts, so the next tick counts it and does not start another
-        self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", None, now, now, "STARTING"))
+        self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", None, now, now,
+                                                WorkerActivity.STARTING))
         slot = min(set(range(len(self.slots) + 1)) - set(self.slots.values()))
         self.slots[wid] = slot
         workdir = self.host.data_dir / "work" / f"slot-{slot}"
@@ -324,7 +328,8 @@ class LocalAgent:
         finally:
             log_file.close()
         self.children[wid] = child
-        self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", child.pid, now, now, "STARTING"))
+        self.store.register_worker(WorkerInfo(wid, queue, definition, "localhost", child.pid, now, now,
+                                                WorkerActivity.STARTING))
         log(f"started worker {wid} (pid {child.pid}) for queue {queue}, definition {definition}")
         return wid
 

@@ -15,7 +15,8 @@ stack only adds what hyper needs to it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from hyper.aws import iam, names
 from hyper.aws.templates import _sub, boundary, export_name, is_gpu_type, role_name
@@ -24,6 +25,11 @@ from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster
 from hyper.provisioning.steps import removal_steps
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
+    from hyper.services.provision import Step
+    from hyper.services.resource_checks import ResourceView
 
 EKS_VERSION = "1.33"
 NVIDIA_AMI = "AL2023_x86_64_NVIDIA"
@@ -146,8 +152,8 @@ def apply_namespace(cluster: Cluster, region: str, manifests: list[dict], api: A
                              "accounts)") from None
 
 
-def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Cluster | None = None, view=None,
-                 apis: dict | None = None) -> list:
+def plan_cluster(ctx: Context, resource: Cluster, *, delete: bool = False, previous: Cluster | None = None,
+                 view: ResourceView | None = None, apis: dict | None = None) -> list[Step]:
     """Steps per region: the namespace and service account and the EKS stack (not on delete: the EKS
     cluster, if hyper did not create it, keeps its namespace; a created one goes with the stack)."""
     from hyper.aws import stacks
@@ -160,14 +166,12 @@ def plan_cluster(ctx, resource: Cluster, *, delete: bool = False, previous: Clus
         return steps
     for region in resource.regions:
         template = render_eks_stack(host, resource, region)
-        stack = Step("deploy-stack", region, name, template,
-                     lambda region=region, template=template: stacks.deploy_stack(host, region, name, template))
+        stack = Step("deploy-stack", region, name, template, partial(stacks.deploy_stack, host, region, name, template))
         manifests = namespace_manifests(host, resource)
         api = (apis or {}).get(region)
         namespace = Step("apply-namespace", region, f"{resource.eks_cluster}/{namespace_of(resource)}",
                          {"manifests": manifests},
-                         lambda region=region, manifests=manifests, api=api: apply_namespace(
-                             resource, region, manifests, api))
+                         partial(apply_namespace, resource, region, manifests, api))
         # an existing EKS cluster is reached first: an unknown one (or no kubeconfig context) deploys nothing;
         # a cluster the stack creates must exist before its namespace can
         steps.extend([stack, namespace] if resource.create_eks else [namespace, stack])

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from hyper.backends import BACKENDS, backend_class, cluster_type
-from hyper.backends.base import Inventory, Pair, Stuck, Submitted, problem
+from hyper.backends.base import Inventory, Pair, Stuck, Submitted, WorkerBackend, problem
 from hyper.config import Host
 from hyper.errors import HyperError
 from hyper.models import Cluster, Definition, Queue, Region
@@ -109,7 +109,7 @@ class Scheduler:
         self._weights_tried: dict[str, float] = {}  # queue -> when this process last tried to refresh it
         self._lock = threading.Lock()
 
-    def backend(self, kind: str):
+    def backend(self, kind: str) -> WorkerBackend:
         if kind not in self.backends:
             self.backends[kind] = backend_class(kind)(self.host, self.store, clock=self.clock, sleep=self.sleep,
                                                       worker_idle=self.worker_idle)
@@ -135,16 +135,11 @@ class Scheduler:
 
     # -- one tick ------------------------------------------------------------------------------------
     def tick(self, dry_run: bool = False, backlog: dict[tuple[str, str], int] | None = None) -> TickReport:
+        """One pass of the steps in the module docstring; each fault is a line in the report, never an exception."""
         now = self.clock()
         report = TickReport(tick_id(now), dry_run)
         if not dry_run and self.sweep:
-            report.requeued = len(self.store.requeue_expired(now)) + self._requeue_ended(now, report)
-            from hyper.workflows.hooks import sweep as workflow_sweep  # notices nobody sent: qdel, lost workers
-
-            try:
-                workflow_sweep(self.store, self.host, f"scheduler-{os.getpid()}", now)
-            except HyperError as exc:  # (each notice's own failures are recorded on it; this is the store)
-                report.problems.append(problem(f"completion notices: {exc.message}", exc.hint))
+            self._sweep(now, report)
         backlog = self.store.backlog() if backlog is None else backlog
         if not backlog:
             if not dry_run:  # nothing queued: no worker is waiting for anything, so no note stays
@@ -160,8 +155,40 @@ class Scheduler:
         pairs = self._pairs(backlog, regions, clusters, queues, definitions, report)
         if not pairs:
             return report
-        known_pairs = [(q, d) for q in queues for d in definitions]
         kinds = sorted({p.cluster.type for p in pairs.values()})
+        inv = self._inventory(kinds, pairs, [(q, d) for q in queues for d in definitions], report)
+        self._report_stuck(inv, pairs, report)
+        if not dry_run:
+            self._note_stuck(queues, pairs, report.stuck)
+
+        demands, room, gpu_room = self._demands(pairs, inv, report)
+        self._prepare(kinds, pairs, demands, report)
+        weights = {k: p.weights for k, p in pairs.items()}
+        counts = cap_gpus(plan_regions(demands, weights, room), demands, gpu_room)
+        counts = self._spend_limits(counts, pairs, inv.live, report)
+        self._report_unplaced(demands, pairs, report)
+        report.rows.extend(self._plan_rows(pairs, inv.live, counts))
+        by_kind = self._render(kinds, pairs, counts, report)
+        if not dry_run:
+            self._submit(by_kind, report)
+        report.queues = self._queue_view(pairs, inv.live, counts)
+        return report
+
+    def _sweep(self, now: float, report: TickReport) -> None:
+        """Step 1: requeue the jobs of lost workers (expired leases, workers their backend saw end) and send the
+        completion notices nobody sent (qdel, lost workers), so the backlog read next is current."""
+        report.requeued = len(self.store.requeue_expired(now)) + self._requeue_ended(now, report)
+        from hyper.workflows.hooks import sweep as workflow_sweep  # notices nobody sent: qdel, lost workers
+
+        try:
+            workflow_sweep(self.store, self.host, f"scheduler-{os.getpid()}", now)
+        except HyperError as exc:  # (each notice's own failures are recorded on it; this is the store)
+            report.problems.append(problem(f"completion notices: {exc.message}", exc.hint))
+
+    def _inventory(self, kinds: list[str], pairs: dict[tuple[str, str], Pair],
+                   known_pairs: list[tuple[str, str]], report: TickReport) -> Inventory:
+        """Step 3: every backend's inventory of its own pairs, added up; a backend that cannot say is a problem
+        line, and its pairs then have no known regions (so they start no workers this tick)."""
         inv = Inventory()
         for kind in kinds:
             mine = [p for p in pairs.values() if p.cluster.type == kind]
@@ -170,17 +197,13 @@ class Scheduler:
             except HyperError as exc:
                 report.problems.append(problem(f"{kind} workers unknown: {exc.message}", exc.hint))
                 continue
-            inv.problems.extend(got.problems)
-            inv.stuck.extend(got.stuck)
-            inv.usable |= got.usable
-            inv.known |= got.known
-            for k, n in got.live.items():
-                inv.live[k] = inv.live.get(k, 0) + n
-            for k, n in got.used.items():
-                inv.used[k] = inv.used.get(k, 0) + n
-            for k, n in got.used_gpus.items():
-                inv.used_gpus[k] = inv.used_gpus.get(k, 0) + n
+            inv.merge(got)
         report.problems.extend(inv.problems)
+        return inv
+
+    def _report_stuck(self, inv: Inventory, pairs: dict[tuple[str, str], Pair], report: TickReport) -> None:
+        """Stuck workers: a problem line each, and their region loses its weight for the pair, so this tick starts
+        no more workers where they cannot start."""
         report.stuck = sorted(inv.stuck, key=lambda s: (s.queue, s.definition, s.region))
         for s in report.stuck:
             p = pairs.get((s.queue, s.definition))
@@ -190,13 +213,16 @@ class Scheduler:
                 "fix the definition or the cluster's instance types, then cancel the stuck workers"))
             if p is not None:
                 p.weights.pop(s.region, None)
-        if not dry_run:
-            self._note_stuck(queues, pairs, report.stuck)
 
+    def _demands(self, pairs: dict[tuple[str, str], Pair], inv: Inventory, report: TickReport
+                 ) -> tuple[list[Demand], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """Step 4's input: each pair's demand, with the vCPU and GPU room of each (cluster, region) it may use.
+
+        A pair with a region whose live workers are unknown is dropped from ``pairs`` (it could start workers
+        twice); a region with no job queue / namespace loses its weight, so its share goes to the others."""
         room: dict[tuple[str, str], int] = {}
         gpu_room: dict[tuple[str, str], int] = {}
         demands: list[Demand] = []
-        live = inv.live
         for key, p in list(pairs.items()):
             c = p.cluster.name
             unknown = [r for r in p.enabled if (c, r) not in inv.known]
@@ -206,39 +232,62 @@ class Scheduler:
                     f"so no new workers this tick", "see the message for that region above"))
                 del pairs[key]
                 continue
-            for r in list(p.weights):
-                if (c, r) not in inv.usable:
-                    del p.weights[r]  # no job queue / namespace there: its share goes to the other regions
-                else:
-                    vcpus, gpus = self.backend(p.cluster.type).capacity(p.cluster, r)
-                    room[(c, r)] = vcpus - inv.used.get((c, r), 0)
-                    if gpus is not None:
-                        gpu_room[(c, r)] = gpus - inv.used_gpus.get((c, r), 0)
-            total_live = sum(live.get((key[0], key[1], r), 0) for r in p.enabled)
+            self._room(p, inv, room, gpu_room)
+            total_live = sum(inv.live.get((key[0], key[1], r), 0) for r in p.enabled)
             d = p.definition
             demands.append(Demand(key[0], key[1], c, p.backlog, d.ratio, d.vcpus, d.gpus, total_live,
                                   p.queue.priority))
+        return demands, room, gpu_room
 
+    def _room(self, p: Pair, inv: Inventory, room: dict[tuple[str, str], int],
+              gpu_room: dict[tuple[str, str], int]) -> None:
+        """The free vCPUs (and GPUs, where the cluster type counts them) of the pair's usable regions, into
+        ``room`` and ``gpu_room``; its unusable regions lose their weight."""
+        c = p.cluster.name
+        for r in list(p.weights):
+            if (c, r) not in inv.usable:
+                del p.weights[r]  # no job queue / namespace there: its share goes to the other regions
+            else:
+                vcpus, gpus = self.backend(p.cluster.type).capacity(p.cluster, r)
+                room[(c, r)] = vcpus - inv.used.get((c, r), 0)
+                if gpus is not None:
+                    gpu_room[(c, r)] = gpus - inv.used_gpus.get((c, r), 0)
+
+    def _prepare(self, kinds: list[str], pairs: dict[tuple[str, str], Pair], demands: list[Demand],
+                 report: TickReport) -> None:
+        """Let each backend get ready for the workers its pairs want (before planning: it may drop regions)."""
         wanted = {d.key: d.wanted for d in demands}
         for kind in kinds:
             mine = {k: p for k, p in pairs.items() if p.cluster.type == kind}
             if mine:
                 report.problems.extend(self.backend(kind).prepare(mine, {k: wanted.get(k, 0) for k in mine}))
-        weights = {k: p.weights for k, p in pairs.items()}
-        counts = cap_gpus(plan_regions(demands, weights, room), demands, gpu_room)
-        counts = self._spend_limits(counts, pairs, live, report)
+
+    @staticmethod
+    def _report_unplaced(demands: list[Demand], pairs: dict[tuple[str, str], Pair], report: TickReport) -> None:
+        """A pair that wants workers but has no region left to start them in is a problem line of its own."""
         for d in demands:
             if d.wanted > 0 and not pairs[d.key].weights:
                 report.problems.append(problem(
                     f"queue {d.queue} / definition {d.definition}: {d.wanted} worker(s) wanted but no region can "
                     f"start them", "see the messages for its regions"))
+
+    @staticmethod
+    def _plan_rows(pairs: dict[tuple[str, str], Pair], live: dict[tuple[str, str, str], int],
+                   counts: dict[tuple[str, str, str], int]) -> list[PlanRow]:
+        """The plan as the report shows it: weighted regions, and others where the pair's workers still run."""
+        rows = []
         for key, p in sorted(pairs.items()):
             for r in sorted(p.enabled):
                 n_live = live.get((key[0], key[1], r), 0)
                 if r in p.regions or n_live:  # weighted regions, and others where its workers still run
-                    report.rows.append(PlanRow(key[0], key[1], r, p.backlog, n_live,
-                                               counts.get((key[0], key[1], r), 0), p.cluster.type))
-        by_kind: dict[str, list] = {}
+                    rows.append(PlanRow(key[0], key[1], r, p.backlog, n_live,
+                                        counts.get((key[0], key[1], r), 0), p.cluster.type))
+        return rows
+
+    def _render(self, kinds: list[str], pairs: dict[tuple[str, str], Pair], counts: dict[tuple[str, str, str], int],
+                report: TickReport) -> dict[str, list[Any]]:
+        """Step 5, pure: each backend's requests for its part of the plan (what --dry-run prints)."""
+        by_kind: dict[str, list[Any]] = {}
         for kind in kinds:
             mine = {k: p for k, p in pairs.items() if p.cluster.type == kind}
             part = {k: n for k, n in counts.items() if (k[0], k[1]) in mine}
@@ -249,15 +298,16 @@ class Scheduler:
                     report.problems.append(problem(f"{kind}: {exc.message}", exc.hint))
                     continue
                 report.requests.extend(by_kind[kind])
-        if not dry_run:
-            for kind, requests in by_kind.items():
-                for done, err in self.backend(kind).submit(requests):
-                    if done is not None:
-                        report.submitted.append(done)
-                    if err is not None:
-                        report.problems.append(err)
-        report.queues = self._queue_view(pairs, live, counts)
-        return report
+        return by_kind
+
+    def _submit(self, by_kind: dict[str, list[Any]], report: TickReport) -> None:
+        """Step 5: send the rendered requests; each failed one is a problem line, the others still go."""
+        for kind, requests in by_kind.items():
+            for done, err in self.backend(kind).submit(requests):
+                if done is not None:
+                    report.submitted.append(done)
+                if err is not None:
+                    report.problems.append(err)
 
     def _note_stuck(self, queues: dict[str, Queue], names: Iterable, stuck: list[Stuck]) -> None:
         """Keep each scheduled queue's message saying which of its workers are stuck and why (cleared when none
@@ -275,7 +325,8 @@ class Scheduler:
                 except Exception:  # a note is not worth failing the tick; the report still has it
                     pass
 
-    def _spend_limits(self, counts, pairs: dict[tuple[str, str], Pair], live, report: TickReport):
+    def _spend_limits(self, counts: dict[tuple[str, str, str], int], pairs: dict[tuple[str, str], Pair],
+                      live: dict[tuple[str, str, str], int], report: TickReport) -> dict[tuple[str, str, str], int]:
         """Hold queues with max_cost_per_hour to it: live workers' price plus new ones', cheapest regions first."""
         budgets = {p.queue.name: float(p.queue.max_cost_per_hour) for p in pairs.values()
                    if getattr(p.queue, "max_cost_per_hour", 0)}
@@ -292,7 +343,8 @@ class Scheduler:
                                                  "--max-cost-per-hour USD`, or wait for workers to finish"))
         return kept
 
-    def _queue_view(self, pairs, live, counts) -> list[dict]:
+    def _queue_view(self, pairs: dict[tuple[str, str], Pair], live: dict[tuple[str, str, str], int],
+                    counts: dict[tuple[str, str, str], int]) -> list[dict]:
         """Per queue, as queue-scaler shows it: backlog, live workers by backend and region, the plan, and the
         cluster's instance types by price (spot price history for spot clusters, else on-demand)."""
         out: dict[str, dict] = {}
@@ -326,8 +378,10 @@ class Scheduler:
                              "price": getattr(book, "sources", {}).get((r, itype), "on-demand")})
         return sorted(rows, key=lambda x: (x["usd_per_hour"], x["region"], x["type"]))
 
-    def _pairs(self, backlog, regions, clusters, queues, definitions, report) -> dict[tuple[str, str], Pair]:
-        pairs = {}
+    def _pairs(self, backlog: dict[tuple[str, str], int], regions: dict[str, Region], clusters: dict[str, Cluster],
+               queues: dict[str, Queue], definitions: dict[str, Definition],
+               report: TickReport) -> dict[tuple[str, str], Pair]:
+        pairs: dict[tuple[str, str], Pair] = {}
         for (qname, dname), tasks in sorted(backlog.items()):
             where = f"queue {qname}"
             queue, definition = queues.get(qname), definitions.get(dname)
@@ -372,7 +426,9 @@ class Scheduler:
             pairs[(qname, dname)] = Pair(queue, definition, cluster, tasks, sorted(weights), dict(weights), enabled)
         return pairs
 
-    def _refresh_weights(self, backlog, queues, clusters, regions, report: TickReport, now: float) -> None:
+    def _refresh_weights(self, backlog: dict[tuple[str, str], int], queues: dict[str, Queue],
+                         clusters: dict[str, Cluster], regions: dict[str, Region], report: TickReport,
+                         now: float) -> None:
         """Recompute stale auto weights of queues with a backlog; the queue objects get them in place, so this
         tick plans with them. Never fails the tick: whatever goes wrong becomes a line in the report."""
         if self.weights_refresh <= 0 or self.host.type != "aws":

@@ -20,14 +20,18 @@ namespace (the process-containment work of issue 11).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from hyper.errors import HyperError
 from hyper.models import Definition, Job
 
+if TYPE_CHECKING:
+    from hyper.config import Host
+
 ROLE_SESSION_SECONDS = 3600  # STS's default; a longer one needs the role's MaxSessionDuration raised
 
 
-def job_role_env(host, definition: Definition, job: Job) -> dict[str, str]:
+def job_role_env(host: Host, definition: Definition, job: Job) -> dict[str, str]:
     """Temporary keys of the definition's job role for this job ({} when it has none)."""
     if not definition.job_role:
         return {}
@@ -43,7 +47,7 @@ def job_role_env(host, definition: Definition, job: Job) -> dict[str, str]:
             "AWS_SESSION_TOKEN": creds["SessionToken"]}
 
 
-def secret_env(host, definition: Definition, environ: dict[str, str] | None = None) -> dict[str, str]:
+def secret_env(host: Host, definition: Definition, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The definition's secrets by name: from the container (Batch resolved them) or fetched here."""
     env = os.environ if environ is None else environ
     out = {}
@@ -55,7 +59,7 @@ def secret_env(host, definition: Definition, environ: dict[str, str] | None = No
     return out
 
 
-def _fetch(host, arn: str) -> str:
+def _fetch(host: Host, arn: str) -> str:
     from hyper.aws.session import aws_errors, client
 
     region = arn.split(":")[3] or None
@@ -71,7 +75,7 @@ def _fetch(host, arn: str) -> str:
                      "fix the definition with `hyper definitions update-definition NAME --secret NAME=ARN`")
 
 
-def job_aws_env(host, definition: Definition, job: Job) -> dict[str, str]:
+def job_aws_env(host: Host, definition: Definition, job: Job) -> dict[str, str]:
     """Everything AWS-related a job gets on top of its environment (role keys, then secrets)."""
     if not definition.job_role and not definition.secrets:
         return {}

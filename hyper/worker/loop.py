@@ -24,28 +24,52 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from hyper import diskspace
 from hyper.config import private_dir
 from hyper.errors import DiskFullError, HyperError
 from hyper.models import Definition, Job
 from hyper.retry import EXITED, LOST
-from hyper.states import JobState, WorkerActivity
+from hyper.states import JobState, RunOutcome, WorkerActivity
 from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
 from hyper.worker.fence import LeaseKeeper, Watchdog
 from hyper.outputs import output_paths
 from hyper.worker.runner import Outcome, run_attempt
 
+if TYPE_CHECKING:
+    from hyper.aws.logs import LogShipper, LogWindow, WorkerStreams
+    from hyper.config import Host
+
 
 AHEAD_WHILE_UNDER = 2.0  # seconds: jobs shorter than this are claimed several at a time (see _pace_claims)
+
+
+@dataclass
+class _Shipping:
+    """One attempt's output on its way to CloudWatch Logs (aws hosts): the worker's shared streams, the attempt's
+    shipper and its window in those streams, kept together so each is at hand where the attempt ends."""
+
+    streams: WorkerStreams
+    shipper: LogShipper
+    window: LogWindow
+
+
+def _uses_hooks(job: Job) -> bool:
+    """Does the job need the workflow hooks (parts, finaliser inputs, staging, notices)? Asked here, not with
+    hyper.workflows.hooks.needs_hooks, so a worker whose jobs need none never imports them."""
+    spec = job.spec
+    return spec is not None and bool(spec.split or spec.finalizes or spec.stagein or spec.stageout or spec.notify)
 
 
 class Worker:
     def __init__(self, store: Store, worker_id: str, queue: str, definition: str, workdir: Path,
                  logs_dir: Path, idle: float, lease: float, kill_grace: float, gpu_ids: str | None = None,
-                 max_jobs: int | None = None, host=None):
+                 max_jobs: int | None = None, host: Host | None = None) -> None:
         self.store = store
         self.host = host if host is not None else store.host
         self.aws = getattr(self.host, "type", None) == "aws"  # ship logs to CloudWatch
@@ -69,14 +93,15 @@ class Worker:
         self.extra_env = identity.job_env(worker_id, self.aws)
         self.log_warnings: list[str] = []
         self._watchdog: Watchdog | None = None  # aws: stops a job past its lease even if this worker freezes
-        self._streams = None  # aws: this worker's CloudWatch streams, shared by its jobs (hyper/aws/logs.py)
+        # aws: this worker's CloudWatch streams, shared by its jobs (hyper/aws/logs.py)
+        self._streams: WorkerStreams | None = None
         # jobs claimed ahead (several array elements in one claim where claims are costly: _pace_claims)
         self.claim_ahead = max(1, int(store.CLAIM_AHEAD))
         self._take = 1
         self._ahead: list[Job] = []
         self._ran_for = 0.0
 
-    def _on_sigterm(self, signum, frame) -> None:
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True  # the running job is stopped and requeued by run_attempt
 
     def run(self) -> int:
@@ -90,7 +115,8 @@ class Worker:
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,
-                                                  identity.host_text(self.aws), os.getpid(), now, now, WorkerActivity.IDLE))
+                                                  identity.host_text(self.aws), os.getpid(), now, now,
+                                                  WorkerActivity.IDLE))
         idle_since = time.monotonic()
         last_touch = 0.0
         backoff = 0.005
@@ -186,7 +212,8 @@ class Worker:
             except HyperError as exc:  # the sweep gives it back later (claimed ahead: no attempt spent)
                 self._warn(f"could not give back job {job.job_id}: {exc.message}")
 
-    def _finish(self, job: Job, kind: str, exit_code: int | None, reason: str, log: str | None = None):
+    def _finish(self, job: Job, kind: RunOutcome, exit_code: int | None, reason: str,
+                log: str | None = None) -> JobState | None:
         """Record the end, waiting for room if the disk is full: the outcome is known and must not be lost."""
         delay = 0.5
         while True:
@@ -201,18 +228,29 @@ class Worker:
         sys.stderr.write(f"hyper worker {self.id}: warning: {message}\n")
         sys.stderr.flush()
 
-    def _shipper(self, job: Job):
-        """(shipper, window) of this attempt's output on an aws host, into this worker's shared streams."""
+    def _host(self) -> Host:
+        """The host the workflow hooks and a job's AWS credentials work with. Only a worker on a store opened by
+        path (no host) lacks one, and it cannot run jobs that need it: one line says so, not a traceback."""
+        if self.host is None:
+            raise HyperError(f"worker {self.id} has no host, which its workflow jobs and job roles need",
+                             "start workers with `hyper worker` (or pass host=)")
+        return self.host
+
+    def _shipping(self, job: Job) -> _Shipping | None:
+        """This attempt's output shipping on an aws host, into this worker's shared streams; None elsewhere."""
         if not self.aws:
-            return None, None
+            return None
         if self._streams is None:
             from hyper.aws import logs
 
-            self._streams = logs.WorkerStreams(self.host, self.id)
+            self._streams = logs.WorkerStreams(self._host(), self.id)
         out, err = output_paths(job, self.logs_dir)
-        return self._streams.shipper({"stdout": out, "stderr": err})
+        shipper, window = self._streams.shipper({"stdout": out, "stderr": err})
+        return _Shipping(self._streams, shipper, window)
 
     def _run_job(self, job: Job, definition: Definition) -> None:
+        """One claimed job: its inputs and AWS credentials, the attempt under a renewed lease (and, on aws, a
+        watchdog and the output shipped), then its end recorded."""
         renew_every = self.lease / 3
         check_every = min(1.0, renew_every)
         stop_before = min(self.kill_grace, self.lease / 3)
@@ -226,34 +264,11 @@ class Worker:
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
                             on_renew=extended, until=job.lease,
                             peek_ceiling=self.store.STATE_POLL, max_lease=self.store.MAX_LEASE)
-
-        extra_env, hooks = self.extra_env, None
-        if job.spec is not None and (job.spec.split or job.spec.finalizes or job.spec.stagein or job.spec.stageout
-                                     or job.spec.notify):
-            from hyper.workflows import hooks  # parts, finaliser inputs, staging, notices
-
-            try:  # downloads may outlast the lease: it is renewed meanwhile
-                env = hooks.with_lease(lambda: hooks.before_job(self.store, self.host, job, self.workdir,
-                                                                self.logs_dir), check, check_every)
-            except HyperError as exc:  # never start a job without its inputs; say why in its record
-                state = self.store.finish(job, self.id, EXITED, 1, f"inputs: {exc.message}", time.time())
-                hooks.job_ended(self.store, self.host, job, state, self.id)
-                return
-            if env is None:
-                return  # deleted or taken over while its inputs arrived: the store says what happened
-            extra_env = {**extra_env, **env}
-        if definition.job_role or definition.secrets:  # the job's own AWS rights, never the worker's
-            from hyper.worker.credentials import job_aws_env
-
-            try:
-                extra_env = {**extra_env, **job_aws_env(self.host, definition, job)}
-            except HyperError as exc:
-                state = self.store.finish(job, self.id, EXITED, 1, f"job role or secrets: {exc.message}",
-                                          time.time())
-                if hooks is not None:
-                    hooks.job_ended(self.store, self.host, job, state, self.id)
-                return
-        shipper, window = self._shipper(job)
+        workflow = _uses_hooks(job)
+        extra_env = self._attempt_env(job, definition, workflow, check, check_every)
+        if extra_env is None:
+            return  # not run: its record says why (or it was deleted or taken over meanwhile)
+        shipping = self._shipping(job)
 
         began = 0.0
 
@@ -266,9 +281,9 @@ class Worker:
                     self._watchdog = Watchdog(self.workdir / ".hyper", stop_before)
                 pgid = pid
                 self._watchdog.arm(pid, check.until)
-            if shipper is not None:
-                shipper.start()  # the files are open (truncated) and the job runs: tail them from here
-            self.store.set_pid(job, self.id, pid, log=window.text() if window is not None else None)
+            if shipping is not None:
+                shipping.shipper.start()  # the files are open (truncated) and the job runs: tail them from here
+            self.store.set_pid(job, self.id, pid, log=shipping.window.text() if shipping is not None else None)
 
         try:
             outcome: Outcome = run_attempt(
@@ -278,27 +293,76 @@ class Worker:
         finally:
             if began:
                 self._ran_for = time.monotonic() - began  # the job's own run time (pacing claims ahead)
-            if self._watchdog is not None:
-                self._watchdog.disarm()
-            if shipper is not None:
-                # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
-                # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
-                for warning in shipper.close(5.0 if self._stop else None):
-                    self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
+            self._attempt_over(job, shipping)
+        self._record_end(job, outcome, check, shipping, workflow)
+
+    def _attempt_env(self, job: Job, definition: Definition, workflow: bool, check: LeaseKeeper,
+                     check_every: float) -> dict[str, str] | None:
+        """What the worker adds to the job's environment: its own names, the workflow inputs' and the job's AWS
+        credentials. None when the job must not start; its end is then recorded already (the inputs or the
+        credentials failed), or the store says what happened (deleted or taken over while its inputs arrived)."""
+        extra_env = self.extra_env
+        if workflow:
+            from hyper.workflows import hooks  # parts, finaliser inputs, staging, notices
+
+            host = self._host()
+            try:  # downloads may outlast the lease: it is renewed meanwhile
+                env = hooks.with_lease(lambda: hooks.before_job(self.store, host, job, self.workdir,
+                                                                self.logs_dir), check, check_every)
+            except HyperError as exc:  # never start a job without its inputs; say why in its record
+                state = self.store.finish(job, self.id, EXITED, 1, f"inputs: {exc.message}", time.time())
+                hooks.job_ended(self.store, host, job, state, self.id)
+                return None
+            if env is None:
+                return None  # deleted or taken over while its inputs arrived: the store says what happened
+            extra_env = {**extra_env, **env}
+        if definition.job_role or definition.secrets:  # the job's own AWS rights, never the worker's
+            from hyper.worker.credentials import job_aws_env
+
+            try:
+                return {**extra_env, **job_aws_env(self._host(), definition, job)}
+            except HyperError as exc:
+                state = self.store.finish(job, self.id, EXITED, 1, f"job role or secrets: {exc.message}",
+                                          time.time())
+                if workflow:
+                    from hyper.workflows import hooks
+
+                    hooks.job_ended(self.store, self._host(), job, state, self.id)
+                return None
+        return extra_env
+
+    def _attempt_over(self, job: Job, shipping: _Shipping | None) -> None:
+        """The process has ended (or never started): disarm the watchdog and flush the attempt's output."""
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+        if shipping is not None:
+            # before finish: whoever sees the job ended finds all of its output. Interrupted (SIGTERM),
+            # the container has ~30 s before SIGKILL in all: flush for a few seconds only.
+            for warning in shipping.shipper.close(5.0 if self._stop else None):
+                self._warn(f"job {job.job_id} attempt {job.attempts}: {warning}")
+
+    def _record_end(self, job: Job, outcome: Outcome, check: LeaseKeeper, shipping: _Shipping | None,
+                    workflow: bool) -> None:
+        """Record how the attempt ended, after its results are out (whoever sees it ended finds them); unless the
+        store already says what happened (deleted, taken over), when we only stopped the process."""
         if not outcome.kind.recorded:
-            if shipper is not None:  # its end is not recorded by us: our next jobs go to fresh streams
-                self._streams.ended(shipper, window)
-                self._streams.abandon()
+            if shipping is not None:  # its end is not recorded by us: our next jobs go to fresh streams
+                shipping.streams.ended(shipping.shipper, shipping.window)
+                shipping.streams.abandon()
             if check.fenced:
                 self._warn(f"job {job.job_id} attempt {job.attempts} stopped: {check.fenced}")
             return  # the store already says what happened; we only stopped the process
-        kind = outcome.kind
-        if hooks is not None:  # results out before the end is recorded: whoever sees it ended finds them
-            for warning in hooks.after_job(self.host, job, self.workdir, self.logs_dir):
+        if workflow:  # results out before the end is recorded: whoever sees it ended finds them
+            from hyper.workflows import hooks
+
+            for warning in hooks.after_job(self._host(), job, self.workdir, self.logs_dir):
                 self._warn(f"job {job.job_id}: {warning}")
-        done = self._streams.ended(shipper, window) if shipper is not None else None
-        state = self._finish(job, kind, outcome.exit_code, outcome.reason, log=done.text() if done else None)
-        if done is not None and state is None:  # taken from us meanwhile: the window stays open in the record
-            self._streams.abandon()
-        if hooks is not None:
-            hooks.job_ended(self.store, self.host, job, state, self.id)
+        done = shipping.streams.ended(shipping.shipper, shipping.window) if shipping is not None else None
+        state = self._finish(job, outcome.kind, outcome.exit_code, outcome.reason,
+                             log=done.text() if done else None)
+        if shipping is not None and state is None:  # taken from us meanwhile: the window stays open in the record
+            shipping.streams.abandon()
+        if workflow:
+            from hyper.workflows import hooks
+
+            hooks.job_ended(self.store, self._host(), job, state, self.id)

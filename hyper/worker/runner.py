@@ -22,12 +22,13 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from io import BufferedWriter
 from pathlib import Path
 from typing import Callable
 
 from hyper.config import private_dir, private_file
 from hyper.errors import HyperError
-from hyper.models import Definition, Job
+from hyper.models import Definition, Job, JobSpec
 from hyper.outputs import output_paths
 from hyper.worker import memory
 from hyper.retry import EXITED, KILLED, LOST
@@ -48,7 +49,7 @@ class Outcome:
 def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None = None,
             extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment PBS, Slurm and LSF users expect, plus hyper's own names."""
-    spec = job.spec
+    spec = job.require_spec()
     env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
     env.update(definition.environment)
     env.update(spec.env)
@@ -81,7 +82,7 @@ def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None
 # filename patterns and output paths: hyper/outputs.py (the job services find the files by the same rule)
 
 
-def open_output(path: Path):
+def open_output(path: Path) -> BufferedWriter:
     """A job's stdout or stderr file: 0600, truncated, and never through a symlink at its name (``-o`` into a
     shared directory must not overwrite whatever a planted link points at)."""
     private_dir(path.parent)
@@ -89,7 +90,7 @@ def open_output(path: Path):
 
 
 def _prepare_command(job: Job, workdir: Path) -> list[str]:
-    spec = job.spec
+    spec = job.require_spec()
     if spec.command:
         return [*spec.command, *spec.args]
     script = workdir / ".hyper" / f"job-{job.id}{'' if job.index is None else '.' + str(job.index)}.sh"
@@ -140,17 +141,47 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     (HYPER_WORKER_ID, AWS_BATCH_JOB_ID...). ``on_start`` runs once the output files are open and the
     process runs (the worker starts shipping the files to CloudWatch there).
     """
-    spec = job.spec
+    spec = job.require_spec()
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
     out_path, err_path = output_paths(job, logs_dir)
+    started = _spawn(job, definition, workdir, out_path, err_path, gpu_ids, extra_env)
+    if isinstance(started, Outcome):
+        return started
+    proc, gate_write = started
+    worker_id = (extra_env or {}).get("HYPER_WORKER_ID", "")
+    group = containment.enter_cgroup(worker_id, proc.pid)
+    if group is None:
+        containment.become_subreaper()  # no cgroup: whatever leaves the session comes back to us
+    memory_limit = spec.memory_mib or definition.memory_mib  # the job's request, else its worker's size
+    kernel_limit = bool(group is not None and memory_limit and containment.limit_memory(group, memory_limit))
+    oom_before = containment.oom_kills(group) if kernel_limit else 0
+    _open_gate(proc, gate_write, group, on_start)
+    outputs = [p for p in (out_path, err_path) if p is not None]
+    watch = _Watch(proc, check, check_every, kill_grace, stop_requested, _walltime(spec, definition),
+                   memory_limit, outputs)
+    code, ending = watch.run()
+    kill_group(proc.pid, signal.SIGKILL)  # anything the job left behind in its group
+    oom = kernel_limit and containment.oom_kills(group) > oom_before
+    _clean_up(group)  # and anything that left the group (setsid daemons)
+    return _ended(code, ending, oom, memory_limit, outputs)
+
+
+def _spawn(job: Job, definition: Definition, workdir: Path, out_path: Path, err_path: Path | None,
+           gpu_ids: str | None, extra_env: dict[str, str] | None) -> tuple[subprocess.Popen[bytes], int] | Outcome:
+    """Open the output files and start the job's process waiting at its gate.
+
+    Returns the process and the gate's write end, or the attempt's Outcome when it cannot start: a missing
+    program is found here, before the gate shell would hide it behind a bare exit 127. The output files are
+    closed in the worker either way (the job holds its own copies).
+    """
+    spec = job.require_spec()
     try:
         stdout = open_output(out_path)
-        stderr = open_output(err_path) if err_path is not None else subprocess.STDOUT
+        stderr: BufferedWriter | int = open_output(err_path) if err_path is not None else subprocess.STDOUT
     except OSError as exc:
         return Outcome(EXITED, 1, f"cannot open output file: {exc}")
     cwd = spec.chdir or str(workdir)
     env = job_env(job, definition, workdir, gpu_ids, extra_env)
-    worker_id = (extra_env or {}).get("HYPER_WORKER_ID", "")
     gate_read = gate_write = -1
     try:
         argv = _prepare_command(job, workdir)
@@ -168,15 +199,16 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
                                     f"{exc.strerror}")
     finally:
         stdout.close()
-        if stderr is not subprocess.STDOUT:
+        if not isinstance(stderr, int):  # an int is subprocess.STDOUT: stderr joined into stdout
             stderr.close()
     os.close(gate_read)
-    group = containment.enter_cgroup(worker_id, proc.pid)
-    if group is None:
-        containment.become_subreaper()  # no cgroup: whatever leaves the session comes back to us
-    memory_limit = spec.memory_mib or definition.memory_mib  # the job's request, else its worker's size
-    kernel_limit = bool(group is not None and memory_limit and containment.limit_memory(group, memory_limit))
-    oom_before = containment.oom_kills(group) if kernel_limit else 0
+    return proc, gate_write
+
+
+def _open_gate(proc: subprocess.Popen[bytes], gate_write: int, group: Path | None,
+               on_start: Callable[[int], None]) -> None:
+    """Record the job's identity (``on_start``), then let it run; if recording fails the job is killed unrun,
+    so no attempt ever runs that a requeue could not find and kill."""
     try:
         on_start(proc.pid)  # the job's identity is in the store before it can do anything
         try:
@@ -190,75 +222,122 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
         raise
     finally:
         os.close(gate_write)
-    outputs = [p for p in (out_path, err_path) if p is not None]
+
+
+def _walltime(spec: JobSpec, definition: Definition) -> int | None:
+    """The attempt's time limit in seconds: the job's walltime, capped by its definition's timeout."""
     walltime = spec.walltime or definition.timeout
     if spec.walltime and definition.timeout:
         walltime = min(spec.walltime, definition.timeout)
-    deadline = time.monotonic() + walltime if walltime else None
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    poller = select.poll()
-    if pidfd is not None:
-        poller.register(pidfd, select.POLLIN)
-    next_check = time.monotonic() + check_every
-    next_memory = time.monotonic() + memory.CHECK_EVERY if memory_limit else None
-    ending: Outcome | None = None
-    term_sent_at: float | None = None
-    try:
-        while True:
-            now = time.monotonic()
-            wake = next_check
-            if deadline and ending is None:
-                wake = min(wake, deadline)
-            if term_sent_at is not None:
-                wake = min(wake, term_sent_at + kill_grace)
-            if next_memory is not None and ending is None:
-                wake = min(wake, next_memory)
-            timeout_ms = max(0, int((wake - now) * 1000)) if pidfd is not None else min(50, int((wake - now) * 1000))
-            poller.poll(max(0, timeout_ms)) if pidfd is not None else time.sleep(max(0, timeout_ms) / 1000)
-            code = proc.poll()
-            if code is not None:
-                break
-            now = time.monotonic()
-            if ending is None and next_memory is not None and now >= next_memory:
-                next_memory = now + memory.CHECK_EVERY
-                why = memory.over_limit(proc.pid, memory_limit)
-                if why:  # as the kernel's OOM killer would: at once, no grace period to allocate more
-                    kill_group(proc.pid, signal.SIGKILL)
-                    ending = Outcome(KILLED, None, why)
-                    continue
-            if ending is None:
-                if stop_requested():
-                    ending = Outcome(LOST, None, "worker interrupted (SIGTERM)")
-                elif deadline and now >= deadline:
-                    ending = Outcome(KILLED, None, f"walltime {_hms(walltime)} exceeded")
-                elif now >= next_check and _fills_disk(outputs):
-                    ending = Outcome(KILLED, None, "disk full")
-                elif now >= next_check:
-                    state = _checked(check)
-                    next_check = now + check_every
-                    if state is None:
-                        ending = Outcome(RunOutcome.DISOWNED, None, "lease lost to another worker")
-                    elif state is JobState.DELETED:
-                        ending = Outcome(RunOutcome.DELETED, None, "deleted by qdel")
-                if ending is not None:
-                    kill_group(proc.pid, signal.SIGTERM)
-                    term_sent_at = now
-                    continue
-            elif term_sent_at is not None and now >= term_sent_at + kill_grace:
-                kill_group(proc.pid, signal.SIGKILL)
-                term_sent_at = None  # wait for the kill to land
-            if now >= next_check:  # keep the lease alive while we wait for the group to die
-                _checked(check)
-                next_check = now + check_every
-    finally:
+    return walltime
+
+
+class _Watch:
+    """One attempt's watch loop: wait for the process, and end it on walltime, memory, a full disk, qdel, a
+    lost lease or the worker's own SIGTERM. State in one object so each decision is a small method."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], check: Callable[[], JobState | None], check_every: float,
+                 kill_grace: float, stop_requested: Callable[[], bool], walltime: int | None, memory_limit: int,
+                 outputs: list[Path]) -> None:
+        self.proc = proc
+        self.check = check
+        self.check_every = check_every
+        self.kill_grace = kill_grace
+        self.stop_requested = stop_requested
+        self.walltime = walltime or 0  # only read once the deadline (set only with a walltime) has passed
+        self.memory_limit = memory_limit
+        self.outputs = outputs
+        self.deadline = time.monotonic() + walltime if walltime else None
+        self.next_check = time.monotonic() + check_every
+        self.next_memory = time.monotonic() + memory.CHECK_EVERY if memory_limit else None
+        self.ending: Outcome | None = None
+        self.term_sent_at: float | None = None
+
+    def run(self) -> tuple[int, Outcome | None]:
+        """Watch until the process ends: its exit status, and why we ended it (None: it ended by itself)."""
+        try:
+            pidfd: int | None = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        poller = select.poll()
         if pidfd is not None:
-            os.close(pidfd)
-    kill_group(proc.pid, signal.SIGKILL)  # anything the job left behind in its group
-    oom = kernel_limit and containment.oom_kills(group) > oom_before
-    _clean_up(group)  # and anything that left the group (setsid daemons)
+            poller.register(pidfd, select.POLLIN)
+        try:
+            while True:
+                timeout_ms = self._timeout_ms(time.monotonic(), pidfd is not None)
+                poller.poll(max(0, timeout_ms)) if pidfd is not None else time.sleep(max(0, timeout_ms) / 1000)
+                code = self.proc.poll()
+                if code is not None:
+                    return code, self.ending
+                self._step(time.monotonic())
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _timeout_ms(self, now: float, have_pidfd: bool) -> int:
+        """How long to wait for the process before the next thing to look at (a pidfd wakes us at its exit;
+        without one we poll every 50 ms)."""
+        wake = self.next_check
+        if self.deadline and self.ending is None:
+            wake = min(wake, self.deadline)
+        if self.term_sent_at is not None:
+            wake = min(wake, self.term_sent_at + self.kill_grace)
+        if self.next_memory is not None and self.ending is None:
+            wake = min(wake, self.next_memory)
+        return max(0, int((wake - now) * 1000)) if have_pidfd else min(50, int((wake - now) * 1000))
+
+    def _step(self, now: float) -> None:
+        """One look while the process runs: start ending it, escalate to SIGKILL, or keep the lease alive."""
+        if self.ending is None and self._over_memory(now):
+            return
+        if self.ending is None:
+            self.ending = self._why_end(now)
+            if self.ending is not None:
+                kill_group(self.proc.pid, signal.SIGTERM)
+                self.term_sent_at = now
+                return
+        elif self.term_sent_at is not None and now >= self.term_sent_at + self.kill_grace:
+            kill_group(self.proc.pid, signal.SIGKILL)
+            self.term_sent_at = None  # wait for the kill to land
+        if now >= self.next_check:  # keep the lease alive while we wait for the group to die
+            _checked(self.check)
+            self.next_check = now + self.check_every
+
+    def _over_memory(self, now: float) -> bool:
+        """Kill the group when its memory is over the limit: at once, as the kernel's OOM killer would, with no
+        grace period to allocate more."""
+        if self.next_memory is None or now < self.next_memory:
+            return False
+        self.next_memory = now + memory.CHECK_EVERY
+        why = memory.over_limit(self.proc.pid, self.memory_limit)
+        if not why:
+            return False
+        kill_group(self.proc.pid, signal.SIGKILL)
+        self.ending = Outcome(KILLED, None, why)
+        return True
+
+    def _why_end(self, now: float) -> Outcome | None:
+        """Why the job must end now (None: it may go on); asks the store only every ``check_every``."""
+        if self.stop_requested():
+            return Outcome(LOST, None, "worker interrupted (SIGTERM)")
+        if self.deadline and now >= self.deadline:
+            return Outcome(KILLED, None, f"walltime {_hms(self.walltime)} exceeded")
+        if now < self.next_check:
+            return None
+        if _fills_disk(self.outputs):
+            return Outcome(KILLED, None, "disk full")
+        state = _checked(self.check)
+        self.next_check = now + self.check_every
+        if state is None:
+            return Outcome(RunOutcome.DISOWNED, None, "lease lost to another worker")
+        if state is JobState.DELETED:
+            return Outcome(RunOutcome.DELETED, None, "deleted by qdel")
+        return None
+
+
+def _ended(code: int, ending: Outcome | None, oom: bool, memory_limit: int, outputs: list[Path]) -> Outcome:
+    """How the attempt ended, from its exit status and why we ended it (if we did); a signal n is reported as
+    256 + n, as PBS does."""
     exit_code = code if code >= 0 else 256 - code  # signal n -> 256 + n, as PBS reports it
     if oom and ending is None:  # the kernel enforced memory.max before the RSS watch saw it
         return Outcome(KILLED, exit_code, f"killed for memory: cgroup limit {memory_limit} MiB")
@@ -285,7 +364,7 @@ def _fills_disk(outputs: list[Path]) -> bool:
     return bool(outputs) and diskspace.is_full(outputs[0]) and diskspace.output_size(outputs) > diskspace.reserve()
 
 
-def _clean_up(group) -> None:
+def _clean_up(group: Path | None) -> None:
     if group is not None:
         containment.kill_cgroup(group, remove=False)  # the worker's next job reuses it
     else:
