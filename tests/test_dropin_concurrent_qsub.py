@@ -12,6 +12,8 @@ guards the behaviour dask-jobqueue depends on. See the issue-18 note in the READ
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import threading
@@ -22,6 +24,7 @@ TRIALS = 6
 AT_ONCE = 4
 
 
+@pytest.mark.e2e  # eight real qsub processes
 def test_concurrent_first_qsubs_on_a_fresh_host_all_get_distinct_ids(tmp_path):
     for trial in range(TRIALS):
         home = tmp_path / f"home-{trial}"  # fresh: no database, no hosts file, no agent

@@ -162,6 +162,7 @@ def installed(prog: str) -> list[str]:
     return [sys.executable, "-c", f"from qcmds.launch import {prog}; {prog}()"]
 
 
+@pytest.mark.e2e  # runs the installed commands
 @pytest.mark.parametrize("prog", sorted(APPS))
 def test_help_from_the_cache_is_typers(prog, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_COMPLETE")}
@@ -221,6 +222,7 @@ def on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, bytes]:
     return proc.wait(), shown
 
 
+@pytest.mark.e2e  # runs the installed commands
 def test_help_on_a_terminal_from_the_cache_is_typers_in_colour(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES") and not k.endswith("_COMPLETE")}
     env.update(HYPER_HOME=str(tmp_path / "h"), TERM="xterm-256color")

@@ -7,6 +7,8 @@ array (so a 100,000-element array was O(N^2) to run).
 
 from __future__ import annotations
 
+import pytest
+
 import time
 
 from hyper.models import Job, JobSpec
@@ -82,6 +84,7 @@ def _first_use(path: str, out, start) -> None:
         out.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.e2e  # real processes opening one fresh database at once
 def test_concurrent_first_time_opens_never_report_a_locked_database(tmp_path):
     """Eight processes create the same fresh database at once (concurrent first-time qsubs, issue 18)."""
     import multiprocessing
