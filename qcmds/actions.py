@@ -21,6 +21,7 @@ def run_qdel(job_ids: list[str] | None = None, user: str | None = None, state: s
     from hyper.parsing.jobids import parse_job_ids
     from hyper.services import jobs as svc
     from hyper.services.context import open_context
+    from hyper.store.base import Refusal
 
     refs = parse_job_ids(job_ids or [])  # every id must parse before anything is deleted
     states = svc.parse_states(state) if state else None
@@ -38,7 +39,7 @@ def run_qdel(job_ids: list[str] | None = None, user: str | None = None, state: s
     code = 0
     for r in results:
         if not r.ok:
-            unknown = r.message.startswith("unknown job id")
+            unknown = r.refusal is Refusal.UNKNOWN_JOB
             code = EXIT_UNKNOWN_JOB if unknown and code in (0, EXIT_UNKNOWN_JOB) else (code or EXIT_ERROR)
     if len(results) > SUMMARY_OVER:
         line = svc.delete_summary(results)

@@ -22,6 +22,7 @@ def _command(hold: bool, prog: str) -> typer.Typer:
         from hyper.parsing.jobids import parse_job_ids
         from hyper.services import jobs as svc
         from hyper.services.context import open_context
+        from hyper.store.base import Refusal
 
         refs = parse_job_ids(job_ids)
         ctx = open_context(host)
@@ -32,7 +33,7 @@ def _command(hold: bool, prog: str) -> typer.Typer:
         for r in results:
             if not r.ok:
                 print_error(prog, r.message)
-                unknown = r.message.startswith("unknown job id")  # 153 as in qdel/qstat/qlog (PBSE_UNKJOBID)
+                unknown = r.refusal is Refusal.UNKNOWN_JOB  # 153 as in qdel/qstat/qlog (PBSE_UNKJOBID)
                 code = EXIT_UNKNOWN_JOB if unknown and code in (0, EXIT_UNKNOWN_JOB) else (code or EXIT_ERROR)
         raise typer.Exit(code)
 

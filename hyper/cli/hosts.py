@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from hyper.cli.common import cli_errors, render
+from hyper.cli.options import OutputOption
 
 app = typer.Typer(no_args_is_help=True, help="Manage hosts (control planes: where jobs and resources live).")
 PROG = "hyper hosts"
@@ -73,8 +74,7 @@ def import_deployment(
 
 @app.command("list-hosts")
 @cli_errors(PROG)
-def list_hosts(output: Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")] = "table"
-               ) -> None:
+def list_hosts(output: OutputOption = "table") -> None:
     """List hosts; * marks the selected one (HYPER_HOST and --host override it per command)."""
     from hyper.services import hosts
 

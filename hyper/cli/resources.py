@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 
 from hyper.cli.common import cli_errors, render
+from hyper.cli.options import OutputOption
 from hyper.models import Image, Queue, Region, Resource
 from hyper.services import resources as res
 
@@ -34,7 +35,6 @@ LIST_COLUMNS: dict[str, list[tuple[str, str]]] = {
                    ("gpus", "GPUs"), ("timeout", "Timeout"), ("retries", "Retries"), ("ratio", "Ratio"),
                    ("status", "Status"), ("message", "Message")],
 }
-OutputOption = Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")]
 DRY_RUN = inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
     bool, typer.Option("--dry-run", help="Validate and print what would be deployed (templates); change nothing.")])
 

@@ -8,6 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from hyper.cli.common import cli_errors, render
+from hyper.cli.options import OutputOption
 
 app = typer.Typer(no_args_is_help=True, help="Slurm/LSF commands (sbatch, squeue, bsub, ...) over hyper, on request.")
 COLUMNS = [("name", "Command"), ("family", "Family"), ("action", "Action"), ("path", "Path")]
@@ -21,7 +22,7 @@ def install_cmd(
     family: FamilyOption = None,
     force: Annotated[bool, typer.Option("--force", help="Shadow a real Slurm/LSF on PATH, replace foreign files.")
                      ] = False,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")] = "table",
+    output: OutputOption = "table",
 ) -> None:
     """Write sbatch, squeue, scancel, sacct (slurm) and bsub, bjobs, bkill, bpeek (lsf) launchers into DIR.
 
@@ -40,7 +41,7 @@ def install_cmd(
 def remove_cmd(
     directory: Annotated[str, typer.Argument(help="Directory the commands were installed into.")],
     family: FamilyOption = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")] = "table",
+    output: OutputOption = "table",
 ) -> None:
     """Delete the launchers hyper wrote into DIR (never a file it did not write)."""
     from hyper.services import shims

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from hyper.cli.common import cli_errors, render
+from hyper.cli.options import OutputOption
 
 if TYPE_CHECKING:
     from hyper.services.weights import Result
@@ -31,7 +32,7 @@ def add_refresh_command(app: typer.Typer) -> None:
         queues: Annotated[Optional[list[str]], typer.Argument(
             metavar="QUEUE...", help="Queues to refresh (default: every queue with weights auto).",
             show_default=False)] = None,
-        output: Annotated[str, typer.Option("--output", "-o", help="table, json, yaml or csv.")] = "table",
+        output: OutputOption = "table",
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute and print the weights; store nothing.")
                            ] = False,
     ) -> None:
