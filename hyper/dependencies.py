@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Iterable
 
 from hyper.states import JobState
 
@@ -66,3 +67,40 @@ def initial_state(hold: bool, pending: str, never: str) -> tuple[JobState, str]:
     if pending:
         return JobState.HELD, hold_reason(Hold.WAITING, pending)
     return JobState.QUEUED, ""
+
+
+def effective_state(target_state: str | None, array_state: str | None) -> JobState:
+    """A dependency target's state for the rule: its own when it has a record; an array element without one
+    never started, so it is DELETED once its array ended, else still QUEUED."""
+    if target_state:
+        return JobState(target_state)
+    if array_state and JobState(array_state).finished:
+        return JobState.DELETED
+    return JobState.QUEUED
+
+
+def blockers(deps: Iterable[tuple[str, int, int, JobState]]) -> tuple[str, str]:
+    """(pending, never) of a job's dependencies ``(kind, target id, target index or -1, target's effective
+    state)``: the first one still waited for (``afterok:12``) and the first that can never be met
+    (``afterok:12[3] ended FAILED``); "" where there is none."""
+    pending = never = ""
+    for kind, tid, tidx, effective in deps:
+        target = str(tid) if tidx < 0 else f"{tid}[{tidx}]"
+        status = dependency_status(kind, effective)
+        if status == NEVER and not never:
+            never = f"{kind}:{target} ended {effective.value}"
+        elif status == PENDING and not pending:
+            pending = f"{kind}:{target}"
+    return pending, never
+
+
+def still_held(pending: str, never: str, user_held: bool) -> str:
+    """Why a held job stays held once its dependencies were looked at again ("" : release it). A dependency
+    that can never be met comes first (it needs the user's attention), then the user's own hold."""
+    if never:
+        return hold_reason(Hold.NEVER, never)
+    if user_held:
+        return hold_reason(Hold.USER)
+    if pending:
+        return hold_reason(Hold.WAITING, pending)
+    return ""

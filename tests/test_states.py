@@ -37,3 +37,21 @@ def test_hold_reasons_are_made_and_read_in_one_place():
         assert hold_of(hold_reason(hold, detail)) is hold
     assert initial_state(False, "afterok:3", "") == (JobState.HELD, "waiting for afterok:3")
     assert hold_of("worker lost (run 1 of 2); requeued") is None
+
+
+def test_dependency_rules_both_stores_share_give_the_reasons_qstat_shows():
+    """The pure rules the two stores call (hyper/dependencies.py): the first blocker of each kind, in order,
+    and which reason keeps a held job held after a dependency ended."""
+    from hyper.dependencies import blockers, effective_state, still_held
+
+    deps = [("afterok", 3, -1, JobState.QUEUED), ("afterany", 4, 2, JobState.RUNNING),
+            ("afterok", 5, 1, JobState.FAILED), ("afternotok", 6, -1, JobState.SUCCEEDED)]
+    assert blockers(deps) == ("afterok:3", "afterok:5[1] ended FAILED")
+    assert blockers([("afterany", 7, -1, JobState.DELETED)]) == ("", "")  # met
+    assert effective_state(None, "SUCCEEDED") is JobState.DELETED  # an element its ended array never started
+    assert effective_state(None, "RUNNING") is JobState.QUEUED and effective_state("FAILED", None) is JobState.FAILED
+    assert still_held("afterok:3", "afterok:5[1] ended FAILED", True) == \
+        "dependency can never be satisfied: afterok:5[1] ended FAILED"
+    assert still_held("afterok:3", "", True) == "held by user (release with qrls)"
+    assert still_held("afterok:3", "", False) == "waiting for afterok:3"
+    assert still_held("", "", False) == ""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from hyper.config import private_dir, private_file
-from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
+from hyper.dependencies import blockers, initial_state
 from hyper.errors import DiskFullError, HyperError
 from hyper.models import RESOURCE_KINDS, Job, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
@@ -283,7 +283,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
     def _check_dependencies(self, con: sqlite3.Connection, job: Job,
                             depends: Iterable[tuple[str, int, int | None]]) -> tuple[str, str]:
         """Targets must exist now; returns (first pending, first never-satisfiable) as text for reasons."""
-        pending = never = ""
+        resolved = []
         for kind, tid, tidx in depends:
             row = con.execute("SELECT state FROM jobs WHERE id = ? AND idx = ?",
                               (tid, -1 if tidx is None else tidx)).fetchone()
@@ -292,16 +292,12 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
                 parent = con.execute("SELECT state, array FROM jobs WHERE id = ? AND idx = -1", (tid,)).fetchone()
                 if parent and parent[1] and tidx in self._array(tid, parent[1]):
                     row = ("QUEUED",) if not JobState(parent[0]).finished else (parent[0],)
-            target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
             if row is None:
+                target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
                 raise HyperError(f"dependency {kind}:{target} names no job",
                                  "check the id with `qstat -x`; depend only on jobs that exist")
-            status = dependency_status(kind, JobState(row[0]))
-            if status == NEVER and not never:
-                never = f"{kind}:{target} ended {row[0]}"
-            elif status == PENDING and not pending:
-                pending = f"{kind}:{target}"
-        return pending, never
+            resolved.append((kind, tid, -1 if tidx is None else tidx, JobState(row[0])))
+        return blockers(resolved)
 
     def _array(self, job_id: int, text: str) -> ArraySpec:
         spec = self._specs.get(job_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, ContextManager
 
-from hyper.dependencies import NEVER, PENDING, dependency_status
+from hyper.dependencies import blockers, effective_state, still_held
 from hyper.models import Job, JobSpec
 from hyper.retry import LOST, next_state
 from hyper.states import JobState
@@ -243,26 +243,14 @@ class SQLiteRunning:
         prow = self._parent_row(con, job_id)
         if prow is None or prow["state"] != "HELD":
             return
-        pending = never = ""
-        for kind, tid, tidx, tstate, parent_state in con.execute(
-                "SELECT d.kind, d.on_job, d.on_idx, t.state, p.state FROM deps d "
-                "LEFT JOIN jobs t ON t.id = d.on_job AND t.idx = d.on_idx "
-                "LEFT JOIN jobs p ON p.id = d.on_job AND p.idx = -1 WHERE d.job = ?", (job_id,)).fetchall():
-            target = str(tid) if tidx < 0 else f"{tid}[{tidx}]"
-            effective = JobState(tstate) if tstate else (
-                JobState.DELETED if parent_state and JobState(parent_state).finished else JobState.QUEUED)
-            status = dependency_status(kind, effective)
-            if status == NEVER and not never:
-                never = f"{kind}:{target} ended {effective.value}"
-            elif status == PENDING and not pending:
-                pending = f"{kind}:{target}"
-        if never:
-            reason = f"dependency can never be satisfied: {never}"
-        elif prow["user_hold"]:
-            reason = "held by user (release with qrls)"
-        elif pending:
-            reason = f"waiting for {pending}"
-        else:
+        rows = con.execute(
+            "SELECT d.kind, d.on_job, d.on_idx, t.state, p.state FROM deps d "
+            "LEFT JOIN jobs t ON t.id = d.on_job AND t.idx = d.on_idx "
+            "LEFT JOIN jobs p ON p.id = d.on_job AND p.idx = -1 WHERE d.job = ?", (job_id,)).fetchall()
+        pending, never = blockers((kind, tid, tidx, effective_state(tstate, parent_state))
+                                  for kind, tid, tidx, tstate, parent_state in rows)
+        reason = still_held(pending, never, bool(prow["user_hold"]))
+        if not reason:
             prow["state"] = "QUEUED"
             ready = _array_ready(prow) if prow["array"] else 1
             con.execute("UPDATE jobs SET state = 'QUEUED', ready = ?, reason = '' WHERE id = ? AND idx = -1",

@@ -6,13 +6,13 @@ import json
 from typing import Any, Iterable
 
 from hyper.aws.dynamo import TX_ATTEMPTS, _Expr, _update
-from hyper.dependencies import NEVER, PENDING, dependency_status
+from hyper.dependencies import blockers, effective_state, still_held
 from hyper.models import Job
 from hyper.retry import LOST, RELEASED, next_state
 from hyper.states import JobState
 from hyper.store.base import LostHandler
 from hyper.store.dynamodb.core import _Core
-from hyper.store.dynamodb.keys import (FENCE, HELD, LOG_PREFIX, PARENT, QUEUED, RUNNING, _finished, _idx, _jkey,
+from hyper.store.dynamodb.keys import (FENCE, HELD, LOG_PREFIX, PARENT, QUEUED, RUNNING, _idx, _jkey,
                                        _public, _weight)
 
 
@@ -191,26 +191,16 @@ class _Finish(_Core):
                 keys.add((int(tid), PARENT))
                 keys.add((int(tid), int(tidx)))
             found = self._batch_get(keys) if keys else {}
-            pending = never = ""
-            for kind, tid, tidx in deps:
-                tid, tidx = int(tid), int(tidx)
-                target = str(tid) if tidx < 0 else f"{tid}[{tidx}]"
+            def state_of(tid: int, tidx: int) -> JobState:
                 t, parent = found.get((tid, tidx)), found.get((tid, PARENT))
-                if t is not None:
-                    effective = JobState(t["state"])
-                elif parent is not None and _finished(parent["state"]):
-                    effective = JobState.DELETED
-                else:
-                    effective = JobState.QUEUED
-                status = dependency_status(kind, effective)
-                if status == NEVER and not never:
-                    never = f"{kind}:{target} ended {effective.value}"
-                elif status == PENDING and not pending:
-                    pending = f"{kind}:{target}"
+                return effective_state(t["state"] if t is not None else None,
+                                       parent["state"] if parent is not None else None)
+
+            pending, never = blockers((kind, int(tid), int(tidx), state_of(int(tid), int(tidx)))
+                                      for kind, tid, tidx in deps)
             e = _Expr()
-            if never or p.get("uhold") or pending:
-                reason = (f"dependency can never be satisfied: {never}" if never else
-                          "held by user (release with qrls)" if p.get("uhold") else f"waiting for {pending}")
+            reason = still_held(pending, never, bool(p.get("uhold")))
+            if reason:
                 if reason == p.get("reason"):
                     return JobState.HELD
                 op = _update(self.jobs, _jkey(job_id, PARENT), e, set_={"reason": reason}, cond=e.eq(state=HELD))

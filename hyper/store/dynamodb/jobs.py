@@ -13,7 +13,7 @@ import botocore.exceptions as bx
 from hyper.aws import session as aws
 from hyper.aws.attributes import _item
 from hyper.aws.dynamo import BATCH_SIZE, GET_BATCH, batch_write
-from hyper.dependencies import NEVER, PENDING, dependency_status, initial_state
+from hyper.dependencies import blockers, initial_state
 from hyper.errors import HyperError
 from hyper.models import Job, JobSpec
 from hyper.parsing.arrays import ArraySpec, parse_array
@@ -192,9 +192,8 @@ class _Jobs(_Core):
 
     def _check_dependencies(self, depends: Iterable[tuple[str, int, int | None]],
                             found: dict[tuple[int, int], dict]) -> tuple[str, str]:
-        pending = never = ""
+        resolved = []
         for kind, tid, tidx in depends:
-            target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
             state = None
             it = found.get((tid, PARENT if tidx is None else tidx))
             if it is not None:
@@ -204,14 +203,11 @@ class _Jobs(_Core):
                 if parent and parent.get("array") and tidx in self._array(tid, parent["array"]):
                     state = QUEUED if not _finished(parent["state"]) else parent["state"]
             if state is None:
+                target = f"{tid}" if tidx is None else f"{tid}[{tidx}]"
                 raise HyperError(f"dependency {kind}:{target} names no job",
                                  "check the id with `qstat -x`; depend only on jobs that exist")
-            status = dependency_status(kind, JobState(state))
-            if status == NEVER and not never:
-                never = f"{kind}:{target} ended {state}"
-            elif status == PENDING and not pending:
-                pending = f"{kind}:{target}"
-        return pending, never
+            resolved.append((kind, tid, -1 if tidx is None else tidx, JobState(state)))
+        return blockers(resolved)
 
     # reads ----------------------------------------------------------------------------------------
     @_public
