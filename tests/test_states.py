@@ -55,3 +55,18 @@ def test_dependency_rules_both_stores_share_give_the_reasons_qstat_shows():
     assert still_held("afterok:3", "", True) == "held by user (release with qrls)"
     assert still_held("afterok:3", "", False) == "waiting for afterok:3"
     assert still_held("", "", False) == ""
+
+
+def test_array_state_rules_both_stores_settle_by():
+    """hyper/array_state.py: an array's own state from its counters (SQLite and DynamoDB call these)."""
+    from hyper.array_state import claimable, ended_array, unended_state
+
+    assert ended_array(10, 9, 0, 0) is None
+    assert ended_array(10, 10, 2, 1) == (JobState.FAILED, "2 of 10 elements failed")
+    assert ended_array(10, 10, 0, 1) == (JobState.DELETED, "")
+    assert ended_array(10, 10, 0, 0) == (JobState.SUCCEEDED, "")
+    assert unended_state(JobState.QUEUED, 0) is JobState.RUNNING
+    assert unended_state(JobState.QUEUED, 3) is JobState.QUEUED and unended_state(JobState.HELD, 0) is JobState.HELD
+    assert claimable(JobState.QUEUED, 3, 1, None) and claimable(JobState.QUEUED, 3, 1, 2)
+    assert not claimable(JobState.QUEUED, 3, 2, 2) and not claimable(JobState.QUEUED, 0, 0, None)
+    assert not claimable(JobState.HELD, 3, 0, None)

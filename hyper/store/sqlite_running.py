@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, ContextManager
 
+from hyper.array_state import ended_array, unended_state
 from hyper.dependencies import blockers, effective_state, still_held
 from hyper.models import Job, JobSpec
 from hyper.retry import LOST, next_state
@@ -98,17 +99,15 @@ class SQLiteRunning:
             return
         state = JobState(prow["state"])
         remaining = prow["a_total"] - prow["a_cursor"] - prow["a_skip"]
-        if prow["a_done"] >= prow["a_total"]:
+        ended = ended_array(prow["a_total"], prow["a_done"], prow["a_failed"], prow["a_deleted"])
+        if ended is not None:
             if not state.finished:
-                final = (JobState.FAILED if prow["a_failed"] else
-                         JobState.DELETED if prow["a_deleted"] else JobState.SUCCEEDED)
-                reason = f"{prow['a_failed']} of {prow['a_total']} elements failed" if prow["a_failed"] else ""
+                final, reason = ended
                 con.execute("UPDATE jobs SET state = ?, ready = 0, ended = ?, reason = ?, a_running = 0 "
                             "WHERE id = ? AND idx = -1", (final.value, now, reason, job_id))
                 self._resolve_dependents(con, job_id, -1, final, now)
             return
-        if state is JobState.QUEUED and remaining == 0:
-            state = JobState.RUNNING
+        state = unended_state(state, remaining)
         old_state, old_ready = prow["state"], prow["ready"]
         prow["state"] = state.value
         ready = _array_ready(prow)

@@ -21,6 +21,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from hyper.array_state import claimable
 from hyper.config import PRIVATE_FILE, tighten
 from hyper.models import Job, JobSpec
 from hyper.parsing.jobids import JobRef
@@ -149,8 +150,7 @@ def _statements(script: str) -> list[str]:
 
 def _array_ready(row: dict) -> int:
     remaining = row["a_total"] - row["a_cursor"] - row["a_skip"]
-    limit = row["a_limit"]
-    return int(row["state"] == "QUEUED" and remaining > 0 and (limit is None or row["a_running"] < limit))
+    return int(claimable(JobState(row["state"]), remaining, row["a_running"], row["a_limit"]))
 
 
 def _private_database(path: Path) -> None:

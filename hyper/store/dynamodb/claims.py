@@ -8,12 +8,13 @@ import time
 import uuid
 from typing import Any, Iterator
 
+from hyper.array_state import claimable, ended_array, unended_state
 from hyper.aws.attributes import _item
 from hyper.aws.dynamo import TX_ATTEMPTS, _committed, _Expr, _mine, _Raw, _update
 from hyper.models import Job
 from hyper.states import JobState
 from hyper.store.dynamodb.core import _Core
-from hyper.store.dynamodb.keys import (CANDIDATE_TTL, DELETED, LOG_PREFIX, MAX_AHEAD, MAX_CANDIDATES, PAGE, PARENT,
+from hyper.store.dynamodb.keys import (CANDIDATE_TTL, LOG_PREFIX, MAX_AHEAD, MAX_CANDIDATES, PAGE, PARENT,
                                        QUEUED, RUNNING, _finished, _idx, _jkey, _k, _ord, _public, _weight)
 
 
@@ -211,13 +212,12 @@ class _Claims(_Core):
             q, d = p["queue"], p["definition"]
             e = _Expr()
             cond = e.eq(state=state, a_cursor=p["a_cursor"], a_skip=p["a_skip"], a_running=running, a_done=done)
-            if done >= total:
+            ended = ended_array(total, done, p.get("a_failed", 0), p.get("a_deleted", 0))
+            if ended is not None:
                 if _finished(state):
                     return
-                failed, deleted = p.get("a_failed", 0), p.get("a_deleted", 0)
-                final = "FAILED" if failed else DELETED if deleted else "SUCCEEDED"
-                sets = {"ended": now, "reason": f"{failed} of {total} elements failed" if failed else "",
-                        "a_running": 0}
+                final, reason = ended[0].value, ended[1]
+                sets = {"ended": now, "reason": reason, "a_running": 0}
                 sets.update(self._state_attrs(p, final, ready=False, now=now))
                 op = _update(self.jobs, _jkey(job_id, PARENT), e, set_=sets, cond=cond)
                 if self._transact([("Update", op)], {(q, d, state): -remaining, (q, d, final): remaining}):
@@ -225,8 +225,8 @@ class _Claims(_Core):
                     self._expire_spec(p, now)
                     return
                 continue
-            new_state = RUNNING if state == QUEUED and remaining == 0 else state
-            want_ready = new_state == QUEUED and remaining > 0 and (limit is None or running < limit)
+            new_state = unended_state(JobState(state), remaining).value
+            want_ready = claimable(JobState(new_state), remaining, running, limit)
             if new_state == state and want_ready == ("rq" in p):
                 return
             sets = self._state_attrs(p, new_state, ready=want_ready, now=now)
