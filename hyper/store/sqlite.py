@@ -39,7 +39,6 @@ from hyper.store.sqlite_schema import (
     SELECT_NO_SPEC,
     UPGRADES,
     _private_database,
-    _ref_text,
     _row_to_job,
     _set_wal,
     _statements,
@@ -314,14 +313,14 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
             for ref in refs:
                 parent_row = con.execute(SELECT + " WHERE id = ? AND idx = -1", (ref.id,)).fetchone()
                 if parent_row is None:
-                    missing.append(_ref_text(ref))
+                    missing.append(ref.text)
                     continue
                 parent = _row_to_job(parent_row)
                 if ref.indices is None:
                     found.append(parent)
                     continue
                 if parent.array is None:
-                    missing.append(_ref_text(ref))
+                    missing.append(ref.text)
                     continue
                 spec = self._array(parent.id, parent.array)
                 for index in ref.indices:

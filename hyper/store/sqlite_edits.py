@@ -21,7 +21,7 @@ from hyper.store.base import (
     not_whole_job,
     unknown_job,
 )
-from hyper.store.sqlite_schema import COLS, SELECT, _ref_text
+from hyper.store.sqlite_schema import COLS, SELECT
 
 if TYPE_CHECKING:
     import sqlite3
@@ -45,12 +45,12 @@ class SQLiteEdits:
             for ref in refs:
                 prow = self._parent_row(con, ref.id)
                 if prow is None:
-                    results.append(unknown_job(_ref_text(ref)))
+                    results.append(unknown_job(ref.text))
                     continue
                 if ref.indices is None:
                     results.append(self._delete_whole(con, prow, now))
                 elif prow["array"] is None:
-                    results.append(not_an_array(_ref_text(ref), ref.id))
+                    results.append(not_an_array(ref.text, ref.id))
                 else:
                     results.extend(self._delete_elements(con, prow, ref.indices, now))
         return results
@@ -125,7 +125,7 @@ class SQLiteEdits:
         with self._tx() as con:
             for ref in refs:
                 prow = self._parent_row(con, ref.id)
-                jid = _ref_text(ref)
+                jid = ref.text
                 if prow is None:
                     results.append(unknown_job(jid))
                     continue

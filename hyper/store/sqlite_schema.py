@@ -24,7 +24,6 @@ from pathlib import Path
 from hyper.array_state import claimable
 from hyper.config import PRIVATE_FILE, tighten
 from hyper.models import Job, JobSpec
-from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.notices import SQLITE_TABLE
 
@@ -185,9 +184,3 @@ def _set_wal(con: sqlite3.Connection) -> None:
 
 def _idx(job: Job) -> int:
     return -1 if job.index is None else job.index
-
-
-def _ref_text(ref: JobRef) -> str:
-    if ref.indices is None:
-        return f"{ref.id}[]" if ref.whole_array else str(ref.id)
-    return f"{ref.id}[{ref.indices.text}]"

@@ -11,8 +11,7 @@ from hyper.parsing.jobids import JobRef
 from hyper.store.base import (DeleteResult, already_finished, cannot_hold, not_an_array, not_user_held,
                               not_whole_job, unknown_job)
 from hyper.store.dynamodb.core import _Core
-from hyper.store.dynamodb.keys import (DELETED, HELD, PARENT, QUEUED, RUNNING, _finished, _jkey, _ord, _public,
-                                       _ref_text, _weight)
+from hyper.store.dynamodb.keys import (DELETED, HELD, PARENT, QUEUED, RUNNING, _finished, _jkey, _ord, _public, _weight)
 
 
 class _Holds(_Core):
@@ -23,11 +22,11 @@ class _Holds(_Core):
         for ref in refs:
             p = self._get(ref.id, PARENT)
             if p is None:
-                results.append(unknown_job(_ref_text(ref)))
+                results.append(unknown_job(ref.text))
             elif ref.indices is None:
                 results.append(self._delete_whole(ref.id, now))
             elif not p.get("array"):
-                results.append(not_an_array(_ref_text(ref), ref.id))
+                results.append(not_an_array(ref.text, ref.id))
             else:
                 results.extend(self._delete_elements(p, ref.indices, now))
         return results
@@ -140,7 +139,7 @@ class _Holds(_Core):
         self._forget_candidates()
         results = []
         for ref in refs:
-            label = _ref_text(ref)
+            label = ref.text
             p = self._get(ref.id, PARENT)
             if p is None:
                 results.append(unknown_job(label))

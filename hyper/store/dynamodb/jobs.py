@@ -25,8 +25,7 @@ from hyper.store.dynamodb.core import _Core
 if TYPE_CHECKING:
     from hyper.aws.session import AwsClient
 from hyper.store.dynamodb.keys import (ACTIVE_STATES, DELETED, HELD, ID_BLOCK, INLINE_SPEC_MAX, MAX_SPEC_BYTES,
-                                       PARENT, QUEUED, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord, _public,
-                                       _ref_text)
+                                       PARENT, QUEUED, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord, _public)
 
 
 class _Jobs(_Core):
@@ -234,13 +233,13 @@ class _Jobs(_Core):
         for ref in refs:
             p = parents.get((ref.id, PARENT))
             if p is None:
-                missing.append(_ref_text(ref))
+                missing.append(ref.text)
                 continue
             if ref.indices is None:
                 found.append(self._job(p, spec_for(p)))
                 continue
             if not p.get("array"):
-                missing.append(_ref_text(ref))
+                missing.append(ref.text)
                 continue
             spec = self._array(ref.id, p["array"])
             for index in ref.indices:

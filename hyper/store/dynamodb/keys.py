@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Callable, Concatenate, ParamSpec, Protoco
 
 from hyper.aws import session as aws
 from hyper.models import Job
-from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 
 if TYPE_CHECKING:
@@ -58,12 +57,6 @@ def _f(value: Any) -> float | None:
 
 def _idx(job: Job) -> int:
     return PARENT if job.index is None else job.index
-
-
-def _ref_text(ref: JobRef) -> str:
-    if ref.indices is None:
-        return f"{ref.id}[]" if ref.whole_array else str(ref.id)
-    return f"{ref.id}[{ref.indices.text}]"
 
 
 def _weight(it: dict) -> int:
