@@ -25,6 +25,17 @@ class _Claims(_Core):
                    for sh in range(self.index_shards)]
         return self._merged(queries, sort_key=lambda it: it["rk"])
 
+    def _cached_candidates(self, queue: str, definition: str) -> tuple[list[dict], bool]:
+        """The ready candidates of (queue, definition), and whether they are reused: one read of every ready
+        shard serves this store's claims for CANDIDATE_TTL seconds (16 queries per claim otherwise)."""
+        key = (queue, definition)
+        read_at, cands = self._candidates.get(key, (0.0, []))
+        if cands and time.monotonic() - read_at < CANDIDATE_TTL:
+            return cands, True
+        cands = list(itertools.islice(self._ready_candidates(queue, definition), MAX_CANDIDATES))
+        self._candidates[key] = (time.monotonic(), cands)
+        return cands, False
+
     @_public
     def claim(self, queue: str, definition: str, worker: str, lease_until: float, now: float) -> Job | None:
         """Take the next ready job of (queue, definition) for this worker, or None.
@@ -33,12 +44,7 @@ class _Claims(_Core):
         conditional write, so a candidate another worker took first (or a stale index entry) just fails
         its condition and the next one is tried.
         """
-        key = (queue, definition)
-        read_at, cands = self._candidates.get(key, (0.0, []))
-        fresh = bool(cands) and time.monotonic() - read_at < CANDIDATE_TTL
-        if not fresh:
-            cands = list(itertools.islice(self._ready_candidates(queue, definition), MAX_CANDIDATES))
-            self._candidates[key] = (time.monotonic(), cands)
+        cands, fresh = self._cached_candidates(queue, definition)
         while cands:
             cand = cands[0]
             if cand["idx"] == PARENT and cand.get("array"):
@@ -52,7 +58,7 @@ class _Claims(_Core):
             if job is not None:
                 return job
         if fresh:  # the reused candidates were all taken: look again before saying there is nothing
-            self._candidates.pop(key, None)
+            self._candidates.pop((queue, definition), None)
             return self.claim(queue, definition, worker, lease_until, now)
         return None
 
@@ -70,11 +76,7 @@ class _Claims(_Core):
         if limit <= 1:
             job = self.claim(queue, definition, worker, lease_until, now)
             return [job] if job is not None else []
-        key = (queue, definition)
-        read_at, cands = self._candidates.get(key, (0.0, []))
-        if not cands or time.monotonic() - read_at >= CANDIDATE_TTL:
-            cands = list(itertools.islice(self._ready_candidates(queue, definition), MAX_CANDIDATES))
-            self._candidates[key] = (time.monotonic(), cands)
+        cands, _ = self._cached_candidates(queue, definition)
         for cand in list(cands[:4]):
             if cand["idx"] == PARENT and cand.get("array"):
                 jobs = self._claim_element(cand["id"], queue, definition, worker, lease_until, now, limit)
