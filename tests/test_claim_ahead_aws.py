@@ -9,27 +9,15 @@ counters stay exact, so the array still ends SUCCEEDED.
 from __future__ import annotations
 
 import time
-import zlib
 
-from hyper.aws.tables import ensure_tables
 from hyper.config import Host
-from hyper.models import Definition, Job, JobSpec, Queue
+from hyper.models import Job, JobSpec
 from hyper.parsing.arrays import parse_array
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.base import Submission, WorkerInfo
 from hyper.store.dynamodb import DynamoStore
-
-
-def _store(endpoint: str, name: str) -> DynamoStore:
-    host = Host(name="t", type="aws", main_region="us-east-1", endpoint_url=endpoint,
-                table_prefix=f"ahead{zlib.crc32(name.encode()) % 10**6}-",
-                extra={"index_shards": 2, "count_shards": 2})
-    ensure_tables(host)
-    store = DynamoStore(host)
-    for resource in (Queue(name="q", cluster="c"), Definition(name="d", image="img")):
-        store.put_resource(resource, replace=True)
-    return store
+from tests.test_ended_workers_aws import _store
 
 
 def _elements(store: DynamoStore, job_id: int, spec: str) -> dict[int, Job]:
