@@ -53,6 +53,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
         self.path = Path(path)
         self._local = threading.local()
         self._specs: dict[int, ArraySpec] = {}
+        self._retry_on_exit: dict[int, bool] = {}  # job id -> its spec's retry_on_exit (specs never change)
         try:
             private_dir(self.path.parent)
             _private_database(self.path)

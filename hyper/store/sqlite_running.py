@@ -35,6 +35,7 @@ class SQLiteRunning:
         def _tx(self) -> ContextManager[sqlite3.Connection]: ...
         def _array(self, job_id: int, text: str) -> ArraySpec: ...
         def _parent_row(self, con: sqlite3.Connection, job_id: int) -> dict | None: ...
+        _retry_on_exit: dict[int, bool]
 
     def claim(self, queue: str, definition: str, worker: str, lease_until: float, now: float) -> Job | None:
         """Take the next ready job of (queue, definition) for this worker, or None.
@@ -85,16 +86,20 @@ class SQLiteRunning:
              now, r["retries"], worker, lease_until))
         con.execute("UPDATE jobs SET a_cursor = ?, a_skip = ?, a_running = a_running + 1, "
                     "started = COALESCE(started, ?) WHERE id = ? AND idx = -1", (cursor, skip, now, r["id"]))
-        self._settle_array(con, r["id"], now)
+        # the parent as it is now, from the row read above (saves reading it again in this transaction)
+        self._settle_array(con, r["id"], now, {**r, "a_cursor": cursor, "a_skip": skip,
+                                               "a_running": r["a_running"] + 1})
         spec_obj = JobSpec.from_dict(json.loads(r["spec"])) if r["spec"] else None
         return Job(id=r["id"], index=index, name=r["name"], user=r["user"], queue=r["queue"],
                    definition=r["definition"], state=JobState.RUNNING, priority=r["priority"],
                    submitted=r["submitted"], started=now, attempts=1, retries=r["retries"], worker=worker,
                    lease=lease_until, spec=spec_obj)
 
-    def _settle_array(self, con: sqlite3.Connection, job_id: int, now: float) -> None:
-        """Recompute an array's state and readiness from its counters; end it when every element ended."""
-        prow = self._parent_row(con, job_id)
+    def _settle_array(self, con: sqlite3.Connection, job_id: int, now: float, prow: dict | None = None) -> None:
+        """Recompute an array's state and readiness from its counters; end it when every element ended.
+        ``prow``: the array's row as it now is in this transaction, when the caller has it (else it is read)."""
+        if prow is None:
+            prow = self._parent_row(con, job_id)
         if prow is None or prow["array"] is None:
             return
         state = JobState(prow["state"])
@@ -174,8 +179,9 @@ class SQLiteRunning:
                           (job_id, idx)).fetchone()
         if row is None or row[0] != "RUNNING" or row[4] != worker:
             return None  # deleted, or requeued after our lease expired: someone else owns it now
-        spec_text = row[3] or con.execute("SELECT spec FROM jobs WHERE id = ? AND idx = -1", (job_id,)).fetchone()[0]
-        retry_on_exit = bool(spec_text and json.loads(spec_text).get("retry_on_exit"))
+        prow = self._parent_row(con, job_id) if idx >= 0 else None  # an element: its array's row
+        retry_on_exit = (self._retries_on_exit(job_id, prow["spec"]) if prow is not None
+                         else bool(row[3] and json.loads(row[3]).get("retry_on_exit")))
         state, why = next_state(outcome, exit_code, row[1], row[2], retry_on_exit, reason)
         if state is JobState.QUEUED:
             con.execute("UPDATE jobs SET state = 'QUEUED', ready = 1, reason = ?, worker = NULL, lease = NULL, "
@@ -184,14 +190,27 @@ class SQLiteRunning:
         else:
             con.execute("UPDATE jobs SET state = ?, ready = 0, reason = ?, exit_code = ?, ended = ?, lease = NULL "
                         "WHERE id = ? AND idx = ?", (state.value, why, exit_code, now, job_id, idx))
-        if idx >= 0:
-            done = int(state is not JobState.QUEUED)
+        if prow is not None:
+            done, failed = int(state is not JobState.QUEUED), int(state is JobState.FAILED)
             con.execute("UPDATE jobs SET a_running = a_running - 1, a_done = a_done + ?, a_failed = a_failed + ? "
-                        "WHERE id = ? AND idx = -1", (done, int(state is JobState.FAILED), job_id))
-            self._settle_array(con, job_id, now)
+                        "WHERE id = ? AND idx = -1", (done, failed, job_id))
+            now_row = {**prow, "a_running": prow["a_running"] - 1, "a_done": prow["a_done"] + done,
+                       "a_failed": prow["a_failed"] + failed}
+            self._settle_array(con, job_id, now, now_row)
         if state.finished:
             self._resolve_dependents(con, job_id, idx, state, now)
         return state
+
+    def _retries_on_exit(self, job_id: int, spec_text: str | None) -> bool:
+        """An array's ``retry_on_exit`` (its spec never changes once submitted, so the answer is kept for its next
+        elements instead of parsing the spec again at every element's end)."""
+        known = self._retry_on_exit.get(job_id)
+        if known is None:
+            known = bool(spec_text and json.loads(spec_text).get("retry_on_exit"))
+            if len(self._retry_on_exit) > 4096:
+                self._retry_on_exit.clear()
+            self._retry_on_exit[job_id] = known
+        return known
 
     def requeue_expired(self, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """Return jobs whose lease ran out to the queue (or fail them when their retries are spent)."""

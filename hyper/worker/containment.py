@@ -63,22 +63,54 @@ def worker_cgroup(worker_id: str) -> Path | None:
 
 
 def enter_cgroup(worker_id: str, pid: int) -> Path | None:
-    """Move ``pid`` (a job held at its start gate) into the worker's cgroup; None if cgroups are not usable."""
+    """Move ``pid`` (a job held at its start gate) into the worker's cgroup; None if cgroups are not usable.
+
+    The directory is made once per worker process, not per job (a trivial job's whole run costs about a
+    millisecond); if the agent pruned it meanwhile (``prune_empty``, between two jobs) it is made again, and
+    the memory limit it held is written again too."""
     group = worker_cgroup(worker_id)
     if group is None:
         return None
+    key = str(group)
     try:
-        group.mkdir(exist_ok=True)
-        (group / "cgroup.procs").write_text(f"{pid}\n")
+        if key not in _made:
+            group.mkdir(exist_ok=True)
+            _made.add(key)
+        try:
+            _write(f"{key}/cgroup.procs", f"{pid}\n")
+        except FileNotFoundError:  # pruned since we made it
+            _made.discard(key)
+            _limits.pop(key, None)
+            group.mkdir(exist_ok=True)
+            _made.add(key)
+            _write(f"{key}/cgroup.procs", f"{pid}\n")
         return group
     except OSError:
         return None
 
 
+_made: set[str] = set()  # per-worker cgroups this process made (or found) already
+_limits: dict[str, int] = {}  # the memory.max (MiB) this process last wrote into each of them
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
 def limit_memory(group: Path, limit_mib: int) -> bool:
     """A hard memory limit for the job in its worker's cgroup (``memory.max``, and no swap), where the memory
     controller is delegated to hyper's subtree; False where it is not, and the RSS watch in
-    :mod:`hyper.worker.memory` stops the job instead. One job runs in a worker's cgroup at a time."""
+    :mod:`hyper.worker.memory` stops the job instead. One job runs in a worker's cgroup at a time, and the
+    limit stays written between jobs: a worker whose jobs all ask the same size writes it once."""
+    key = str(group)
+    if _limits.get(key) == limit_mib:
+        return True
     parent = group.parent
     try:
         if "memory" not in (parent / "cgroup.controllers").read_text().split():
@@ -89,9 +121,10 @@ def limit_memory(group: Path, limit_mib: int) -> bool:
         swap = group / "memory.swap.max"
         if swap.exists():
             swap.write_text("0\n")
-        return True
     except OSError:
         return False
+    _limits[key] = limit_mib
+    return True
 
 
 def oom_kills(group: Path | None) -> int:
@@ -110,18 +143,17 @@ def oom_kills(group: Path | None) -> int:
 
 def kill_cgroup(group: Path, remove: bool = True) -> None:
     """Kill every process in ``group`` and wait (briefly) until it is empty; remove it if asked."""
-    if not group.is_dir():
-        return
+    procs = f"{group}/cgroup.procs"
     deadline = time.monotonic() + 5.0
     while True:
         try:
-            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
-        except OSError:
+            pids = [int(p) for p in _read(procs).split()]
+        except OSError:  # no such group (never made, or pruned): nothing in it
             pids = []
         if not pids:
             break
         try:
-            (group / "cgroup.kill").write_text("1\n")
+            _write(f"{group}/cgroup.kill", "1\n")
         except OSError:  # kernels before 5.14 have no cgroup.kill
             for pid in pids:
                 _kill(pid)
@@ -129,6 +161,8 @@ def kill_cgroup(group: Path, remove: bool = True) -> None:
             break
         time.sleep(0.005)
     if remove:
+        _made.discard(str(group))
+        _limits.pop(str(group), None)
         try:
             group.rmdir()
         except OSError:

@@ -39,7 +39,7 @@ from hyper.store.base import Store, WorkerInfo
 from hyper.worker import identity
 from hyper.worker.fence import LeaseKeeper, Watchdog
 from hyper.outputs import output_paths
-from hyper.worker.runner import Outcome, run_attempt
+from hyper.worker.runner import Outcome, run_attempt, seal_descriptors
 
 if TYPE_CHECKING:
     from hyper.aws.logs import LogShipper, LogWindow, WorkerStreams
@@ -112,6 +112,7 @@ class Worker:
         if threading.current_thread() is threading.main_thread():  # (benchmarks run several in threads)
             signal.signal(signal.SIGTERM, self._on_sigterm)
         private_dir(self.workdir)  # 0700 under HYPER_HOME: job scripts and their files
+        seal_descriptors()
         now = time.time()
         if not any(w.id == self.id for w in self.store.list_workers(live_since=now - 60)):
             self.store.register_worker(WorkerInfo(self.id, self.queue, self.definition_name,

@@ -19,10 +19,8 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
-from io import BufferedWriter
 from pathlib import Path
 from typing import Callable
 
@@ -82,11 +80,25 @@ def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None
 # filename patterns and output paths: hyper/outputs.py (the job services find the files by the same rule)
 
 
-def open_output(path: Path) -> BufferedWriter:
-    """A job's stdout or stderr file: 0600, truncated, and never through a symlink at its name (``-o`` into a
-    shared directory must not overwrite whatever a planted link points at)."""
-    private_dir(path.parent)
-    return os.fdopen(private_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb")
+def open_output(path: Path) -> int:
+    """A job's stdout or stderr file, as a descriptor: 0600, truncated, and never through a symlink at its name
+    (``-o`` into a shared directory must not overwrite whatever a planted link points at).
+
+    Its directory is made (0700 under HYPER_HOME) the first time this process writes there, not for every job:
+    checking the chain of directories up to HYPER_HOME costs more than a trivial job's whole run. A directory
+    removed since is made again."""
+    parent = str(path.parent)
+    if parent not in _output_dirs:
+        private_dir(path.parent)
+        _output_dirs.add(parent)
+    try:
+        return private_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    except FileNotFoundError:
+        private_dir(path.parent)
+        return private_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+
+_output_dirs: set[str] = set()  # directories open_output has made or checked in this process
 
 
 def _prepare_command(job: Job, workdir: Path) -> list[str]:
@@ -102,10 +114,59 @@ def _prepare_command(job: Job, workdir: Path) -> list[str]:
     return ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh", str(script), *spec.args]
 
 
-# waits for the worker's go on its stdin (the pipe), swaps it for /dev/null and becomes the job; EOF (the worker
-# is gone) ends it unrun. (stdin, not a numbered fd: dash redirects only fds 0-9.)
-GATE = 'read -r _ || exit 125; exec </dev/null; exec "$@"'
+# enters the job's directory, waits for the worker's go on its stdin (the pipe), swaps it for /dev/null and becomes
+# the job; EOF (the worker is gone) ends it unrun. (stdin, not a numbered fd: dash redirects only fds 0-9. The `cd`
+# is here because posix_spawn has no working directory of its own; OLDPWD is the shell's, not the job's.)
+GATE = 'cd -- "$1" || exit 126; unset OLDPWD; shift; read -r _ || exit 125; exec </dev/null; exec "$@"'
 GATE_SHELL = "/bin/sh"
+
+
+def seal_descriptors() -> None:
+    """Make every descriptor above stderr close-on-exec, once per worker: jobs start with posix_spawn, which
+    (unlike Popen's close_fds) passes on whatever is inheritable, and a job must get only its stdin, stdout and
+    stderr (whatever started the worker may have left it more)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+
+
+class Child:
+    """The job's process, as much of ``subprocess.Popen`` as the watch needs: started with ``os.posix_spawn``,
+    which costs the worker a fraction of Popen's per-job work (Popen encodes the environment in Python and
+    closes descriptors one by one; posix_spawn does it in C, and hyper's own descriptors are close-on-exec)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit status (negative: killed by that signal, as Popen says it), or None while it runs."""
+        return self._wait(os.WNOHANG)
+
+    def wait(self) -> int:
+        code = self._wait(0)
+        assert code is not None
+        return code
+
+    def _wait(self, flags: int) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:  # reaped by someone else (a subreaper sweep): it has ended
+            self.returncode = 0
+            return 0
+        if pid == 0:
+            return None
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 def _missing_program(argv: list[str], cwd: str, env: dict[str, str]) -> str | None:
@@ -167,30 +228,38 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
 
 
 def _spawn(job: Job, definition: Definition, workdir: Path, out_path: Path, err_path: Path | None,
-           gpu_ids: str | None, extra_env: dict[str, str] | None) -> tuple[subprocess.Popen[bytes], int] | Outcome:
+           gpu_ids: str | None, extra_env: dict[str, str] | None) -> tuple[Child, int] | Outcome:
     """Open the output files and start the job's process waiting at its gate.
 
     Returns the process and the gate's write end, or the attempt's Outcome when it cannot start: a missing
-    program is found here, before the gate shell would hide it behind a bare exit 127. The output files are
-    closed in the worker either way (the job holds its own copies).
+    program or working directory is found here, before the gate shell would hide it behind a bare exit 126 or
+    127. The output files are closed in the worker either way (the job holds its own copies).
     """
     spec = job.require_spec()
     try:
         stdout = open_output(out_path)
-        stderr: BufferedWriter | int = open_output(err_path) if err_path is not None else subprocess.STDOUT
     except OSError as exc:
         return Outcome(EXITED, 1, f"cannot open output file: {exc}")
-    cwd = spec.chdir or str(workdir)
+    try:
+        stderr = open_output(err_path) if err_path is not None else stdout  # -j oe: one file for both
+    except OSError as exc:
+        os.close(stdout)
+        return Outcome(EXITED, 1, f"cannot open output file: {exc}")
+    cwd = os.path.abspath(spec.chdir or str(workdir))
     env = job_env(job, definition, workdir, gpu_ids, extra_env)
     gate_read = gate_write = -1
     try:
         argv = _prepare_command(job, workdir)
-        missing = _missing_program(argv, cwd, env) if os.path.isdir(cwd) else None
+        if not os.path.isdir(cwd):
+            raise OSError(2, "No such file or directory")
+        missing = _missing_program(argv, cwd, env)
         if missing:
             raise OSError(2 if missing.startswith("No such") else 13, missing)
         gate_read, gate_write = os.pipe()
-        proc = subprocess.Popen([GATE_SHELL, "-c", GATE, "hyper-job", *argv], cwd=cwd, env=env,
-                                stdin=gate_read, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
+        pid = os.posix_spawn(GATE_SHELL, [GATE_SHELL, "-c", GATE, "hyper-job", cwd, *argv], env,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, gate_read, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
+                                           (os.POSIX_SPAWN_DUP2, stderr, 2)],
+                             setsid=True)
     except OSError as exc:
         for fd in (gate_read, gate_write):
             if fd >= 0:
@@ -198,14 +267,14 @@ def _spawn(job: Job, definition: Definition, workdir: Path, out_path: Path, err_
         return Outcome(EXITED, 127, f"cannot start {spec.command[0] if spec.command else 'script'}: "
                                     f"{exc.strerror}")
     finally:
-        stdout.close()
-        if not isinstance(stderr, int):  # an int is subprocess.STDOUT: stderr joined into stdout
-            stderr.close()
+        os.close(stdout)
+        if stderr != stdout:
+            os.close(stderr)
     os.close(gate_read)
-    return proc, gate_write
+    return Child(pid), gate_write
 
 
-def _open_gate(proc: subprocess.Popen[bytes], gate_write: int, group: Path | None,
+def _open_gate(proc: Child, gate_write: int, group: Path | None,
                on_start: Callable[[int], None]) -> None:
     """Record the job's identity (``on_start``), then let it run; if recording fails the job is killed unrun,
     so no attempt ever runs that a requeue could not find and kill."""
@@ -236,7 +305,7 @@ class _Watch:
     """One attempt's watch loop: wait for the process, and end it on walltime, memory, a full disk, qdel, a
     lost lease or the worker's own SIGTERM. State in one object so each decision is a small method."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], check: Callable[[], JobState | None], check_every: float,
+    def __init__(self, proc: Child, check: Callable[[], JobState | None], check_every: float,
                  kill_grace: float, stop_requested: Callable[[], bool], walltime: int | None, memory_limit: int,
                  outputs: list[Path]) -> None:
         self.proc = proc
