@@ -22,16 +22,22 @@ def reserve() -> int:
         return DEFAULT_RESERVE
 
 
-def free_bytes(path: Path) -> int | None:
-    """Bytes an unprivileged writer can still use on path's filesystem (None if it cannot be asked)."""
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        st = os.statvfs(p)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
+def free_bytes(path: Path | str) -> int | None:
+    """Bytes an unprivileged writer can still use on path's filesystem (None if it cannot be asked); a path not
+    made yet is answered by its nearest existing parent. (Asked before every local claim: one statvfs.)"""
+    p = os.fspath(path)
+    while True:
+        try:
+            st = os.statvfs(p)
+        except FileNotFoundError:
+            parent = os.path.dirname(p) or "."
+            if parent == p:
+                return None
+            p = parent
+            continue
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
 
 
 def is_full(path: Path) -> bool:

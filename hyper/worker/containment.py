@@ -91,6 +91,7 @@ def enter_cgroup(worker_id: str, pid: int) -> Path | None:
 
 _made: set[str] = set()  # per-worker cgroups this process made (or found) already
 _limits: dict[str, int] = {}  # the memory.max (MiB) this process last wrote into each of them
+_no_memory_controller: set[str] = set()  # parents found without the memory controller
 
 
 def _write(path: str, text: str) -> None:
@@ -112,8 +113,11 @@ def limit_memory(group: Path, limit_mib: int) -> bool:
     if _limits.get(key) == limit_mib:
         return True
     parent = group.parent
+    if str(parent) in _no_memory_controller:
+        return False
     try:
         if "memory" not in (parent / "cgroup.controllers").read_text().split():
+            _no_memory_controller.add(str(parent))  # not delegated: it will not be while this worker lives
             return False
         if "memory" not in (parent / "cgroup.subtree_control").read_text().split():
             (parent / "cgroup.subtree_control").write_text("+memory\n")

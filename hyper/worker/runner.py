@@ -48,7 +48,7 @@ def job_env(job: Job, definition: Definition, workdir: Path, gpu_ids: str | None
             extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment PBS, Slurm and LSF users expect, plus hyper's own names."""
     spec = job.require_spec()
-    env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+    env = {k: v for k in BASE_ENV if (v := os.environ.get(k)) is not None}
     env.update(definition.environment)
     env.update(spec.env)
     jid = job.job_id
@@ -203,7 +203,9 @@ def run_attempt(job: Job, definition: Definition, workdir: Path, logs_dir: Path,
     process runs (the worker starts shipping the files to CloudWatch there).
     """
     spec = job.require_spec()
-    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    tmp = f"{workdir}/tmp"  # the job's TMPDIR, in the reused work directory (a job may have removed it)
+    if not os.path.isdir(tmp):
+        os.makedirs(tmp, exist_ok=True)
     out_path, err_path = output_paths(job, logs_dir)
     started = _spawn(job, definition, workdir, out_path, err_path, gpu_ids, extra_env)
     if isinstance(started, Outcome):
