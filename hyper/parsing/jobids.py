@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from hyper.errors import UsageError
-from hyper.parsing.arrays import ArraySpec, parse_array
+
+if TYPE_CHECKING:
+    from hyper.parsing.arrays import ArraySpec
 
 MAX_ID_RANGE = 100_000
 MAX_JOB_ID = 2**63 - 1  # what the stores hold
@@ -95,6 +97,8 @@ def _parse_one(word: str) -> list[JobRef]:
         return [JobRef(job_id)]
     if index_text == "":
         return [JobRef(job_id, None, True)]
+    from hyper.parsing.arrays import parse_array  # only for element ids: `qstat 12` and `qdel 12` skip it
+
     try:
         return [JobRef(job_id, parse_array(index_text), False)]
     except UsageError:
