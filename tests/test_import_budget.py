@@ -4,7 +4,8 @@ Start-up is almost all imports, so the budget is kept as a list of modules each 
 fresh interpreter per command (sys.modules after the command ran), not by timing: typer, click and rich (the fast
 path and the cached --help exist to skip them), boto3 and yaml (not on a fresh local host), decimal (DynamoDB
 attributes only), and for qstat/qdel/qlog what only qsub needs -- directive parsing, environment planning,
-backends -- and the array parser when no element id is given.
+backends -- the array parser when no element id is given, and the resource kinds they never read
+(hyper/resource_records.py: each dataclass costs about a millisecond to create).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 NEVER = ("typer", "click", "rich", "boto3", "botocore", "yaml", "decimal", "hyper.aws.attributes")
 QSUB_ONLY = ("hyper.services.submission", "hyper.parsing.directives", "hyper.services.environment",
              "hyper.backends", "hyper.services.options", "shlex")
-NOT_FOR_PLAIN_IDS = ("hyper.parsing.arrays",)
+NOT_FOR_PLAIN_IDS = ("hyper.parsing.arrays", "hyper.resource_records")  # element ids; clusters, definitions...
 
 DRIVER = """
 import json, sys

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from hyper.config import Host, Settings, current_host
 from hyper.errors import HyperError
-from hyper.models import Cluster, Definition, Queue
 from hyper.store.base import Store
 
 DEFAULT_QUEUE = "default"
@@ -82,6 +81,8 @@ def bootstrap_local(store: Store) -> None:
     """A fresh local host gets a `local` cluster (all cores), a `default` queue and definition."""
     if store.get_resource("queue", DEFAULT_QUEUE) is not None:
         return
+    from hyper.models import Cluster, Definition, Queue  # here: only a fresh host creates them
+
     if store.get_resource("cluster", LOCAL_CLUSTER) is None:
         store.put_resource(Cluster(name=LOCAL_CLUSTER, type="local", max_vcpus=os.cpu_count() or 1,
                                    gpus_per_instance=local_gpu_count()), replace=True)

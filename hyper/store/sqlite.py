@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 from hyper.config import private_dir, private_file
 from hyper.dependencies import blockers, initial_state
 from hyper.errors import DiskFullError, HyperError
-from hyper.models import RESOURCE_KINDS, Job, Resource
+from hyper.models import Job, Resource, resource_class
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.notices import SQLiteNotices
@@ -231,12 +231,12 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
         with self._errors():
             row = self.con.execute("SELECT body FROM resources WHERE kind = ? AND name = ?",
                                    (kind, name)).fetchone()
-        return RESOURCE_KINDS[kind].from_dict(json.loads(row[0])) if row else None
+        return resource_class(kind).from_dict(json.loads(row[0])) if row else None
 
     def list_resources(self, kind: str) -> list[Resource]:
         with self._errors():
             rows = self.con.execute("SELECT body FROM resources WHERE kind = ? ORDER BY name", (kind,))
-            return [RESOURCE_KINDS[kind].from_dict(json.loads(r[0])) for r in rows]
+            return [resource_class(kind).from_dict(json.loads(r[0])) for r in rows]
 
     def delete_resource(self, kind: str, name: str) -> bool:
         with self._tx() as con:
