@@ -2,101 +2,51 @@
 
 They are dataclasses with ``to_dict``/``from_dict`` so every store can keep them as JSON (SQLite) or as
 item attributes (DynamoDB) without knowing their fields, and every renderer can print them.
+
+The records' base is in hyper/records.py; regions, images, clusters and definitions are in
+hyper/resource_records.py and created on first use through this module, so a qstat never pays for them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hyper.errors import HyperError
+from hyper.records import Record, Resource
 from hyper.states import JobState
 
-_FIELDS: dict[type, frozenset[str]] = {}
+if TYPE_CHECKING:
+    from hyper.resource_records import Cluster, Definition, Image, Region
+
+    RESOURCE_KINDS: dict[str, type[Resource]]  # kind -> class, every kind
+
+__all__ = ["RESOURCE_KINDS", "Cluster", "Definition", "Image", "Job", "JobSpec", "Queue", "Record", "Region",
+           "Resource", "resource_class"]
+_LAZY = frozenset({"Region", "Image", "Cluster", "Definition", "RESOURCE_KINDS"})
 
 
-def _fields(cls: type[Record]) -> frozenset[str]:
-    """Field names per class, computed once: listing 100,000 jobs builds 200,000 records."""
-    known = _FIELDS.get(cls)
-    if known is None:
-        known = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
-    return known
+def __getattr__(name: str) -> object:
+    """Regions, images, clusters, definitions and RESOURCE_KINDS, from hyper/resource_records.py on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _load_resource_kinds()[name]
 
 
-class Record:
-    """Serialisation shared by every record: unknown keys are dropped so old rows load in new code."""
+def _load_resource_kinds() -> dict[str, Any]:
+    from hyper import resource_records as rr
 
-    # declared (not set) so the type checker knows every record is a dataclass; @dataclass fills it per subclass
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        known = _fields(cls)
-        return cls(**{k: v for k, v in data.items() if k in known})
+    kinds: dict[str, type[Resource]] = {c.KIND: c for c in (rr.Region, rr.Cluster, Queue, rr.Image, rr.Definition)}
+    loaded = dict(Region=rr.Region, Image=rr.Image, Cluster=rr.Cluster, Definition=rr.Definition,
+                  RESOURCE_KINDS=kinds)
+    globals().update(loaded)  # later lookups find them without coming back here
+    return loaded
 
 
-@dataclass
-class Resource(Record):
-    """An admin-managed object; ``kind`` names its table section, ``status``/``message`` its deployment."""
-
-    KIND: ClassVar[str] = ""
-    name: str = ""
-    status: str = "ACTIVE"
-    message: str = ""
-
-
-@dataclass
-class Region(Resource):
-    """An AWS region the host may run workers in; the main region holds the host's tables and queues."""
-
-    KIND: ClassVar[str] = "region"
-    main: bool = False
-    vpc_cidr: str = ""
-    vpc_id: str = ""
-    subnets: list[str] = field(default_factory=list)
-    vpc_endpoints: bool = False
-    route_tables: list[str] = field(default_factory=list)  # existing VPC: where S3/DynamoDB gateway endpoints go
-
-
-@dataclass
-class Image(Resource):
-    """A worker image: built from a directory, or an existing URI; replicated to every enabled region."""
-
-    KIND: ClassVar[str] = "image"
-    path: str = ""
-    uri: str = ""
-    # built images: the tag of the last build (its context's content hash; tags are immutable) and the digest
-    # every region's job definition pins (hyper/aws/ecr.py)
-    tag: str = ""
-    digest: str = ""
-
-
-@dataclass
-class Cluster(Resource):
-    KIND: ClassVar[str] = "cluster"
-    type: str = "local"  # local | batch | eks
-    max_vcpus: int = 0
-    min_vcpus: int = 0
-    instance_types: list[str] = field(default_factory=list)
-    gpus_per_instance: int = 0
-    spot: bool = False
-    allocation_strategy: str = ""
-    regions: list[str] = field(default_factory=list)
-    overrides: dict[str, dict] = field(default_factory=dict)  # region -> {max_vcpus: .., instance_types: ..}
-    eks_cluster: str = ""  # eks: the EKS cluster's name (the same in every region the hyper cluster spans)
-    namespace: str = ""  # eks: where worker Jobs go (default hyper)
-    kubeconfig: str = ""  # eks: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)
-    context: str = ""  # eks: kubeconfig context (default: the file's current context)
-    template: str = ""  # eks: a Jinja2 Job template replacing the packaged one
-    create_eks: bool = False  # eks: provisioning also creates the EKS cluster and a GPU node group
-    # batch: which compute environment the stacks hold. 0: made before hyper used Batch's service-linked role
-    # (a custom service role: no in-place infrastructure updates); 1: the first with the service-linked role;
-    # each replacement (hyper.aws.templates.environment_generation) takes the next number and a new name
-    environment_generation: int = 0
+def resource_class(kind: str) -> type[Resource]:
+    """RESOURCE_KINDS[kind], without creating the other kinds when a queue is read (every local store open
+    reads the default queue)."""
+    return Queue if kind == "queue" else _load_resource_kinds()["RESOURCE_KINDS"][kind]
 
 
 @dataclass
@@ -109,22 +59,6 @@ class Queue(Resource):
     auto_weights_at: float = 0.0  # when they were computed (epoch seconds); 0 = never
     auto_weights_note: str = ""  # where they came from, or why the last refresh kept the old ones
     max_cost_per_hour: float = 0.0  # USD/h the queue's workers may cost together; 0 = no limit
-
-
-@dataclass
-class Definition(Resource):
-    KIND: ClassVar[str] = "definition"
-    image: str = "local"
-    vcpus: int = 1
-    memory_mib: int = 1024
-    gpus: int = 0
-    timeout: int | None = None  # seconds; a job's own walltime may only be shorter
-    retries: int = 0
-    retry_on: str = "infra"  # what the default retries cover: infra (lost workers) or all (non-zero exits too)
-    ratio: int = 1  # jobs per worker: N queued jobs want ceil(N / ratio) workers
-    environment: dict[str, str] = field(default_factory=dict)
-    job_role: str = ""  # IAM role ARN each job assumes (hyper/worker/credentials.py); "" = no AWS rights
-    secrets: dict[str, str] = field(default_factory=dict)  # env NAME -> Secrets Manager / SSM parameter ARN
 
 
 @dataclass
@@ -223,6 +157,3 @@ class Job(Record):
         if isinstance(job.spec, dict):
             job.spec = JobSpec.from_dict(job.spec)
         return job
-
-
-RESOURCE_KINDS: dict[str, type[Resource]] = {c.KIND: c for c in (Region, Cluster, Queue, Image, Definition)}

@@ -11,18 +11,27 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from hyper.errors import UsageError
-from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.parsing.durations import parse_duration, parse_memory
 from hyper.parsing.jobids import JobRef, parse_job_id
+
+if TYPE_CHECKING:
+    from hyper.parsing.arrays import ArraySpec
 
 DEPENDENCY_KINDS = ("afterok", "afternotok", "afterany")
 _ALIASES = {"afterokarray": "afterok", "afternotokarray": "afternotok", "afteranyarray": "afterany"}
 _DEP_HINT = "write afterok:12, afternotok:12:13 or afterany:12[] (several types separated by commas)"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIXES = {"#HYPER": "HYPER", "#PBS": "PBS", "#SBATCH": "SBATCH", "#BSUB": "BSUB"}
+
+
+def _parse_array(text: str) -> ArraySpec:
+    """hyper.parsing.arrays, imported when a script or command line asks for an array: most qsubs do not."""
+    from hyper.parsing.arrays import parse_array
+
+    return parse_array(text)
 
 
 @dataclass(frozen=True)
@@ -277,8 +286,8 @@ def _ignore(option: str, takes: bool = True) -> Option:
 _PBS: dict[str, Option] = {
     "-N": (True, _set("name")),
     "-q": (True, _queue),
-    "-J": (True, _set("array", parse_array)),
-    "-t": (True, _set("array", parse_array)),  # Torque arrays
+    "-J": (True, _set("array", _parse_array)),
+    "-t": (True, _set("array", _parse_array)),  # Torque arrays
     "-o": (True, _set("output", _strip_host)),
     "-e": (True, _set("error", _strip_host)),
     "-j": (True, _set("join", _join)),
@@ -358,7 +367,7 @@ _SLURM: dict[str, Option] = {}
 for _names, _option in (
     (("-J", "--job-name"), (True, _set("name"))),
     (("-p", "--partition"), (True, _queue)),
-    (("-a", "--array"), (True, _set("array", parse_array))),
+    (("-a", "--array"), (True, _set("array", _parse_array))),
     (("-t", "--time"), (True, _set("walltime", lambda v: parse_duration(v, "m")))),
     (("-o", "--output"), (True, _set("output"))),
     (("-e", "--error"), (True, _set("error"))),
@@ -397,7 +406,7 @@ def _lsf_name(value: str, d: Directives) -> None:
     if m.group(1):
         d.name = m.group(1)
     if m.group(2):
-        d.array = parse_array(m.group(2).replace("]", "", 1).replace("[", "", 1))
+        d.array = _parse_array(m.group(2).replace("]", "", 1).replace("[", "", 1))
 
 
 def _lsf_gpu(value: str, d: Directives) -> None:

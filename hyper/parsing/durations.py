@@ -15,9 +15,11 @@ from hyper.errors import UsageError
 # Every pattern is re.ASCII: `\d` must only match digits int() and float() take, and IGNORECASE must not fold
 # 'ſ' (U+017F) to s, 'ı' (U+0131) to i or the Kelvin sign to k.
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
-_SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)\s*(d|hr|h|min|m|sec|s)", re.IGNORECASE | re.ASCII)
-_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
-_DAY_FORM = re.compile(r"\d+-[\d:]+", re.ASCII)
+# Patterns as text, compiled by re's own cache on first use: qstat imports this module for format_duration
+# only, and compiling them up front cost it about half a millisecond of start-up (issue 15).
+_SUFFIXED = r"(\d+(?:\.\d+)?)\s*(d|hr|h|min|m|sec|s)"
+_NUMBER = r"\d+(?:\.\d+)?"
+_DAY_FORM = r"\d+-[\d:]+"
 _DURATION_HINT = "write HH:MM:SS (e.g. 1:30:00), D-HH:MM:SS, or 90m / 2h / 1h30m"
 MAX_SECONDS = 100 * 365 * 86400  # 100 years: far beyond any walltime, far below float and int64 limits
 MAX_MIB = 1024**4  # 1024 PiB
@@ -34,7 +36,7 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
     fail = UsageError(f"{what} '{raw}' does not parse", _DURATION_HINT)
     if not text:
         raise fail
-    if _DAY_FORM.fullmatch(text):  # Slurm D-HH[:MM[:SS]]
+    if re.fullmatch(_DAY_FORM, text, re.ASCII):  # Slurm D-HH[:MM[:SS]]
         day_text, _, text = text.partition("-")
         parts = text.split(":")
         if len(parts) > 3 or not all(p.isdigit() for p in parts):  # ASCII digits: _DAY_FORM is re.ASCII
@@ -45,11 +47,11 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
         days = int(day_text)
         h, m, s = ([int(p) for p in parts] + [0, 0])[:3]
         return _checked(days * 86400 + h * 3600 + m * 60 + s, raw, what)
-    if _NUMBER.fullmatch(text):
+    if re.fullmatch(_NUMBER, text, re.ASCII):
         return _checked(float(text) * _UNITS[plain_unit], raw, what)
     if ":" in text:
         parts = text.split(":")
-        if len(parts) > 3 or not all(_NUMBER.fullmatch(p) for p in parts):
+        if len(parts) > 3 or not all(re.fullmatch(_NUMBER, p, re.ASCII) for p in parts):
             raise fail
         values = [float(p) for p in parts]
         if len(values) == 3:
@@ -61,7 +63,7 @@ def parse_duration(text: str, plain_unit: str = "s", two_parts: str = "ms", what
         return _checked(seconds, raw, what)
     total, pos = 0.0, 0
     compact = text.replace(" ", "")
-    for match in _SUFFIXED.finditer(compact):
+    for match in re.finditer(_SUFFIXED, compact, re.IGNORECASE | re.ASCII):
         if match.start() != pos:
             raise fail
         total += float(match.group(1)) * _UNITS[match.group(2).lower()]
@@ -93,7 +95,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
-_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b|w)?", re.IGNORECASE | re.ASCII)
+_MEMORY = r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)(b|w)?"
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
@@ -102,7 +104,7 @@ def parse_memory(text: str, plain_unit: str = "m") -> int:
 
     plain_unit: the unit of a bare number ("" = bytes for PBS, "m" for Slurm and LSF).
     """
-    m = _MEMORY.fullmatch(text.strip())
+    m = re.fullmatch(_MEMORY, text.strip(), re.IGNORECASE | re.ASCII)
     if not m:
         raise UsageError(f"memory '{text}' does not parse", "write e.g. 512mb, 4gb, 4G or 16GiB")
     number, prefix, _, word = m.groups()

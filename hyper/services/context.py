@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from hyper.config import Host, Settings, current_host
 from hyper.errors import HyperError
-from hyper.models import Cluster, Definition, Queue
 from hyper.store.base import Store
 
 DEFAULT_QUEUE = "default"
@@ -17,12 +15,18 @@ DEFAULT_DEFINITION = "default"
 LOCAL_CLUSTER = "local"
 
 
-@dataclass
 class Context:
-    """What every service call needs: the host, its store and the timing settings."""
+    """What every service call needs: the host, its store and the timing settings.
 
-    host: Host
-    settings: Settings
+    A plain class, not a dataclass: creating one costs about a millisecond of every q-command's start-up
+    (issue 15), and nothing compares or copies contexts."""
+
+    def __init__(self, host: Host, settings: Settings) -> None:
+        self.host = host
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"Context(host={self.host!r}, settings={self.settings!r})"
 
     @cached_property
     def store(self) -> Store:
@@ -82,6 +86,8 @@ def bootstrap_local(store: Store) -> None:
     """A fresh local host gets a `local` cluster (all cores), a `default` queue and definition."""
     if store.get_resource("queue", DEFAULT_QUEUE) is not None:
         return
+    from hyper.models import Cluster, Definition, Queue  # here: only a fresh host creates them
+
     if store.get_resource("cluster", LOCAL_CLUSTER) is None:
         store.put_resource(Cluster(name=LOCAL_CLUSTER, type="local", max_vcpus=os.cpu_count() or 1,
                                    gpus_per_instance=local_gpu_count()), replace=True)

@@ -20,14 +20,27 @@ from hyper.services.context import Context
 from hyper.states import JobState, shell_exit_code
 from hyper.store.base import DeleteResult, JobFilter, Refusal
 from hyper.services.joblogs import log_location, output_files, read_log, tail_lines
-from hyper.services.submission import load_sweep, merge_directives, submission_notes, submit
 
 if TYPE_CHECKING:
     from hyper.parsing.arrays import ArraySpec
+    from hyper.services.submission import load_sweep, merge_directives, submission_notes, submit
 
 __all__ = ["check_queue", "delete_jobs", "delete_summary", "get_jobs", "hold_jobs", "list_jobs", "load_sweep",
            "log_location", "merge_directives", "output_files", "parse_states", "read_log", "select_jobs",
            "submission_notes", "submit", "tail_lines", "wait_for"]
+
+_SUBMISSION = frozenset({"load_sweep", "merge_directives", "submission_notes", "submit"})
+
+
+def __getattr__(name: str) -> object:
+    """The submission functions, imported on first use: qstat, qdel and qlog reach this module too, and
+    submission's imports (directive parsing, environment planning, backends, json) cost them a sizeable
+    share of their cold start (issue 15). Module attributes still read as before: `svc.submit(...)`."""
+    if name in _SUBMISSION:
+        from hyper.services import submission
+
+        return getattr(submission, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _STATE_WORDS = {

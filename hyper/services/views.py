@@ -9,7 +9,6 @@ module (qcmds/qstat_run.py) only chooses a layout and prints, and any other fron
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
@@ -20,17 +19,18 @@ if TYPE_CHECKING:
 DEFAULT_SINCE = "24h"
 
 
-@dataclass(frozen=True)
 class View:
-    """What the user asked to see (qstat's display options, none of which changes which jobs are shown)."""
+    """What the user asked to see (qstat's display options, none of which changes which jobs are shown).
 
-    fmt: str = "table"
-    full: bool = False
-    alternative: bool = False
-    comment: bool = False
-    nodes: bool = False
-    wide: bool = False
-    only_ids: bool = False
+    A plain class, not a frozen dataclass: creating one of those costs about a millisecond of qstat's start-up
+    (issue 15), and qstat only reads the options back."""
+
+    __slots__ = ("fmt", "full", "alternative", "comment", "nodes", "wide", "only_ids")
+
+    def __init__(self, fmt: str = "table", full: bool = False, alternative: bool = False, comment: bool = False,
+                 nodes: bool = False, wide: bool = False, only_ids: bool = False) -> None:
+        self.fmt, self.full, self.alternative, self.comment = fmt, full, alternative, comment
+        self.nodes, self.wide, self.only_ids = nodes, wide, only_ids
 
 
 def job_rows(jobs: list[Job], now: float, wide: bool = False) -> list[dict]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, TypeVar
 
-from hyper.aws.attributes import _av, _item, _unitem
-
 if TYPE_CHECKING:
     import sqlite3
 
@@ -119,6 +117,8 @@ class DynamoNotices:
 
     def _notice_items(self, jobs: Iterable[Job], now: float) -> list[tuple[str, dict]]:
         """Put requests for submit's batch: written before the job items, so no job exists without its notice."""
+        from hyper.aws.attributes import _item  # here, not at the top: the local store never pays for decimal
+
         out = []
         for job in jobs:
             if job.spec is not None and job.spec.notify:
@@ -131,6 +131,8 @@ class DynamoNotices:
 
     @staticmethod
     def _notice_from(item: dict) -> dict:
+        from hyper.aws.attributes import _unitem
+
         data = _unitem(item)
         out = {k: data.get(k) for k in FIELDS}
         out["job"] = int(data["sk"])
@@ -166,6 +168,8 @@ class DynamoNotices:
         return sorted(out, key=lambda n: n["job"])
 
     def claim_notice(self, job_id: int, owner: str, lease_until: float, now: float) -> dict | None:
+        from hyper.aws.attributes import _av
+
         try:
             item = self.db.update_item(
                 TableName=self.meta, Key=self._notice_key(job_id), ReturnValues="ALL_NEW",
@@ -182,6 +186,8 @@ class DynamoNotices:
 
     def record_notice(self, job_id: int, owner: str, state: str, *, next_at: float = 0.0, status: int | None = None,
                       error: str = "", now: float | None = None) -> bool:
+        from hyper.aws.attributes import _av, _item
+
         now = time.time() if now is None else now
         current = self.db.get_item(TableName=self.meta, Key=self._notice_key(job_id), ConsistentRead=True).get("Item")
         if not current:

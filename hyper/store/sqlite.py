@@ -18,13 +18,12 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from hyper.config import private_dir, private_file
 from hyper.dependencies import blockers, initial_state
 from hyper.errors import DiskFullError, HyperError
-from hyper.models import RESOURCE_KINDS, Job, Resource
-from hyper.parsing.arrays import ArraySpec, parse_array
+from hyper.models import Job, Resource, resource_class
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.notices import SQLiteNotices
@@ -44,6 +43,16 @@ from hyper.store.sqlite_schema import (
     _statements,
     busy_timeout,
 )
+
+if TYPE_CHECKING:
+    from hyper.parsing.arrays import ArraySpec
+
+
+def _parse_array(text: str) -> ArraySpec:
+    """hyper.parsing.arrays, imported when an array is first met: a qstat or qdel of plain jobs never needs it."""
+    from hyper.parsing.arrays import parse_array
+
+    return parse_array(text)
 
 
 class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
@@ -223,12 +232,12 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
         with self._errors():
             row = self.con.execute("SELECT body FROM resources WHERE kind = ? AND name = ?",
                                    (kind, name)).fetchone()
-        return RESOURCE_KINDS[kind].from_dict(json.loads(row[0])) if row else None
+        return resource_class(kind).from_dict(json.loads(row[0])) if row else None
 
     def list_resources(self, kind: str) -> list[Resource]:
         with self._errors():
             rows = self.con.execute("SELECT body FROM resources WHERE kind = ? ORDER BY name", (kind,))
-            return [RESOURCE_KINDS[kind].from_dict(json.loads(r[0])) for r in rows]
+            return [resource_class(kind).from_dict(json.loads(r[0])) for r in rows]
 
     def delete_resource(self, kind: str, name: str) -> bool:
         with self._tx() as con:
@@ -260,7 +269,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
                 pending, never = self._check_dependencies(con, job, sub.depends)
                 dep_rows.extend((job.id, kind, tid, -1 if tidx is None else tidx) for kind, tid, tidx in sub.depends)
                 job.state, job.reason = initial_state(sub.hold, pending, never)
-                spec = parse_array(job.array) if job.array else None
+                spec = _parse_array(job.array) if job.array else None
                 total = spec.count if spec else None
                 ready = int(job.state is JobState.QUEUED)
                 rows.append((
@@ -302,7 +311,7 @@ class SQLiteStore(SQLiteRunning, SQLiteEdits, SQLiteNotices, StoreDefaults):
     def _array(self, job_id: int, text: str) -> ArraySpec:
         spec = self._specs.get(job_id)
         if spec is None:
-            spec = self._specs[job_id] = parse_array(text)
+            spec = self._specs[job_id] = _parse_array(text)
         return spec
 
     # reads ------------------------------------------------------------------------------------------

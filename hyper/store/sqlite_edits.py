@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ContextManager, Iterable
 
-from hyper.parsing.arrays import ArraySpec
 from hyper.parsing.jobids import JobRef
 from hyper.states import JobState
 from hyper.store.base import (
@@ -25,6 +24,8 @@ from hyper.store.sqlite_schema import COLS, SELECT
 
 if TYPE_CHECKING:
     import sqlite3
+
+    from hyper.parsing.arrays import ArraySpec
 
 
 class SQLiteEdits:
