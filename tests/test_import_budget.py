@@ -86,3 +86,43 @@ def test_help_from_the_cache_loads_no_cli_framework_nor_the_store(held_home, pro
     second, modules = run(held_home, prog, "--help")
     assert first.returncode == second.returncode == 0 and second.stdout == first.stdout
     assert loaded(modules, NEVER + ("dataclasses", "sqlite3", "hyper.models", "hyper.store")) == []
+
+
+LEAN_DRIVER = """
+import json, runpy, sys
+sys.argv = ["hyper"] + sys.argv[1:]
+try:
+    runpy.run_module("hyper.cli", run_name="__main__", alter_sys=True)
+finally:
+    sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+
+def run_hyper(home: Path, *argv: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`python -m hyper.cli argv` (how the agent starts itself and its workers); its loaded modules."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYPER_HOST",)}
+    proc = subprocess.run([sys.executable, "-c", LEAN_DRIVER, *argv], capture_output=True, text=True,
+                          env={**env, "HYPER_HOME": str(home), "HYPER_AGENT_IDLE": "0.1"}, cwd=home.parent, timeout=60)
+    return proc, set(json.loads(proc.stderr.rpartition("\nMODULES ")[2]))
+
+
+def test_the_agent_and_its_workers_start_without_the_cli_framework(held_home):
+    """Each local worker paid ~110 ms of typer and the admin commands before its first claim."""
+    worker, modules = run_hyper(held_home, "--host", "local", "worker", "run", "--queue", "default",
+                                "--definition", "default", "--worker-id", "wlean", "--idle", "0")
+    assert worker.returncode == 0, worker.stderr
+    assert loaded(modules, ("typer", "click", "rich", "boto3")) == []
+    agent, modules = run_hyper(held_home, "--host", "local", "agent", "run")
+    assert agent.returncode == 0, agent.stderr
+    assert loaded(modules, ("typer", "click", "rich", "boto3")) == []
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["worker", "run", "--queue", "default"], "Missing option '--definition'"),
+    (["worker", "run", "--queue", "default", "--definition", "default", "--idle", "soon"], "'soon' is not a valid float"),
+    (["worker", "run", "--queue=default", "--definition", "default", "--nope", "1"], "No such option: --nope"),
+])
+def test_anything_but_the_agents_own_argument_list_is_read_by_typer(held_home, argv, said):
+    proc, modules = run_hyper(held_home, "--host", "local", *argv)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "typer" in modules

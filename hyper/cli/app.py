@@ -95,18 +95,9 @@ def export_cmd(
 @cli_errors("hyper agent run")
 def agent_run() -> None:
     """Run the local agent in the foreground (qsub starts it in the background on demand)."""
-    from hyper.backends.local import LocalAgent
+    from hyper.services.workers import run_agent
 
-    ctx = _ctx()
-    if ctx.host.type != "local":
-        from hyper.errors import HyperError
-
-        raise HyperError(f"host {ctx.host.name!r} is not local; its scheduler is `hyper scheduler run`")
-    agent = LocalAgent(ctx.host, ctx.store, ctx.settings)
-    if not agent.acquire():
-        typer.echo(f"an agent already runs for host {ctx.host.name}", err=True)
-        raise typer.Exit(0)
-    raise typer.Exit(agent.run())
+    raise typer.Exit(run_agent(_ctx()))
 
 
 @agent_app.command("status")
@@ -140,16 +131,9 @@ def worker_run(
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids for CUDA_VISIBLE_DEVICES.")] = None,
 ) -> None:
     """Claim and run jobs of one (queue, definition) until idle."""
-    import uuid
+    from hyper.services.workers import run_worker
 
-    from hyper.worker.loop import Worker
-
-    ctx = _ctx()
-    wid = worker_id or f"w{uuid.uuid4().hex[:10]}"
-    worker = Worker(ctx.store, wid, queue, definition, workdir or ctx.host.data_dir / "work" / wid,
-                    ctx.logs_dir, idle if idle is not None else ctx.settings.worker_idle, ctx.settings.lease,
-                    ctx.settings.kill_grace, gpu_ids=gpus, max_jobs=max_jobs, host=ctx.host)
-    raise typer.Exit(worker.run())
+    raise typer.Exit(run_worker(_ctx(), queue, definition, worker_id, workdir, idle, max_jobs, gpus))
 
 
 def main() -> None:
