@@ -95,7 +95,7 @@ def export_cmd(
 @cli_errors("hyper agent run")
 def agent_run() -> None:
     """Run the local agent in the foreground (qsub starts it in the background on demand)."""
-    from hyper.services.workers import run_agent
+    from hyper.cli.lean import run_agent
 
     raise typer.Exit(run_agent(_ctx()))
 
@@ -131,7 +131,7 @@ def worker_run(
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU ids for CUDA_VISIBLE_DEVICES.")] = None,
 ) -> None:
     """Claim and run jobs of one (queue, definition) until idle."""
-    from hyper.services.workers import run_worker
+    from hyper.cli.lean import run_worker
 
     raise typer.Exit(run_worker(_ctx(), queue, definition, worker_id, workdir, idle, max_jobs, gpus))
 

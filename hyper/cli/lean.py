@@ -10,9 +10,15 @@ application, which reads and reports it as before.
 
 from __future__ import annotations
 
-from typing import Callable
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from hyper.cli.common import HOST_CHOICE, cli_errors
+from hyper.errors import HyperError
+
+if TYPE_CHECKING:
+    from hyper.services.context import Context
 
 WORKER_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "--queue": ("queue", str), "-q": ("queue", str), "--definition": ("definition", str), "-d": ("definition", str),
@@ -57,14 +63,39 @@ def _worker_options(words: list[str]) -> dict[str, object] | None:
 @cli_errors("hyper agent run")
 def _agent() -> int:
     from hyper.cli.common import open_cli_context
-    from hyper.services.workers import run_agent
-
     return run_agent(open_cli_context())
 
 
 @cli_errors("hyper worker run")
 def _worker(options: dict[str, object]) -> int:
     from hyper.cli.common import open_cli_context
-    from hyper.services.workers import run_worker
-
     return run_worker(open_cli_context(), **options)  # type: ignore[arg-type]
+
+
+# what `hyper agent run` and `hyper worker run` do, for the typer commands (hyper/cli/app.py) and the lean start
+def run_agent(ctx: Context) -> int:
+    """The local agent in the foreground until it is idle; 0 at once if another agent already runs this host."""
+    from hyper.backends.local import LocalAgent
+
+    if ctx.host.type != "local":
+        raise HyperError(f"host {ctx.host.name!r} is not local; its scheduler is `hyper scheduler run`")
+    agent = LocalAgent(ctx.host, ctx.store, ctx.settings)
+    if not agent.acquire():
+        sys.stderr.write(f"an agent already runs for host {ctx.host.name}\n")
+        return 0
+    return agent.run()
+
+
+def run_worker(ctx: Context, queue: str, definition: str, worker_id: str | None = None,
+               workdir: str | Path | None = None, idle: float | None = None, max_jobs: int | None = None,
+               gpus: str | None = None) -> int:
+    """Claim and run jobs of one (queue, definition) until idle (or ``max_jobs``); the worker's exit code."""
+    import uuid
+
+    from hyper.worker.loop import Worker
+
+    wid = worker_id or f"w{uuid.uuid4().hex[:10]}"
+    worker = Worker(ctx.store, wid, queue, definition, Path(workdir) if workdir else ctx.host.data_dir / "work" / wid,
+                    ctx.logs_dir, idle if idle is not None else ctx.settings.worker_idle, ctx.settings.lease,
+                    ctx.settings.kill_grace, gpu_ids=gpus, max_jobs=max_jobs, host=ctx.host)
+    return worker.run()
