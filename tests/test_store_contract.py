@@ -59,8 +59,9 @@ def store(request, tmp_path):
 
 
 @pytest.fixture
-def ddb(request, tmp_path):
-    """A DynamoDB store alone, for the tests only DynamoDB needs."""
+def ddb(request, tmp_path, moto_endpoint):
+    """A DynamoDB store alone, for the tests only DynamoDB needs (naming moto_endpoint puts them in the e2e
+    lane, as every other test that talks to the moto server)."""
     s = make_dynamodb(request, tmp_path)
     bootstrap_local(s)
     yield s
