@@ -114,3 +114,17 @@ def test_a_pruned_worker_cgroup_is_made_again_with_its_memory_limit(fake_cgroups
     assert (group / "cgroup.procs").read_text() == "4343\n"
     assert containment.limit_memory(group, 256)
     assert (group / "memory.max").read_text() == f"{256 * 1024 * 1024}\n"
+
+
+def test_a_job_starts_with_the_signals_python_ignores_back_at_their_defaults(tmp_path):
+    """Python ignores SIGPIPE and SIGXFSZ and an ignored signal survives exec: Popen restored them, and so must
+    posix_spawn, or `yes | head` in a job would print "Broken pipe" errors instead of ending quietly."""
+    import signal
+
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # the worker's own state (Python's start-up)
+    work = tmp_path / "work"
+    _run(_job(tmp_path, ["sh", "-c", "grep SigIgn /proc/$$/status; yes | head -1"]), work)
+    ignored_line, first = _out(work).splitlines()
+    ignored = int(ignored_line.split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1))
+    assert first == "y" and (work / "logs" / "5.err").read_text() == ""

@@ -137,6 +137,11 @@ def seal_descriptors() -> None:
                 pass
 
 
+# what Python ignores in the worker and Popen's restore_signals gave back to a child: a job runs with SIGPIPE
+# and SIGXFSZ at their defaults (`yes | head` ends yes quietly, as in a terminal)
+RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
 class Child:
     """The job's process, as much of ``subprocess.Popen`` as the watch needs: started with ``os.posix_spawn``,
     which costs the worker a fraction of Popen's per-job work (Popen encodes the environment in Python and
@@ -261,7 +266,7 @@ def _spawn(job: Job, definition: Definition, workdir: Path, out_path: Path, err_
         pid = os.posix_spawn(GATE_SHELL, [GATE_SHELL, "-c", GATE, "hyper-job", cwd, *argv], env,
                              file_actions=[(os.POSIX_SPAWN_DUP2, gate_read, 0), (os.POSIX_SPAWN_DUP2, stdout, 1),
                                            (os.POSIX_SPAWN_DUP2, stderr, 2)],
-                             setsid=True)
+                             setsid=True, setsigdef=RESTORED_SIGNALS)
     except OSError as exc:
         for fd in (gate_read, gate_write):
             if fd >= 0:
