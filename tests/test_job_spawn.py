@@ -47,6 +47,14 @@ def test_a_missing_directory_or_program_is_said_before_the_gate_hides_it(tmp_pat
     assert (missing.exit_code, missing.reason) == (127, "cannot start no-such-program-here: No such file or directory")
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root enters every directory")
+def test_a_directory_the_job_cannot_enter_is_said_before_the_gate(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o600)
+    outcome = _run(_job(tmp_path, ["true"], chdir=str(locked)), tmp_path / "work")
+    assert (outcome.exit_code, outcome.reason) == (127, "cannot start true: Permission denied")
+
+
 def test_exit_codes_and_signals_read_as_popen_and_pbs_say_them(tmp_path):
     work = tmp_path / "work"
     assert _run(_job(tmp_path, ["sh", "-c", "exit 3"]), work).exit_code == 3

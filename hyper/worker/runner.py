@@ -259,6 +259,8 @@ def _spawn(job: Job, definition: Definition, workdir: Path, out_path: Path, err_
         argv = _prepare_command(job, workdir)
         if not os.path.isdir(cwd):
             raise OSError(2, "No such file or directory")
+        if not os.access(cwd, os.X_OK):  # said here, as Popen's chdir said it, not as the gate's `cd` failing
+            raise OSError(13, "Permission denied")
         missing = _missing_program(argv, cwd, env)
         if missing:
             raise OSError(2 if missing.startswith("No such") else 13, missing)
