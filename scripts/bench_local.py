@@ -8,6 +8,7 @@ Every figure is timed in the same run as its yardstick (the machine is shared, s
    creating a job's two output files (N pairs, serial)
 2. throughput: N trivial jobs submit-to-all-finished, as N separate jobs (`qsub --sweep`) and as one array
    (`qsub -J`), each through `qsub` (then polled) and `qsub --wait`; as a fraction of the two-at-a-time floor
+   and, per trivial job, the CPU of the workers and of the processes their jobs ran, next to one /bin/true's
 3. the array curve: jobs/s as the array grows (1k/10k/100k elements; --cli-array-max caps what runs through
    the agent end to end; larger sizes run claim+finish late in the array, in-process, and say so)
 4. cold start (median of --runs): qsub, qstat, qdel, qlog, each also with --help (and the first --help in a
@@ -65,6 +66,43 @@ def spawn_floor(n: int) -> tuple[float, float]:
     for t in threads:
         t.join()
     return serial, n / (time.perf_counter() - t0)
+
+
+def floor_cpu(n: int) -> float:
+    """CPU seconds one `/bin/true` costs its process (what the spawn floor's children use, per spawn)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(n):
+        subprocess.Popen(["/bin/true"], close_fds=True).wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / n
+
+
+def cpu_per_job(n: int) -> tuple[float, float]:
+    """CPU seconds per trivial job of the workers themselves and of the processes their jobs ran (the start gate's
+    shell included), for an n-element array: read from /proc of each worker after the last job, before it idles
+    out (the agent's workers run `python -m hyper.cli ... worker run`)."""
+    home = fresh_home()
+    os.environ["HYPER_WORKER_IDLE"] = "5"
+    try:
+        subprocess.run([q("qsub"), "-z", "-J", f"1-{n}", "--wait", "--", "/bin/true"], check=True, capture_output=True)
+        own = children = 0
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if b"worker" in cmdline and b"run" in cmdline and home.encode() in b" ".join(cmdline):
+                own += int(fields[11]) + int(fields[12])  # utime, stime
+                children += int(fields[13]) + int(fields[14])  # cutime, cstime: the jobs' processes, reaped
+        return own / tick / n, children / tick / n
+    finally:
+        os.environ["HYPER_WORKER_IDLE"] = "1"
 
 
 def file_floor(n: int) -> float:
@@ -220,8 +258,8 @@ def main() -> None:
                     help="largest array run end to end through qsub and the agent")
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: throughput,arrays,cold,qstat,"
-                                               "concurrent")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: throughput,cpu,arrays,cold,"
+                                               "qstat,concurrent")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     os.environ.setdefault("HYPER_AGENT_IDLE", "2")
@@ -241,6 +279,10 @@ def main() -> None:
                 how = "qsub --wait" if wait else "qsub, then poll"
                 print(f"throughput, {a.jobs} trivial jobs as {'one array' if shape == 'array' else 'separate jobs'}"
                       f" via {how}: {rate:,.0f} jobs/s = {rate / parallel:.2f} of the two-at-a-time floor")
+    if "cpu" not in skip:
+        own, jobs = cpu_per_job(a.jobs)
+        print(f"CPU per trivial job ({a.jobs}-element array): workers {own * 1000:.2f} ms, the jobs' processes "
+              f"{jobs * 1000:.2f} ms (start gate included); one /bin/true of the floor {floor_cpu(500) * 1000:.2f} ms")
     if "arrays" not in skip:
         curve = []
         for n in (int(x) for x in a.arrays.split(",")):
