@@ -11,19 +11,9 @@ import pytest
 from hyper.models import Job, JobSpec
 from hyper.states import JobState
 from hyper.store.base import JobFilter, Submission
-from tests.test_store_contract import D, Q, make_dynamodb
+from tests.test_store_contract import D, Q, ddb  # noqa: F401  (the DynamoDB store fixture, e2e lane)
 
 SCRIPT = "#!/bin/sh\n" + "echo a line of a long script\n" * 40  # ~1.2 KB: inline, not a separate spec item
-
-
-@pytest.fixture
-def ddb(request, tmp_path, moto_endpoint):  # moto_endpoint named: main marks such tests e2e
-    from hyper.services.context import bootstrap_local
-
-    s = make_dynamodb(request, tmp_path)
-    bootstrap_local(s)
-    yield s
-    s.close()
 
 
 def _submit(store, n=1, script=SCRIPT, retries=0):

@@ -12,17 +12,7 @@ from hyper.errors import HyperError
 from hyper.models import Job, JobSpec
 from hyper.store.base import Submission
 from hyper.store.dynamodb.keys import PARENT, _jkey
-from tests.test_store_contract import D, Q, make_dynamodb
-
-
-@pytest.fixture
-def ddb(request, tmp_path, moto_endpoint):  # moto_endpoint named: main marks such tests e2e
-    from hyper.services.context import bootstrap_local
-
-    s = make_dynamodb(request, tmp_path)
-    bootstrap_local(s)
-    yield s
-    s.close()
+from tests.test_store_contract import D, Q, ddb  # noqa: F401  (the DynamoDB store fixture, e2e lane)
 
 
 def test_reread_of_a_vanished_job_is_a_one_line_error(ddb):
