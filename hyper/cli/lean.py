@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from hyper.cli.common import HOST_CHOICE, cli_errors
+from hyper.cli.common import HOST_CHOICE, cli_errors, open_cli_context
 from hyper.errors import HyperError
 
 if TYPE_CHECKING:
@@ -62,13 +62,11 @@ def _worker_options(words: list[str]) -> dict[str, object] | None:
 
 @cli_errors("hyper agent run")
 def _agent() -> int:
-    from hyper.cli.common import open_cli_context
     return run_agent(open_cli_context())
 
 
 @cli_errors("hyper worker run")
 def _worker(options: dict[str, object]) -> int:
-    from hyper.cli.common import open_cli_context
     return run_worker(open_cli_context(), **options)  # type: ignore[arg-type]
 
 

@@ -72,26 +72,31 @@ def enter_cgroup(worker_id: str, pid: int) -> Path | None:
     if group is None:
         return None
     key = str(group)
-    try:
-        if key not in _made:
-            group.mkdir(exist_ok=True)
-            _made.add(key)
+    for first_try in (True, False):
         try:
+            if key not in _made:
+                group.mkdir(exist_ok=True)
+                _made.add(key)
             _write(f"{key}/cgroup.procs", f"{pid}\n")
-        except FileNotFoundError:  # pruned since we made it
-            _made.discard(key)
-            _limits.pop(key, None)
-            group.mkdir(exist_ok=True)
-            _made.add(key)
-            _write(f"{key}/cgroup.procs", f"{pid}\n")
-        return group
-    except OSError:
-        return None
+            return group
+        except FileNotFoundError:  # pruned since we made it: make it again, once
+            _forget(group)
+            if not first_try:
+                return None
+        except OSError:
+            return None
+    return None
 
 
 _made: set[str] = set()  # per-worker cgroups this process made (or found) already
 _limits: dict[str, int] = {}  # the memory.max (MiB) this process last wrote into each of them
 _no_memory_controller: set[str] = set()  # parents found without the memory controller
+
+
+def _forget(group: Path) -> None:
+    """The group is gone (pruned or removed): the next job makes it, and writes its memory limit, again."""
+    _made.discard(str(group))
+    _limits.pop(str(group), None)
 
 
 def _write(path: str, text: str) -> None:
@@ -165,8 +170,7 @@ def kill_cgroup(group: Path, remove: bool = True) -> None:
             break
         time.sleep(0.005)
     if remove:
-        _made.discard(str(group))
-        _limits.pop(str(group), None)
+        _forget(group)
         try:
             group.rmdir()
         except OSError:
