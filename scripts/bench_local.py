@@ -84,6 +84,7 @@ def cpu_per_job(n: int) -> tuple[float, float]:
     shell included), for an n-element array: read from /proc of each worker after the last job, before it idles
     out (the agent's workers run `python -m hyper.cli ... worker run`)."""
     home = fresh_home()
+    idle = os.environ.get("HYPER_WORKER_IDLE")
     os.environ["HYPER_WORKER_IDLE"] = "5"
     try:
         subprocess.run([q("qsub"), "-z", "-J", f"1-{n}", "--wait", "--", "/bin/true"], check=True, capture_output=True)
@@ -102,7 +103,10 @@ def cpu_per_job(n: int) -> tuple[float, float]:
                 children += int(fields[13]) + int(fields[14])  # cutime, cstime: the jobs' processes, reaped
         return own / tick / n, children / tick / n
     finally:
-        os.environ["HYPER_WORKER_IDLE"] = "1"
+        if idle is None:
+            os.environ.pop("HYPER_WORKER_IDLE")
+        else:
+            os.environ["HYPER_WORKER_IDLE"] = idle
 
 
 def file_floor(n: int) -> float:
