@@ -123,9 +123,18 @@ def _keeper_counts(run_time: float, lease: float, state_poll: float, max_lease: 
     return keeper.renewals, keeper.peeks
 
 
-def cost(leases: list[tuple[float, float | None]]) -> list[str]:
-    """Units per table/index for one job's life, and $ per million jobs (see the module docstring) for each
-    (lease, max lease): the default (60 s growing to 900 s), longer growth, and fixed leases as before."""
+BASE = ["submit (qsub, one job)", "started (pid, where the output goes)", "finish", "qstat (all queues, active jobs)"]
+# a worker running short jobs claims from the candidates it read for the last one (CANDIDATE_TTL); one that ran for
+# a minute or an hour reads every ready shard again
+WARM, COLD = "claim, warm (candidates cached)", "claim, cold (reads every ready shard)"
+RENEWAL, PEEK = "lease renewal (worker item)", "qdel peek (eventually consistent)"
+TOUCH = "worker registry touch"  # after a job: carried by its own renewals when it had any (RENEWAL_TOUCHES)
+
+
+def life_units(url: str, prefix: str = "cost-"):
+    """(units per operation of one job's life, the store): each operation metered alone, per table and index,
+    against the DynamoDB at ``url`` with production shard counts (16 index shards, 32 counter shards). The
+    caller has set fake credentials; it deletes the store's tables when it wants them gone."""
     import boto3
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -134,54 +143,72 @@ def cost(leases: list[tuple[float, float | None]]) -> list[str]:
     from hyper.models import Job, JobSpec
     from hyper.store.base import JobFilter, Submission, WorkerInfo
 
+    store = _store(url, prefix)
+    reader = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+    meters = [Meter(store.db, reader), Meter(store.fast, reader)]
+    script = "#!/bin/bash\n#PBS -N sweep\ncd $PBS_O_WORKDIR\npython train.py --lr 0.01 --seed $PBS_ARRAY_INDEX\n"
+    phases: dict[str, dict] = {}
+
+    def measure(name, fn):
+        for m in meters:
+            m.reset()
+        out = fn()
+        total: dict = collections.defaultdict(float)
+        for m in meters:
+            for k, v in m.units.items():
+                total[k] += v
+        phases[name] = dict(total)
+        return out
+
+    now = time.time()
+    store.register_worker(WorkerInfo("w1", "default", "default", "", 1, now, now, "IDLE"))
+    # a queue with work in it: the claim's candidate read is shared by the claims of the next 2 s (cached)
+    warm = [Submission(Job(name="warm", user="u", queue="default", definition="default",
+                           spec=JobSpec(script=script))) for _ in range(20)]
+    store.submit(warm, now)
+    store.claim("default", "default", "w0", now + 60, now)
+    list(store.list_jobs(JobFilter(with_spec=False)))  # (the first qstat of a host writes its queue registry)
+    store._queues_noted.clear()  # a qsub is a new process: it reads the queue registry once
+    measure("submit (qsub, one job)", lambda: store.submit(
+        [Submission(Job(name="one", user="u", queue="default", definition="default",
+                        spec=JobSpec(script=script)))], time.time()))
+    store._forget_candidates()
+    measure(COLD, lambda: store.claim("default", "default", "w2", time.time() + 60, time.time()))
+    claimed = measure(WARM, lambda: store.claim("default", "default", "w1", time.time() + 60, time.time()))
+    measure("started (pid, where the output goes)", lambda: store.set_pid(
+        claimed, "w1", 4242, log=f"workers/w1/0 {int(time.time() * 1000)} -"))
+    measure(RENEWAL, lambda: store.heartbeat(claimed, "w1", time.time() + 60, jobs_run=1))
+    measure(PEEK, lambda: store.peek(claimed, "w1"))
+    measure("finish", lambda: store.finish(claimed, "w1", "exited", 0, "", time.time(),
+                                           log=f"workers/w1/0 {int(time.time() * 1000)} "
+                                               f"{int(time.time() * 1000) + 5}"))
+    measure(TOUCH, lambda: store.touch_worker("w1", time.time(), "BUSY", 1))
+    measure("qstat (all queues, active jobs)", lambda: list(store.list_jobs(JobFilter(with_spec=False))))
+    return phases, store
+
+
+def per_million(phases: dict, seconds: float, lease: float, max_lease: float | None,
+                state_poll: float) -> tuple[float, int, int]:
+    """($ per million jobs that run ``seconds``, renewals, peeks) at the on-demand PRICES."""
+    from hyper.store.dynamodb.keys import CANDIDATE_TTL
+
+    per = {name: sum(v * PRICES[k[1]] for k, v in units.items()) for name, units in phases.items()}
+    renewals, peeks = _keeper_counts(seconds, lease, state_poll, max_lease)
+    total = (sum(per[b] for b in BASE) + renewals * per[RENEWAL] + peeks * per[PEEK]
+             + (0 if renewals else per[TOUCH]) + per[WARM if seconds < CANDIDATE_TTL else COLD])
+    return total, renewals, peeks
+
+
+def cost(leases: list[tuple[float, float | None]]) -> list[str]:
+    """Units per table/index for one job's life, and $ per million jobs (see the module docstring) for each
+    (lease, max lease): the default (60 s growing to 900 s), longer growth, and fixed leases as before."""
     _aws_env()
     from tests.local_moto import start_moto
 
     server, url = start_moto()
     try:
-        store = _store(url, "cost-")  # production shard counts: 16 index shards, 32 counter shards
-        store_poll = store.STATE_POLL
-        reader = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
-        meters = [Meter(store.db, reader), Meter(store.fast, reader)]
-        script = "#!/bin/bash\n#PBS -N sweep\ncd $PBS_O_WORKDIR\npython train.py --lr 0.01 --seed $PBS_ARRAY_INDEX\n"
-        phases: dict[str, dict] = {}
-
-        def measure(name, fn):
-            for m in meters:
-                m.reset()
-            out = fn()
-            total: dict = collections.defaultdict(float)
-            for m in meters:
-                for k, v in m.units.items():
-                    total[k] += v
-            phases[name] = dict(total)
-            return out
-
-        now = time.time()
-        store.register_worker(WorkerInfo("w1", "default", "default", "", 1, now, now, "IDLE"))
-        # a queue with work in it: the claim's candidate read is shared by the claims of the next 2 s (cached)
-        warm = [Submission(Job(name="warm", user="u", queue="default", definition="default",
-                               spec=JobSpec(script=script))) for _ in range(20)]
-        store.submit(warm, now)
-        store.claim("default", "default", "w0", now + 60, now)
-        (job,) = measure("submit (qsub, one job)", lambda: store.submit(
-            [Submission(Job(name="one", user="u", queue="default", definition="default",
-                            spec=JobSpec(script=script)))], time.time()))
-        store._forget_candidates()
-        measure("claim, cold (reads every ready shard)", lambda: store.claim("default", "default", "w2",
-                                                                           time.time() + 60, time.time()))
-        claimed = measure("claim, warm (candidates cached)", lambda: store.claim("default", "default", "w1",
-                                                                               time.time() + 60, time.time()))
-        measure("started (pid, where the output goes)", lambda: store.set_pid(
-            claimed, "w1", 4242, log=f"workers/w1/0 {int(time.time() * 1000)} -"))
-        measure("lease renewal (worker item)", lambda: store.heartbeat(claimed, "w1", time.time() + 60))
-        measure("qdel peek (eventually consistent)", lambda: store.peek(claimed, "w1"))
-        measure("finish", lambda: store.finish(claimed, "w1", "exited", 0, "", time.time(),
-                                               log=f"workers/w1/0 {int(time.time() * 1000)} "
-                                                   f"{int(time.time() * 1000) + 5}"))
-        measure("worker registry touch", lambda: store.touch_worker("w1", time.time(), "BUSY", 1))
-        measure("qstat (all queues, active jobs)", lambda: list(store.list_jobs(JobFilter(with_spec=False))))
-        del job
+        phases, store = life_units(url)
+        state_poll = store.STATE_POLL
     finally:
         server.stop()
 
@@ -189,29 +216,21 @@ def cost(leases: list[tuple[float, float | None]]) -> list[str]:
     for name, units in phases.items():
         shown = ", ".join(f"{k[0].split('-', 1)[1]} {k[1]}={v:g}" for k, v in sorted(units.items()))
         lines.append(f"  {name:42s} {shown}")
-    base = ["submit (qsub, one job)", "claim, warm (candidates cached)", "started (pid, where the output goes)",
-            "finish", "worker registry touch", "qstat (all queues, active jobs)"]
-
-    def dollars(units: dict) -> float:
-        return sum(v * PRICES[k[1]] for k, v in units.items())
-
-    per = {name: dollars(u) for name, u in phases.items()}
     lines.append("$ per million jobs (on-demand: $%.3f per million write units, $%.3f per million read units):"
                  % (PRICES["W"], PRICES["R"]))
     header = "  lease (max)      " + "".join(f"{label:>10s}" for label, _ in RUN_TIMES) + "   (beats, peeks at 1 h)"
     lines.append(header)
     for lease, max_lease in leases:
         row = f"  {lease:5.0f} s ({'fixed' if max_lease is None else f'{max_lease:.0f} s':>6s})  "
-        for label, seconds in RUN_TIMES:
-            renewals, peeks = _keeper_counts(seconds, lease, store_poll, max_lease)
-            total = sum(per[b] for b in base) + renewals * per["lease renewal (worker item)"] \
-                + peeks * per["qdel peek (eventually consistent)"]
+        for _, seconds in RUN_TIMES:
+            total, renewals, peeks = per_million(phases, seconds, lease, max_lease, state_poll)
             row += f"{total:>10.2f}"
         row += f"   ({renewals}, {peeks})"
         lines.append(row)
-    cold = per["claim, cold (reads every ready shard)"] - per["claim, warm (candidates cached)"]
-    lines.append(f"  (a cold claim adds ${cold:.2f} per million when every claim reads all ready shards; "
-                 "target: under $25 per million 1 h jobs)")
+    dearer = sum(v * PRICES[k[1]] for k, v in phases[COLD].items()) - sum(
+        v * PRICES[k[1]] for k, v in phases[WARM].items())
+    lines.append(f"  (0 s: the claim reuses the last claim's candidates; 60 s and 1 h: it reads every ready shard, "
+                 f"${dearer:.2f} more. Target: under $25 per million 1 h jobs)")
     return lines
 
 

@@ -177,7 +177,7 @@ def test_create_host_makes_active_on_demand_tables_with_ttl(aws, home):
         ttl = aws.db.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires")
     gsis = aws.table("hyper-prod-jobs")["GlobalSecondaryIndexes"]
-    assert sorted(g["IndexName"] for g in gsis) == ["by_queue", "by_user", "by_worker", "leases", "ready"]
+    assert sorted(g["IndexName"] for g in gsis) == ["by_queue", "leases", "ready"]
     assert {g["IndexStatus"] for g in gsis} == {"ACTIVE"}
 
     # hosts.yaml: 0600, names, no secret (the fake keys are in this very environment)

@@ -1,5 +1,6 @@
 """What the job table costs on DynamoDB (issue 10 §2): listing indexes that carry no scripts, idempotent
-claims, heartbeats that rewrite no index key. Against moto's server on 127.0.0.1 through boto3."""
+claims, heartbeats that rewrite no index key, claims that are one write, renewals that are the registry touch,
+the cost of one job's life, and tables of the older layout. Against moto's server on 127.0.0.1 through boto3."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from hyper.models import Job, JobSpec
+from hyper.retry import EXITED
 from hyper.states import JobState
 from hyper.store.base import JobFilter, Submission
 from tests.test_store_contract import D, Q, ddb  # noqa: F401  (the DynamoDB store fixture, e2e lane)
@@ -26,10 +28,10 @@ def test_listing_indexes_carry_no_script(ddb):
     _submit(ddb, 3)
     table = ddb.db.describe_table(TableName=ddb.jobs)["Table"]
     projected = {g["IndexName"]: g["Projection"].get("NonKeyAttributes", []) for g in table["GlobalSecondaryIndexes"]}
-    assert "spec" not in projected["by_queue"] and "spec" not in projected["by_user"]
+    assert "spec" not in projected["by_queue"] and "by_user" not in projected  # (qstat -u filters by_queue)
     assert {"name", "state", "worker", "exit_code"} <= set(projected["by_queue"])
     entries = ddb.db.query(TableName=ddb.jobs, IndexName="by_queue", KeyConditionExpression="qs = :k",
-                           ExpressionAttributeValues={":k": {"S": f"{Q}#QUEUED#1"}})["Items"]
+                           ExpressionAttributeValues={":k": {"S": f"{Q}#ACTIVE#1"}})["Items"]
     assert entries and all("spec" not in e for e in entries)
     # qstat's table needs no spec; qstat -f / --output json still get the whole script, from the base table
     assert [j.spec for j in ddb.list_jobs(JobFilter(with_spec=False))] == [None, None, None]
@@ -39,8 +41,9 @@ def test_listing_indexes_carry_no_script(ddb):
 
 @pytest.mark.parametrize("array", [False, True])
 def test_claim_whose_response_was_lost_still_belongs_to_its_worker(ddb, array):
-    """The first TransactWriteItems of the claim commits in DynamoDB but its answer never arrives; the SDK
-    resends it. The resend must not turn our own committed claim into "someone else has it"."""
+    """The claim's first request (an array element's TransactWriteItems; a single job's UpdateItem, schema 2)
+    commits in DynamoDB but its answer never arrives; the SDK resends it. The resend must not turn our own
+    committed claim into "someone else has it", nor count an attempt twice."""
     from hyper.store.dynamodb import DynamoStore
     from tests.lossy_proxy import LossyProxy
 
@@ -49,13 +52,14 @@ def test_claim_whose_response_was_lost_still_belongs_to_its_worker(ddb, array):
                                    spec=JobSpec(command=["true"])))], time.time())
     else:
         _submit(ddb, 1)
-    proxy = LossyProxy(ddb.host.endpoint_url, {"TransactWriteItems": 1})
+    request = "TransactWriteItems" if array else "UpdateItem"
+    proxy = LossyProxy(ddb.host.endpoint_url, {request: 1})
     try:
         host = dataclasses.replace(ddb.host, endpoint_url=proxy.url)
         lossy = DynamoStore(host)
         now = time.time()
         got = lossy.claim(Q, D, "w1", now + 60, now)
-        assert "TransactWriteItems!" in proxy.seen  # the answer to the committed claim was lost
+        assert f"{request}!" in proxy.seen  # the answer to the committed claim was lost
     finally:
         proxy.stop()
     assert got is not None and got.id == 1 and got.worker == "w1" and got.attempts == 1
@@ -102,3 +106,97 @@ def test_peek_reads_state_and_ownership_without_writing(ddb):
     before = ddb._get(1, -1)
     assert ddb.peek(job, "w1") is JobState.RUNNING and ddb.peek(job, "w2") is None
     assert ddb._get(1, -1) == before
+
+
+def test_a_single_jobs_claim_reads_nothing_and_is_one_write(ddb):
+    """Schema 2: queued and running tasks share a counter, so a claim moves no count. With the ready candidates
+    cached, a claim is one conditional UpdateItem: no GetItem first, no transaction with a counter shard."""
+    _submit(ddb, 2)
+    now = time.time()
+    assert ddb.claim(Q, D, "w1", now + 60, now).id == 1  # (reads the ready shards: the candidates)
+    calls = []
+    ddb.db.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    try:
+        got = ddb.claim(Q, D, "w2", now + 60, now)
+    finally:
+        ddb.db.meta.events.unregister("before-call.dynamodb")
+    assert calls == ["UpdateItem"]
+    assert (got.id, got.worker, got.attempts, got.state) == (2, "w2", 1, JobState.RUNNING)
+    assert {c.state.value: c.tasks for c in ddb.counts()} == {"RUNNING": 2}  # RUNNING from the leases index
+
+
+def test_a_renewal_carries_the_workers_registry_touch(ddb):
+    """The worker's item is written by every renewal anyway: with jobs_run it also says BUSY, the count and
+    when, so a long job needs no registry touch of its own (RENEWAL_TOUCHES). The job item is not written."""
+    from hyper.store.base import WorkerInfo
+
+    _submit(ddb, 1)
+    now = time.time()
+    ddb.register_worker(WorkerInfo("w1", Q, D, "", 1, now - 100, now - 100, "IDLE"))
+    job = ddb.claim(Q, D, "w1", now + 60, now)
+    before = ddb._get(1, -1)
+    assert ddb.heartbeat(job, "w1", now + 120, jobs_run=3) is JobState.RUNNING
+    (w,) = ddb.list_workers(live_since=now - 1)
+    assert (w.state, w.jobs_run, w.heartbeat >= now) == ("BUSY", 3, True)
+    assert ddb._get(1, -1) == before
+    assert ddb.RENEWAL_TOUCHES
+
+
+def test_one_job_life_costs_under_25_dollars_per_million_hour_jobs(moto_endpoint):
+    """Issue 10's target, from the units DynamoDB would bill (scripts/ddb_meter.py), with production shard
+    counts: a one-hour job (submit, a claim that reads every ready shard, start, 11 renewals, ~78 qdel peeks,
+    finish, one qstat) under $25 per million, and the pieces that get it there."""
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from hyper.aws.tables import delete_tables
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import bench_aws
+
+    phases, store = bench_aws.life_units(moto_endpoint, prefix=f"c{uuid.uuid4().hex[:10]}-")
+    try:
+        def units(phase, kind):
+            return sum(v for (_, k), v in phases[phase].items() if k == kind)
+
+        assert units(bench_aws.WARM, "W") == 4 and units(bench_aws.WARM, "R") == 0  # job, ready, by_queue, leases
+        assert units("finish", "W") == 7  # the job and a counter shard in one transaction (2 each), 3 index entries
+        assert units("submit (qsub, one job)", "W") == 5  # no by_user entry
+        assert units("qstat (all queues, active jobs)", "R") <= 9  # 16 ACTIVE shards and the queue registry
+        assert units(bench_aws.RENEWAL, "W") == 1 and units(bench_aws.RENEWAL, "R") == 0
+        dollars, renewals, peeks = bench_aws.per_million(phases, 3600, 60.0, store.MAX_LEASE, store.STATE_POLL)
+        assert (renewals, dollars < 25) == (11, True), (dollars, renewals, peeks)
+    finally:
+        delete_tables(store.host)
+
+
+def test_tables_made_before_schema_2_keep_their_layout(ddb):
+    """A host whose tables were made before schema 2 (config item schema 1) keeps its by_queue keys per state
+    and its RUNNING counter, so the jobs already in it stay listed and counted; its queue registry is made
+    from the counters at the first qstat (jobs submitted before the registry existed are listed)."""
+    from hyper.store.dynamodb import DynamoStore
+    from hyper.store.dynamodb.keys import QUEUES_KEY
+
+    ddb.db.update_item(TableName=ddb.meta, Key={"pk": {"S": "config"}, "sk": {"S": "config"}},
+                       UpdateExpression="SET #s = :one", ExpressionAttributeNames={"#s": "schema"},
+                       ExpressionAttributeValues={":one": {"N": "1"}})
+    old = DynamoStore(ddb.host)
+    assert old.schema == 1
+    old.submit([Submission(Job(name="a", user="ann", queue="q1", definition=D, spec=JobSpec(command=["true"]))),
+                Submission(Job(name="b", user="bob", queue="q2", definition=D, array="0-2",
+                               spec=JobSpec(command=["true"])))], time.time())
+    old.db.delete_item(TableName=old.meta, Key=QUEUES_KEY)  # as if submitted before the registry existed
+    now = time.time()
+    job = old.claim("q1", D, "w1", now + 60, now)
+    assert old._get(1, -1)["qs"].startswith("q1#RUNNING#")  # the per-state key its index has always had
+    counts = {(c.queue, c.state.value): c.tasks for c in old.counts()}
+    assert counts == {("q1", "RUNNING"): 1, ("q2", "QUEUED"): 3}
+    listed = [(j.id, j.queue, j.state.value) for j in old.list_jobs(JobFilter(with_spec=False))]
+    assert listed == [(1, "q1", "RUNNING"), (2, "q2", "QUEUED")]
+    assert set(old.db.get_item(TableName=old.meta, Key=QUEUES_KEY, ConsistentRead=True)["Item"]["names"]["SS"]) \
+        == {"q1", "q2", Q}  # remembered, with the queue resources
+    assert [j.id for j in old.list_jobs(JobFilter(user="bob", with_spec=False))] == [2]
+    assert old.finish(job, "w1", EXITED, 0, "", time.time()) is JobState.SUCCEEDED
+    assert {(c.queue, c.state.value): c.tasks for c in old.counts()} == {("q1", "SUCCEEDED"): 1,
+                                                                         ("q2", "QUEUED"): 3}

@@ -80,8 +80,8 @@ def test_every_store_has_every_member_of_the_protocol(store):
     assert recalled == ([] if store.host is None else [("us-east-1", "batch-1", pytest.approx(time.time(), abs=5))])
 
 
-def job(name="j", array=None, retries=0, retry_on_exit=False, queue=Q) -> Job:
-    return Job(name=name, user="alice", queue=queue, definition=D, retries=retries, array=array,
+def job(name="j", array=None, retries=0, retry_on_exit=False, queue=Q, user="alice") -> Job:
+    return Job(name=name, user=user, queue=queue, definition=D, retries=retries, array=array,
                spec=JobSpec(command=["true"], retry_on_exit=retry_on_exit))
 
 
@@ -750,7 +750,7 @@ def test_tables_are_idempotent_with_ttl(ddb):
         backups = ddb.db.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
         assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
     gsis = ddb.db.describe_table(TableName=ddb.jobs)["Table"]["GlobalSecondaryIndexes"]
-    assert sorted(g["IndexName"] for g in gsis) == ["by_queue", "by_user", "by_worker", "leases", "ready"]
+    assert sorted(g["IndexName"] for g in gsis) == ["by_queue", "leases", "ready"]  # schema 2
     assert delete_tables(host) == list(table_names(host).values()) and not tables_exist(host)
 
 
@@ -820,7 +820,10 @@ def test_throttled_id_counter_spills_to_another_shard(ddb):
 
 
 def test_transaction_conflicts_are_retried(ddb):
+    """A finish (the job and a counter shard in one transaction) that meets a TransactionConflict is sent
+    again, on fresh counter shards, and counted once. (A single job's claim is one UpdateItem: schema 2.)"""
     submit(ddb, job())
+    j = claim(ddb)
     conflicts = []
 
     def conflict_once(**kwargs):
@@ -831,9 +834,8 @@ def test_transaction_conflicts_are_retried(ddb):
         return ddb.db._real.transact_write_items(**kwargs)
 
     ddb.db = _InFront(ddb.db, transact_write_items=conflict_once)
-    j = claim(ddb)
-    assert j is not None and j.id == 1 and len(conflicts) == 1
-    assert {c.state: c.tasks for c in ddb.counts()} == {JobState.RUNNING: 1}  # counted once, not twice
+    assert ddb.finish(j, "w1", EXITED, 0, "", time.time()) is JobState.SUCCEEDED and len(conflicts) == 1
+    assert {c.state: c.tasks for c in ddb.counts()} == {JobState.SUCCEEDED: 1}  # counted once, not twice
 
 
 def test_local_path_never_imports_boto3():
@@ -841,3 +843,21 @@ def test_local_path_never_imports_boto3():
             "bad = [m for m in ('boto3', 'botocore') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+
+def test_list_by_user_with_and_without_a_queue(store):
+    """qstat -u: only that user's jobs and arrays, active or (with -x) finished, in any queue or in one."""
+    submit(store, job("a", user="ann"), job("b"), job("c", queue="other"), job("d", array="0-2"))
+
+    def rows(**flt):
+        return [(j.id, j.state.value) for j in store.list_jobs(JobFilter(with_spec=False, **flt))]
+
+    assert rows(user="alice") == [(2, "QUEUED"), (3, "QUEUED"), (4, "QUEUED")]
+    assert rows(user="alice", queue="other") == [(3, "QUEUED")]
+    assert rows(user="ann") == [(1, "QUEUED")] and rows(user="nobody") == []
+    j = claim(store)
+    assert (j.id, rows(user="ann")) == (1, [(1, "RUNNING")])
+    store.finish(j, "w1", EXITED, 0, "", time.time())
+    assert rows(user="ann") == [] and rows(user="ann", include_finished=True) == [(1, "SUCCEEDED")]
+    assert rows(user="alice", include_finished=True) == [(2, "QUEUED"), (3, "QUEUED"), (4, "QUEUED")]

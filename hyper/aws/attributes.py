@@ -33,6 +33,8 @@ def _av(value: Any) -> dict:
         return {"L": [_av(v) for v in value]}
     if isinstance(value, dict):
         return {"M": {str(k): _av(v) for k, v in value.items()}}
+    if isinstance(value, (set, frozenset)) and value and all(isinstance(v, str) for v in value):
+        return {"SS": sorted(value)}  # (DynamoDB has no empty set: the caller leaves an empty one out)
     raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
 
 

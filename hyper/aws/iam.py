@@ -49,7 +49,7 @@ KEY_USE = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"]  # data through
 # submission takes ids and writes counts, dependency edges and notices; a worker's claim/finish writes
 # counts, edges, notices and its own worker record; the scheduler records its Batch jobs. ``res#*`` and
 # ``config`` are in none of these lists: only the admin writes them.
-USER_META_KEYS = ("ids", "cnt#*", "dep#*", "ntc#*", "ntcx#*")
+USER_META_KEYS = ("ids", "cnt#*", "dep#*", "ntc#*", "ntcx#*", "queues")  # queues: the registry qsub adds to
 WORKER_META_KEYS = ("cnt#*", "dep#*", "ntc#*", "ntcx#*", "wrk#*")
 SCHEDULER_META_KEYS = USER_META_KEYS + ("wrk#*", "sched")
 JOB_ROLE_STEM = "job-"  # a definition's --job-role is named <prefix>job-...
@@ -235,7 +235,8 @@ def worker_statements(host: Host, partition: str, account: str) -> list[dict]:
 
 def user_statements(host: Host, partition: str, account: str) -> list[dict]:
     """qsub / qstat / qdel / qlog / qhold / qrls: job items, the meta items a submission writes (ids,
-    counts, dependency edges, notices), never resources or configuration; reading the log group."""
+    counts, dependency edges, notices, the queue registry), never resources or configuration; reading the log
+    group."""
     return [
         _statement("HostJobs", ITEM_READ + ITEM_WRITE, jobs_table_arns(host, partition, account)),
         _statement("HostMetaRead", ITEM_READ, meta_arns(host, partition, account)),

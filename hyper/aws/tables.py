@@ -8,11 +8,14 @@ and spent dependency edges. Layout, keys and the reasons behind them: docs/dynam
 jobs (hash ``id`` N, range ``idx`` N): ``idx = -1`` a single job or an array record, ``idx >= 0`` a started
 array element, ``idx = -2`` a large job spec (zlib, Binary). GSIs, all sharded (``#<shard>`` suffix):
   ready      rq = queue#definition#shard, rk = priority#id#idx   sparse: only claimable jobs
-  by_queue   qs = queue#state#shard,      ord = id<<32 | idx+1   jobs and arrays, never elements
-  by_user    us = user#state#shard,       ord                    jobs and arrays, never elements
-  leases     ls = shard,                  lease (+ rw)           sparse: only RUNNING (expired-lease sweep); the
-             lease is the claim's: heartbeats renew the *worker's* item, so no beat rewrites an index key
-  by_worker  rw = worker,                 ord                    sparse: only RUNNING (dead-worker requeue)
+  by_queue   qs = queue#ACTIVE#shard (held, queued or running) or queue#<final state>#shard,
+             ord = id<<32 | idx+1                                jobs and arrays, never elements (qstat -u
+             filters it by user: no index of its own, which cost 5 write units per job)
+  leases     ls = shard,                  lease (+ rw)           sparse: only RUNNING (expired-lease sweep, and
+             the jobs of a worker seen dead, filtered by rw); the lease is the claim's: heartbeats renew the
+             *worker's* item, so no beat rewrites an index key
+Tables made before schema 2 also have by_user and by_worker and key by_queue per active state; the store
+reads the schema from the config item and keys its writes the way its tables were made.
 meta (hash ``pk`` S, range ``sk`` S): config, id counters, count shards, resources, workers, dependency edges.
 """
 
@@ -29,6 +32,11 @@ if TYPE_CHECKING:
     from hyper.aws.session import AwsClient
 
 TTL_ATTRIBUTE = "expires"
+# 2: by_queue keys every active state under one ACTIVE key (a claim rewrites one index entry instead of moving it,
+# and qstat reads a third of the keys); no by_user and no by_worker index (qstat -u filters by_queue, a dead
+# worker's jobs are found in the leases index); one counter for queued and running tasks, RUNNING counted from
+# the leases index (a claim is one conditional write). Tables keep the schema they were made with (config item).
+SCHEMA = 2
 
 # shard counts written once into the meta table's config item when the tables are created
 DEFAULT_SETTINGS = {
@@ -93,18 +101,18 @@ def table_definitions(host: Host) -> list[dict]:
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": n, "AttributeType": t} for n, t in (
-                ("id", "N"), ("idx", "N"), ("rq", "S"), ("rk", "S"), ("qs", "S"), ("us", "S"), ("ord", "N"),
-                ("ls", "S"), ("lease", "N"), ("rw", "S"))
+                ("id", "N"), ("idx", "N"), ("rq", "S"), ("rk", "S"), ("qs", "S"), ("ord", "N"), ("ls", "S"),
+                ("lease", "N"))
         ],
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "idx", "KeyType": "RANGE"}],
         "GlobalSecondaryIndexes": [
             _gsi("ready", "rq", "rk", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["array"]}),
             _gsi("by_queue", "qs", "ord", listing),
-            _gsi("by_user", "us", "ord", listing),
             # keyed by the claim's lease, which a registered worker's heartbeat never moves (it renews its own
             # worker item, 1 write unit, no index): the sweep checks a candidate's worker (rw) before its job
-            _gsi("leases", "ls", "lease", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["rw"]}),
-            _gsi("by_worker", "rw", "ord", {"ProjectionType": "KEYS_ONLY"}),
+            # and carries each running job's queue and definition: the RUNNING counts are read from it (schema 2)
+            _gsi("leases", "ls", "lease", {"ProjectionType": "INCLUDE",
+                                           "NonKeyAttributes": ["rw", "queue", "definition"]}),
         ],
         "Tags": [{"Key": "hyper:host", "Value": host.name}],
         "DeletionProtectionEnabled": True,  # a stray delete-table cannot drop every job; purge turns it off first
@@ -129,7 +137,7 @@ def config_item(host: Host) -> dict:
     from hyper.aws.identity import initial_admins
 
     s = settings(host)
-    item = {"pk": {"S": "config"}, "sk": {"S": "config"}, "schema": {"N": "1"},
+    item = {"pk": {"S": "config"}, "sk": {"S": "config"}, "schema": {"N": str(SCHEMA)},
             "created": {"N": str(int(time.time()))}, "host": {"S": host.name},
             "admins": {"L": [{"S": a} for a in initial_admins(host)]}}
     item.update({k: {"N": str(v)} for k, v in s.items()})

@@ -122,6 +122,7 @@ class StoreDefaults:
     STATE_POLL: float = 1.0
     MAX_LEASE: float | None = None
     CLAIM_AHEAD: int = 1
+    RENEWAL_TOUCHES: bool = False
 
     def remember_submission(self, region: str, batch_job_id: str, at: float, keep: float) -> None:
         """Keeps nothing: the local host's agent never submits to Batch."""
@@ -156,6 +157,13 @@ class Store(Protocol):
     @property
     def STATE_POLL(self) -> float:  # noqa: N802
         """Longest wait between a running worker's qdel checks (``peek``)."""
+        ...
+
+    @property
+    def RENEWAL_TOUCHES(self) -> bool:  # noqa: N802
+        """Whether ``heartbeat(..., jobs_run=n)`` also records the worker as BUSY with n jobs run, in the same
+        write (DynamoDB: the renewal writes the worker's item anyway), so a job that renewed needs no registry
+        touch of its own when it ends."""
         ...
 
     @property
@@ -240,8 +248,9 @@ class Store(Protocol):
         kept per attempt by stores of hosts that ship output (DynamoDB); a local store ignores it."""
         ...
 
-    def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None:
-        """Extend the lease; returns the job's state, or None if this worker no longer owns the job."""
+    def heartbeat(self, job: Job, worker: str, lease_until: float, jobs_run: int | None = None) -> JobState | None:
+        """Extend the lease; returns the job's state, or None if this worker no longer owns the job.
+        ``jobs_run``: see ``RENEWAL_TOUCHES`` (a store without it ignores it)."""
         ...
 
     def peek(self, job: Job, worker: str) -> JobState | None:

@@ -149,8 +149,9 @@ class SQLiteRunning:
             con.execute("UPDATE jobs SET pid = ? WHERE id = ? AND idx = ? AND worker = ?",
                         (pid, job.id, _idx(job), worker))
 
-    def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None:
-        """Extend the lease; returns the job's state, or None if this worker no longer owns the job."""
+    def heartbeat(self, job: Job, worker: str, lease_until: float, jobs_run: int | None = None) -> JobState | None:
+        """Extend the lease; returns the job's state, or None if this worker no longer owns the job (``jobs_run``
+        is ignored: a registry touch costs nothing here, the worker makes its own)."""
         with self._tx() as con:
             row = con.execute("SELECT state, worker FROM jobs WHERE id = ? AND idx = ?",
                               (job.id, _idx(job))).fetchone()

@@ -10,9 +10,9 @@ before the attempt's end is recorded, so whoever sees the job finished finds all
 SIGTERM (spot interruption, ``docker stop``): the running job's process group gets SIGTERM, SIGKILL after
 the grace period, and the attempt ends as LOST: the store's retry rule (hyper/retry.py, the same on
 every host) requeues it for another attempt while it has retries left. The worker then exits.
-``qdel``: the state check between renewals (every second locally; on DynamoDB, where it is a read, every
-elapsed/10 s between 1 s and ``STATE_POLL``) sees DELETED and stops the job the same way. The lease is
-renewed at most every lease/3, and a worker that cannot renew in time stops its own job before the lease
+``qdel``: the state check (every second locally; on DynamoDB, where it is a read, every fifth of the job's
+age between 2 s and ``STATE_POLL``) sees DELETED and stops the job the same way. The lease is renewed at most
+every lease/3 (lease/2 where it grows), and a worker that cannot renew in time stops its own job before the lease
 ends (hyper/worker/fence.py), so the sweep, which waits lease + margin, never starts a second attempt while
 the first still runs.
 """
@@ -89,6 +89,8 @@ class Worker:
         self.gpu_ids = gpu_ids
         self.max_jobs = max_jobs
         self.jobs_run = 0
+        # a renewal during the last job carried the registry touch (store.RENEWAL_TOUCHES): none due when it ends
+        self._touched_by_renewal = False
         self._stop = False
         self.extra_env = identity.job_env(worker_id, self.aws)
         self.log_warnings: list[str] = []
@@ -153,7 +155,9 @@ class Worker:
                 if self.claim_ahead > 1:
                     self._pace_claims(self._ran_for)
                 idle_since = time.monotonic()
-                if time.monotonic() - last_touch >= self.touch_every:
+                if time.monotonic() - last_touch >= self.touch_every and not self._touched_by_renewal:
+                    # (a job that renewed its lease touched the registry then: its count shows at the next
+                    # renewal or idle touch, and a stream of long jobs costs no touch of its own)
                     self.store.touch_worker(self.id, time.time(), WorkerActivity.BUSY, self.jobs_run)
                     last_touch = time.monotonic()
                 if self.max_jobs and self.jobs_run >= self.max_jobs:
@@ -261,7 +265,15 @@ class Worker:
             if self._watchdog is not None and pgid:
                 self._watchdog.arm(pgid, until)
 
-        check = LeaseKeeper(lambda until: self.store.heartbeat(job, self.id, until),
+        self._touched_by_renewal = False
+        touches = self.store.RENEWAL_TOUCHES
+
+        def renew(until: float) -> JobState | None:
+            state = self.store.heartbeat(job, self.id, until, jobs_run=self.jobs_run if touches else None)
+            self._touched_by_renewal = self._touched_by_renewal or (touches and state is not None)
+            return state
+
+        check = LeaseKeeper(renew,
                             lambda: self.store.peek(job, self.id), self.lease, renew_every, stop_before,
                             on_renew=extended, until=job.lease,
                             peek_ceiling=self.store.STATE_POLL, max_lease=self.store.MAX_LEASE)

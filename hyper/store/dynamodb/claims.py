@@ -9,10 +9,10 @@ import uuid
 from typing import Any, Iterator
 
 from hyper.array_state import claimable, ended_array, unended_state
-from hyper.aws.attributes import _item
+from hyper.aws.attributes import _item, _unitem
 from hyper.aws.dynamo import TX_ATTEMPTS, _committed, _Expr, _mine, _Raw, _update
 from hyper.models import Job
-from hyper.states import JobState
+from hyper.states import JobState, WorkerActivity
 from hyper.store.dynamodb.core import _Core
 from hyper.store.dynamodb.keys import (CANDIDATE_TTL, LOG_PREFIX, MAX_AHEAD, MAX_CANDIDATES, PAGE, PARENT,
                                        QUEUED, RUNNING, _finished, _idx, _jkey, _k, _ord, _public, _weight)
@@ -102,6 +102,8 @@ class _Claims(_Core):
     def _claim_item(self, job_id: int, idx: int, queue: str, definition: str, worker: str, lease_until: float,
                     now: float) -> Job | None:
         """A single job, or an array element that was requeued (its array's %limit is checked)."""
+        if idx == PARENT and self.schema >= 2:
+            return self._claim_single(job_id, queue, definition, worker, lease_until, now)
         it = self._get(job_id, idx)
         if (it is None or it["state"] != QUEUED or "rq" not in it or it["queue"] != queue
                 or it["definition"] != definition):
@@ -134,6 +136,31 @@ class _Claims(_Core):
             self._settle_array(job_id, now)
         it.update({k: v for k, v in sets.items()})
         return self._job(it, self._spec_of(parent))
+
+    def _claim_single(self, job_id: int, queue: str, definition: str, worker: str, lease_until: float,
+                      now: float) -> Job | None:
+        """A single job (schema 2, where a claim moves no count): one conditional UpdateItem that reads nothing
+        first and returns the claimed item (ALL_NEW costs no read units), 4 write units in all with its index
+        entries. The condition is the claim: QUEUED, claimable (``rq``) and still in this queue."""
+        e = _Expr()
+        token = uuid.uuid4().hex
+        sets: dict[str, Any] = {"attempts": _Raw(f"if_not_exists({e.n('attempts')}, {e.v(0)}) + {e.v(1)}"),
+                                "worker": worker, "lease": lease_until, "started": now, "ended": None,
+                                "pid": None, "exit_code": None, "ct": token}
+        sets.update(self._state_attrs({"id": job_id, "idx": PARENT, "queue": queue, "definition": definition},
+                                      RUNNING, ready=False, now=now, worker=worker))
+        cond = (e.eq(state=QUEUED, queue=queue, definition=definition)
+                + f" AND attribute_exists({e.n('rq')})")
+        op = _mine(_update(self.jobs, _jkey(job_id, PARENT), e, set_=sets, cond=cond))
+        try:
+            it = _unitem(self.db.update_item(**op, ReturnValues="ALL_NEW")["Attributes"])
+        except self.db.exceptions.ConditionalCheckFailedException as exc:
+            old = exc.response.get("Item")
+            it = _unitem(old) if old else {}
+            if it.get("ct") != token:  # taken by another worker, or no longer claimable
+                return None
+            # our own claim, committed by a first attempt whose response was lost (see _committed)
+        return self._job(it, self._spec_of(it))
 
     def _claim_element(self, job_id: int, queue: str, definition: str, worker: str, lease_until: float,
                        now: float, take: int = 1) -> list[Job]:
@@ -255,20 +282,29 @@ class _Claims(_Core):
             pass
 
     @_public
-    def heartbeat(self, job: Job, worker: str, lease_until: float) -> JobState | None:
-        """Extend the lease; returns the job's state, or None if this worker no longer owns the job.
+    def heartbeat(self, job: Job, worker: str, lease_until: float, jobs_run: int | None = None) -> JobState | None:
+        """Extend the lease; returns RUNNING while this worker owns the job (DELETED and the like for an
+        unregistered claimer), or None if it no longer does.
 
-        A registered worker renews its own registry item (1 write unit, in no index): its lease covers the
-        job it runs, and the sweep reads it before it calls a job lost. The job item, and with it the
-        ``leases`` index, is not written at all, so a beat never rewrites an index key (3 write units before,
-        and the index's 16 keys throttled the table at ~8,000 running jobs). A claimer that never registered
-        (tools, tests) renews the job's own lease, as before.
+        A registered worker renews its own registry item (1 write unit, in no index, nothing read): its lease
+        covers the job it runs, and the sweep reads it before it calls a job lost. The job item, and with it
+        the ``leases`` index, is not written at all, so a beat never rewrites an index key (3 write units
+        before, and the index's 16 keys throttled the table at ~8,000 running jobs). The sweep fences a job
+        only in a transaction that marks it on this item (``fenced``), so a late renewal fails its condition
+        here; ``qdel`` is seen by ``peek``, on its own schedule. With ``jobs_run`` the same write is the
+        worker's registry touch (BUSY, jobs run, heartbeat: ``RENEWAL_TOUCHES``). A claimer that never
+        registered (tools, tests) renews the job's own lease, as before.
         """
         e = _Expr()
+        sets: dict[str, Any] = {"lease": lease_until}
+        if jobs_run is not None:
+            sets.update(heartbeat=time.time(), state=WorkerActivity.BUSY, jobs_run=jobs_run)
         try:
-            self.db.update_item(**_update(self.meta, self._worker_key(worker), e, set_={"lease": lease_until},
-                                          cond=f"attribute_exists(pk) AND {e.n('state')} <> {e.v('EXITED')}"))
-            return self.peek(job, worker)
+            self.db.update_item(**_update(
+                self.meta, self._worker_key(worker), e, set_=sets,
+                cond=f"attribute_exists(pk) AND {e.n('state')} <> {e.v('EXITED')} "
+                     f"AND NOT contains({e.n('fenced')}, {e.v(f'{job.id}#{_idx(job)}')})"))
+            return JobState.RUNNING
         except self.db.exceptions.ConditionalCheckFailedException:
             pass
         e = _Expr()

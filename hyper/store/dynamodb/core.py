@@ -22,8 +22,9 @@ from hyper.errors import HyperError
 from hyper.models import RESOURCE_KINDS, Job, JobSpec, Resource
 from hyper.parsing.arrays import ArraySpec, parse_array
 from hyper.states import JobState
-from hyper.store.dynamodb.keys import (FENCE, LEASE_MARGIN, LOG_PREFIX, MAX_AHEAD, MAX_LEASE, PARENT, RUNNING, SPEC,
-                                       SPEC_TTL, _f, _finished, _jkey, _k, _public, _rank)
+from hyper.store.dynamodb.keys import (ACTIVE, ACTIVE_STATES, FENCE, LEASE_MARGIN, LOG_PREFIX, MAX_AHEAD,
+                                       MAX_LEASE, PARENT, QR, QUEUED, RUNNING, SPEC, SPEC_TTL, _f, _finished, _jkey, _k,
+                                       _public, _rank)
 from hyper.store.notices import DynamoNotices
 
 
@@ -34,8 +35,9 @@ class _Core(DynamoNotices, DynamoTables):
     SPEC_TTL = SPEC_TTL  # notices (hyper/store/notices.py) expire like specs
     IDLE_POLL_CEILING = 1.0  # longest wait between a worker's empty claims (each reads every ready shard)
     TOUCH_EVERY = 20.0  # a worker's IDLE/BUSY registry write at most this often (1 write unit each)
+    RENEWAL_TOUCHES = True  # a lease renewal writes the worker's item: it carries the BUSY touch (claims.heartbeat)
     STATE_POLL = 60.0  # longest wait between a running worker's qdel checks (each an eventually consistent
-    #                    GetItem; hyper/worker/fence.py checks every elapsed/10 s, 1 s at first)
+    #                    GetItem; hyper/worker/fence.py checks every fifth of the job's age, 2 s at first)
 
     if TYPE_CHECKING:  # defined by the concern mixins, declared here so each mixin can call the others
         def _resolve_dependents(self, job_id: int, idx: int | None, now: float) -> None: ...  # finish.py
@@ -52,6 +54,7 @@ class _Core(DynamoNotices, DynamoTables):
         # many claims, instead of 16 queries per claim
         self._candidates: dict[tuple[str, str], tuple[float, list[dict]]] = {}
         self._spec_cache: dict[int, dict] = {}
+        self._queues_noted: set[str] = set()  # queues this process saw in the registry (jobs._note_queues)
         self._pool_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self.batch_attempts = 8  # rounds of BatchWriteItem before unwritten jobs become an error
@@ -64,6 +67,9 @@ class _Core(DynamoNotices, DynamoTables):
         self.count_shards = int(config["count_shards"])
         self.id_shards = int(config["id_shards"])
         self.retention = int(config["retention_days"]) * 86400
+        # the layout the tables were made with (hyper/aws/tables.py SCHEMA): before 2, by_queue is keyed per
+        # active state and the counters count RUNNING apart from QUEUED
+        self.schema = int(config["schema"])
         # seconds past a worker's lease before the sweep takes its job (the worker stops it by then itself)
         self.lease_margin = float((host.extra or {}).get("lease_margin", LEASE_MARGIN))
         self.STATE_POLL = float((host.extra or {}).get("state_poll", self.STATE_POLL))
@@ -98,6 +104,7 @@ class _Core(DynamoNotices, DynamoTables):
             found = self.db.get_item(TableName=self.meta, Key=key, ConsistentRead=True)["Item"]
         config = dict(tables.DEFAULT_SETTINGS)
         config.update({k: v for k, v in _unitem(found).items() if k in config})
+        config["schema"] = int(found.get("schema", {}).get("N", 1))
         return config
 
 
@@ -140,13 +147,20 @@ class _Core(DynamoNotices, DynamoTables):
                                  "retry later; the table is at its request limit")
         return out
 
+    def _counted(self, state: str) -> str:
+        """The counter a state is counted in. Schema 2: QUEUED and RUNNING share one (``QR``), so a claim (and a
+        requeue) moves no count and is one conditional write on the job, not a transaction with a counter
+        shard (4 write units); RUNNING is counted from the leases index instead (jobs._count_rows)."""
+        return QR if self.schema >= 2 and state in (QUEUED, RUNNING) else state
+
     def _counter_ops(self, delta: dict[tuple[str, str, str], int]) -> list[dict]:
         """UpdateItems adding `delta` to one randomly chosen counter shard per (queue, definition)."""
         grouped: dict[tuple[str, str], dict[str, int]] = {}
         for (queue, definition, state), n in delta.items():
             if n:
                 states = grouped.setdefault((queue, definition), {})
-                states[state] = states.get(state, 0) + n
+                counter = self._counted(state)
+                states[counter] = states.get(counter, 0) + n
         ops = []
         for (queue, definition), states in sorted(grouped.items()):
             states = {s: n for s, n in states.items() if n}
@@ -168,8 +182,7 @@ class _Core(DynamoNotices, DynamoTables):
         shard = self._shard(job_id, idx)
         out: dict[str, Any] = {"state": state}
         if idx < 0:
-            out["qs"] = _k(it["queue"], state, str(shard))
-            out["us"] = _k(it["user"], state, str(shard))
+            out["qs"] = self._listing_key(it["queue"], state, shard)
         if ready:
             out["rq"] = _k(it["queue"], it["definition"], str(shard))
             out["rk"] = _rank(it.get("priority", 0), job_id, idx)
@@ -183,6 +196,15 @@ class _Core(DynamoNotices, DynamoTables):
             out["ls"] = out["rw"] = None
         out["expires"] = int(now + self.retention) if _finished(state) else None
         return out
+
+    def _listing_group(self, state: str) -> str:
+        """The state part of a by_queue key: every active state shares one (schema 2), so a claim, hold or
+        release rewrites the entry in place (1 write unit) instead of moving it (2), and qstat of the active
+        jobs reads one key per shard instead of three."""
+        return ACTIVE if self.schema >= 2 and state in ACTIVE_STATES else state
+
+    def _listing_key(self, queue: str, state: str, shard: int) -> str:
+        return _k(queue, self._listing_group(state), str(shard))
 
     def _array(self, job_id: int, text: str) -> ArraySpec:
         spec = self._specs.get(job_id)

@@ -114,7 +114,12 @@ class _Finish(_Core):
     def requeue_worker(self, worker: str, now: float, on_lost: LostHandler | None = None) -> list[Job]:
         """A worker is known dead (its process exited): requeue its jobs at once, not at lease expiry."""
         self._forget_candidates()
-        keys = sorted({(it["id"], it["idx"]) for it in self._query_all(index="by_worker", key="rw", value=worker)})
+
+        def mine(shard: int) -> list[dict]:  # the leases index carries each running job's worker (rw)
+            return list(self._query_all(index="leases", key="ls", value=str(shard), filter_=("rw", worker)))
+
+        keys = sorted({(it["id"], it["idx"]) for found in self._parallel(mine, list(range(self.index_shards)))
+                       for it in found})
         lost = self._lose(keys, f"worker {worker} died", now, on_lost, worker=worker)
         e = _Expr()
         try:
@@ -149,12 +154,13 @@ class _Finish(_Core):
                 cond = e.eq(state=RUNNING, worker=owner, lease=it["lease"])
                 ops = [("Update", _update(self.jobs, _jkey(job_id, idx), e, set_={"worker": fence}, cond=cond))]
                 if worker_leases is not None and plain in worker_leases:
-                    # ...and its worker did not renew since the sweep read the registry
+                    # ...and its worker did not renew since the sweep read the registry; the job is marked
+                    # fenced on the worker's item, so a late renewal fails there (heartbeat) without a read
                     w = _Expr()
-                    ops.append(("ConditionCheck", w.apply({
-                        "TableName": self.meta, "Key": self._worker_key(plain),
-                        "ConditionExpression": f"attribute_not_exists({w.n('lease')}) OR {w.n('lease')} < "
-                                               f"{w.v(now - self.lease_margin)}"})))
+                    ops.append(("Update", _update(
+                        self.meta, self._worker_key(plain), w, add={"fenced": {f"{job_id}#{idx}"}},
+                        cond=f"attribute_not_exists({w.n('lease')}) OR {w.n('lease')} < "
+                             f"{w.v(now - self.lease_margin)}")))
                 if not self._transact(ops):
                     continue  # it heartbeated or ended meanwhile: not lost
             job = self._job(it, self._spec_of(it if idx < 0 else self._get(job_id, PARENT)))

@@ -12,7 +12,7 @@ import botocore.exceptions as bx
 
 from hyper.aws import session as aws
 from hyper.aws.attributes import _item
-from hyper.aws.dynamo import BATCH_SIZE, GET_BATCH, batch_write
+from hyper.aws.dynamo import BATCH_SIZE, GET_BATCH, _Expr, _update, batch_write
 from hyper.dependencies import blockers, initial_state
 from hyper.errors import HyperError
 from hyper.models import Job, JobSpec
@@ -25,7 +25,8 @@ from hyper.store.dynamodb.core import _Core
 if TYPE_CHECKING:
     from hyper.aws.session import AwsClient
 from hyper.store.dynamodb.keys import (ACTIVE_STATES, DELETED, HELD, ID_BLOCK, INLINE_SPEC_MAX, MAX_SPEC_BYTES,
-                                       PARENT, QUEUED, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord, _public)
+                                       PARENT, QR, QUEUED, QUEUES_KEY, RUNNING, SPEC, SPEC_TTL, _finished, _k, _ord,
+                                       _public)
 
 
 class _Jobs(_Core):
@@ -166,6 +167,7 @@ class _Jobs(_Core):
         were not written and raise. Why this order: a crash can over-count (a worker too many), never strand a
         job, and a job item is never visible without its spec, edges and notice."""
         total = len(ids)
+        self._note_queues({q for q, _, _ in delta})
         self._apply_counts(delta)
         threads = 8 if len(job_items) + len(extra_items) > 4 * BATCH_SIZE else 1
         send = self._send_batch
@@ -260,27 +262,45 @@ class _Jobs(_Core):
                                  spec=spec_for(p), array=parent.array))
         return found, missing
 
-    def _known_queues(self, states: Iterable[str]) -> list[str]:
-        """Queues that may hold jobs: every queue resource, and every queue the counters have seen."""
-        wanted = set(states)
+    def _known_queues(self) -> list[str]:
+        """Queues that may hold jobs: the registry every submission notes its queue in (one item, half a read
+        unit). Tables from before the registry: every queue resource and every queue the counters have seen
+        (32 counter shards, 16 read units), remembered in the registry so this happens once."""
+        found = self.db.get_item(TableName=self.meta, Key=QUEUES_KEY).get("Item")  # eventually consistent, as
+        if found and "complete" in found:  # the listing indexes it feeds are
+            return sorted(found.get("names", {}).get("SS", []))
         names = {r.name for r in self.list_resources("queue")}
-        # eventually consistent (half the read units): the listing indexes it feeds are eventually consistent too
-        names.update(q for (q, _, s), n in self._count_rows(consistent=False).items() if n and s in wanted)
+        names.update(q for q, _, _ in self._count_rows(consistent=False))
+        e = _Expr()
+        self.db.update_item(**_update(self.meta, QUEUES_KEY, e, set_={"complete": True},
+                                      add={"names": set(names)} if names else None))
         return sorted(names)
+
+    def _note_queues(self, queues: set[str]) -> None:
+        """Before a submission writes anything: its queues are in the registry qstat reads (``_known_queues``).
+        One eventually consistent read per queue new to this process, and a write only for a queue never seen
+        (a stale read just adds a name twice: ADD to a set)."""
+        new = queues - self._queues_noted
+        if not new:
+            return
+        found = self.db.get_item(TableName=self.meta, Key=QUEUES_KEY, ProjectionExpression="#n",
+                                 ExpressionAttributeNames={"#n": "names"}).get("Item") or {}
+        new -= set(found.get("names", {}).get("SS", []))
+        if new:
+            e = _Expr()
+            self.db.update_item(**_update(self.meta, QUEUES_KEY, e, add={"names": new}))
+        self._queues_noted |= queues
 
     def list_jobs(self, flt: JobFilter) -> Iterator[Job]:
         """Jobs and arrays by id (elements after their array with ``elements``), from the sharded indexes."""
         with aws.aws_errors(self.host, "dynamodb", "list jobs"):
             states = [s.value for s in JobState] if flt.include_finished else list(ACTIVE_STATES)
+            groups = sorted({self._listing_group(st) for st in states})
             shards = range(self.index_shards)
-            if flt.user:
-                queries = [dict(index="by_user", key="us", value=_k(flt.user, st, str(sh)),
-                                filter_=("queue", flt.queue) if flt.queue else None, limit=None)
-                           for st in states for sh in shards]
-            else:
-                queues = [flt.queue] if flt.queue else self._known_queues(states)
-                queries = [dict(index="by_queue", key="qs", value=_k(q, st, str(sh)))
-                           for q in queues for st in states for sh in shards]
+            queues = [flt.queue] if flt.queue else self._known_queues()
+            who = ("user", flt.user) if flt.user else None  # qstat -u: a filter, no index of its own
+            queries = [dict(index="by_queue", key="qs", value=_k(q, g, str(sh)), filter_=who)
+                       for q in queues for g in groups for sh in shards]
             merged = self._merged(queries, sort_key=lambda it: it["ord"]) if queries else iter(())
             count = 0
             while True:
@@ -313,18 +333,40 @@ class _Jobs(_Core):
                                states=ACTIVE_STATES if active_only else None)
 
     def _count_rows(self, consistent: bool = True) -> dict[tuple[str, str, str], int]:
+        """Tasks per (queue, definition, state): the counter shards summed. Schema 2 counts queued and running
+        tasks together (``QR``) and takes RUNNING from the leases index (running jobs only, eventually
+        consistent: a claim shows there within about a second); QUEUED is the rest."""
         def shard(k: int) -> list[dict]:
             return list(self._query_all(table=self.meta, key="pk", value=f"cnt#{k}", consistent=consistent))
 
         totals: dict[tuple[str, str, str], int] = {}
+        names = [state.value for state in JobState] + [QR]
         for items in self._parallel(shard, list(range(self.count_shards))):
             for it in items:
-                for state in JobState:
-                    n = it.get(state.value)
+                for name in names:
+                    n = it.get(name)
                     if n:
-                        key = (it["q"], it["d"], state.value)
+                        key = (it["q"], it["d"], name)
                         totals[key] = totals.get(key, 0) + int(n)
+        if self.schema >= 2:
+            running = self._running_tasks()
+            for q, d in {(q, d) for q, d, name in totals if name == QR} | set(running):
+                r = running.get((q, d), 0)
+                totals[(q, d, RUNNING)] = r
+                totals[(q, d, QUEUED)] = max(0, totals.pop((q, d, QR), 0) - r)
         return totals
+
+    def _running_tasks(self) -> dict[tuple[str, str], int]:
+        """Running jobs and elements per (queue, definition), from the leases index (it holds exactly those)."""
+        def shard(k: int) -> list[dict]:
+            return list(self._query_all(index="leases", key="ls", value=str(k)))
+
+        out: dict[tuple[str, str], int] = {}
+        for items in self._parallel(shard, list(range(self.index_shards))):
+            for it in items:
+                key = (it.get("queue", ""), it.get("definition", ""))
+                out[key] = out.get(key, 0) + 1
+        return out
 
     @_public
     def counts(self) -> list[QueueCount]:

@@ -26,9 +26,12 @@ LEASE_MARGIN = 5.0  # the sweep waits this long past a worker's lease (clock ske
 #                    stopped its job by its lease's end (hyper/worker/fence.py)
 SPEC_TTL = 400 * 86400  # a large spec outlives any queued job; set to ended + retention when the job ends
 ACTIVE_STATES = ("HELD", "QUEUED", "RUNNING")
+QR = "QR"  # schema 2: the counter of queued and running tasks together (core._counted)
+ACTIVE = "ACTIVE"  # the by_queue key part every active state shares (schema 2; core._listing_key)
 MAX_AHEAD = 16  # array elements one claim may take (claim_many): 16 puts + parent + counters in one transaction
 LOG_PREFIX = "lg"  # lg<attempt>: where that attempt's output is in CloudWatch Logs (hyper.aws.logs.LogWindow)
 MAX_LEASE = 900.0  # a long job's lease grows with its age up to this (host setting max_lease; fence.py)
+QUEUES_KEY = {"pk": {"S": "queues"}, "sk": {"S": "seen"}}  # meta: every queue a job was submitted to (names)
 QUEUED, RUNNING, HELD, DELETED = "QUEUED", "RUNNING", "HELD", "DELETED"
 
 
