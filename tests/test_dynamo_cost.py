@@ -172,9 +172,9 @@ def test_one_job_life_costs_under_25_dollars_per_million_hour_jobs(moto_endpoint
 
 
 def test_tables_made_before_schema_2_keep_their_layout(ddb):
-    """A host whose tables were made before schema 2 (config item schema 1) keeps its by_queue keys per state
-    and its RUNNING counter, so the jobs already in it stay listed and counted; its queue registry is made
-    from the counters at the first qstat (jobs submitted before the registry existed are listed)."""
+    """A host whose tables were made before schema 2 (config item schema 1) keeps its by_queue keys per state,
+    its RUNNING counter, and finds queues from the counters (its users' IAM policies may not write a queue
+    registry), so the jobs already in it stay listed and counted."""
     from hyper.store.dynamodb import DynamoStore
     from hyper.store.dynamodb.keys import QUEUES_KEY
 
@@ -186,7 +186,6 @@ def test_tables_made_before_schema_2_keep_their_layout(ddb):
     old.submit([Submission(Job(name="a", user="ann", queue="q1", definition=D, spec=JobSpec(command=["true"]))),
                 Submission(Job(name="b", user="bob", queue="q2", definition=D, array="0-2",
                                spec=JobSpec(command=["true"])))], time.time())
-    old.db.delete_item(TableName=old.meta, Key=QUEUES_KEY)  # as if submitted before the registry existed
     now = time.time()
     job = old.claim("q1", D, "w1", now + 60, now)
     assert old._get(1, -1)["qs"].startswith("q1#RUNNING#")  # the per-state key its index has always had
@@ -194,9 +193,38 @@ def test_tables_made_before_schema_2_keep_their_layout(ddb):
     assert counts == {("q1", "RUNNING"): 1, ("q2", "QUEUED"): 3}
     listed = [(j.id, j.queue, j.state.value) for j in old.list_jobs(JobFilter(with_spec=False))]
     assert listed == [(1, "q1", "RUNNING"), (2, "q2", "QUEUED")]
-    assert set(old.db.get_item(TableName=old.meta, Key=QUEUES_KEY, ConsistentRead=True)["Item"]["names"]["SS"]) \
-        == {"q1", "q2", Q}  # remembered, with the queue resources
+    assert "Item" not in old.db.get_item(TableName=old.meta, Key=QUEUES_KEY, ConsistentRead=True)
     assert [j.id for j in old.list_jobs(JobFilter(user="bob", with_spec=False))] == [2]
     assert old.finish(job, "w1", EXITED, 0, "", time.time()) is JobState.SUCCEEDED
     assert {(c.queue, c.state.value): c.tasks for c in old.counts()} == {("q1", "SUCCEEDED"): 1,
                                                                          ("q2", "QUEUED"): 3}
+
+
+def test_qstat_finds_queues_in_the_registry_submissions_keep(ddb):
+    """Schema 2: qstat reads one registry item for the queues to list, not every counter shard. A submission
+    notes its queue there before anything else is written; a registry that is missing or not complete yet
+    (a new host, jobs from before it) is made at the first qstat from the queue resources and the counters."""
+    from hyper.store.dynamodb import DynamoStore
+    from hyper.store.dynamodb.keys import QUEUES_KEY
+
+    def queues() -> set[str]:
+        item = ddb.db.get_item(TableName=ddb.meta, Key=QUEUES_KEY, ConsistentRead=True).get("Item", {})
+        return set(item.get("names", {}).get("SS", [])) | ({"(complete)"} if "complete" in item else set())
+
+    def listed(store) -> list[tuple[int, str]]:
+        return [(j.id, j.queue) for j in store.list_jobs(JobFilter(with_spec=False))]
+
+    one = Job(name="a", user="ann", queue="nores", definition=D, spec=JobSpec(command=["true"]))
+    ddb.submit([Submission(one)], time.time())
+    assert queues() == {"nores"}  # noted, not complete yet
+    ddb.db.delete_item(TableName=ddb.meta, Key=QUEUES_KEY)  # as if submitted before the registry existed
+    assert listed(ddb) == [(1, "nores")]  # found through the counters
+    assert queues() == {"nores", Q, "(complete)"}  # ... and remembered with the queue resources
+    fresh = DynamoStore(ddb.host)  # another process: qsub -q later
+    fresh.submit([Submission(Job(name="b", user="ann", queue="later", definition=D,
+                                 spec=JobSpec(command=["true"])))], time.time())
+    assert queues() == {"nores", Q, "later", "(complete)"}
+    calls = []
+    fresh.db.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    assert listed(fresh) == [(1, "nores"), (2, "later")]
+    assert calls.count("GetItem") == 1 and "Query" in calls and len(calls) == 1 + 3 * ddb.index_shards

@@ -150,7 +150,7 @@ class _Claims(_Core):
         sets.update(self._state_attrs({"id": job_id, "idx": PARENT, "queue": queue, "definition": definition},
                                       RUNNING, ready=False, now=now, worker=worker))
         cond = (e.eq(state=QUEUED, queue=queue, definition=definition)
-                + f" AND attribute_exists({e.n('rq')})")
+                + f" AND attribute_exists({e.n('rq')}) AND attribute_not_exists({e.n('array')})")
         op = _mine(_update(self.jobs, _jkey(job_id, PARENT), e, set_=sets, cond=cond))
         try:
             it = _unitem(self.db.update_item(**op, ReturnValues="ALL_NEW")["Attributes"])

@@ -118,8 +118,11 @@ class _Finish(_Core):
         def mine(shard: int) -> list[dict]:  # the leases index carries each running job's worker (rw)
             return list(self._query_all(index="leases", key="ls", value=str(shard), filter_=("rw", worker)))
 
-        keys = sorted({(it["id"], it["idx"]) for found in self._parallel(mine, list(range(self.index_shards)))
-                       for it in found})
+        if self.schema < 2:  # (tables made before schema 2 have a by_worker index, and older ones no rw in leases)
+            found = [list(self._query_all(index="by_worker", key="rw", value=worker))]
+        else:
+            found = self._parallel(mine, list(range(self.index_shards)))
+        keys = sorted({(it["id"], it["idx"]) for items in found for it in items})
         lost = self._lose(keys, f"worker {worker} died", now, on_lost, worker=worker)
         e = _Expr()
         try:

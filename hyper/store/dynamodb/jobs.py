@@ -263,17 +263,20 @@ class _Jobs(_Core):
         return found, missing
 
     def _known_queues(self) -> list[str]:
-        """Queues that may hold jobs: the registry every submission notes its queue in (one item, half a read
-        unit). Tables from before the registry: every queue resource and every queue the counters have seen
-        (32 counter shards, 16 read units), remembered in the registry so this happens once."""
-        found = self.db.get_item(TableName=self.meta, Key=QUEUES_KEY).get("Item")  # eventually consistent, as
-        if found and "complete" in found:  # the listing indexes it feeds are
-            return sorted(found.get("names", {}).get("SS", []))
+        """Queues that may hold jobs. Schema 2: the registry every submission notes its queue in (one item, half
+        a read unit), made complete at a host's first qstat from every queue resource and every queue the
+        counters have seen (32 counter shards, 16 read units). Tables made before schema 2 read those every
+        time: their users' IAM policies may not write the registry."""
+        if self.schema >= 2:
+            found = self.db.get_item(TableName=self.meta, Key=QUEUES_KEY).get("Item")  # eventually consistent,
+            if found and "complete" in found:  # as the listing indexes it feeds are
+                return sorted(found.get("names", {}).get("SS", []))
         names = {r.name for r in self.list_resources("queue")}
         names.update(q for q, _, _ in self._count_rows(consistent=False))
-        e = _Expr()
-        self.db.update_item(**_update(self.meta, QUEUES_KEY, e, set_={"complete": True},
-                                      add={"names": set(names)} if names else None))
+        if self.schema >= 2:
+            e = _Expr()
+            self.db.update_item(**_update(self.meta, QUEUES_KEY, e, set_={"complete": True},
+                                          add={"names": set(names)} if names else None))
         return sorted(names)
 
     def _note_queues(self, queues: set[str]) -> None:
@@ -281,7 +284,7 @@ class _Jobs(_Core):
         One eventually consistent read per queue new to this process, and a write only for a queue never seen
         (a stale read just adds a name twice: ADD to a set)."""
         new = queues - self._queues_noted
-        if not new:
+        if not new or self.schema < 2:
             return
         found = self.db.get_item(TableName=self.meta, Key=QUEUES_KEY, ProjectionExpression="#n",
                                  ExpressionAttributeNames={"#n": "names"}).get("Item") or {}
