@@ -84,6 +84,20 @@ def cannot_hold(label: str, state: str) -> DeleteResult:
     return DeleteResult(label, False, f"job {label} is {state}; only queued jobs can be held", Refusal.CANNOT_HOLD)
 
 
+def hold_refusal(ref: JobRef, state: str | None, user_held: bool, hold: bool) -> DeleteResult | None:
+    """Why qhold (``hold``) or qrls leaves ``ref`` alone, or None to go ahead: the rule both stores apply, in one
+    order, to what they read inside their own transaction (``state`` None: no such job)."""
+    if state is None:
+        return unknown_job(ref.text)
+    if ref.indices is not None:
+        return not_whole_job(ref.text, ref.id)
+    if hold and state not in (JobState.QUEUED.value, JobState.HELD.value):
+        return cannot_hold(ref.text, state)
+    if not hold and not user_held:
+        return not_user_held(ref.text)
+    return None
+
+
 @dataclass
 class WorkerInfo:
     id: str

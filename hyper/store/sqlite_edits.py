@@ -14,10 +14,8 @@ from hyper.states import JobState
 from hyper.store.base import (
     DeleteResult,
     already_finished,
-    cannot_hold,
+    hold_refusal,
     not_an_array,
-    not_user_held,
-    not_whole_job,
     unknown_job,
 )
 from hyper.store.sqlite_schema import COLS, SELECT
@@ -126,28 +124,19 @@ class SQLiteEdits:
         with self._tx() as con:
             for ref in refs:
                 prow = self._parent_row(con, ref.id)
-                jid = ref.text
-                if prow is None:
-                    results.append(unknown_job(jid))
+                refused = hold_refusal(ref, None if prow is None else prow["state"],
+                                       bool(prow is not None and prow["user_hold"]), hold)
+                if refused is not None or prow is None:
+                    results.append(refused or unknown_job(ref.text))
                     continue
-                if ref.indices is not None:
-                    results.append(not_whole_job(jid, ref.id))
-                    continue
-                state = JobState(prow["state"])
                 if hold:
-                    if state is not JobState.QUEUED and state is not JobState.HELD:
-                        results.append(cannot_hold(jid, state.value))
-                        continue
                     con.execute("UPDATE jobs SET user_hold = 1, state = 'HELD', ready = 0, "
                                 "reason = 'held by user (release with qrls)' WHERE id = ? AND idx = -1", (ref.id,))
                     if prow["array"]:
                         self._settle_array(con, ref.id, now)  # its requeued elements wait too
                 else:
-                    if not prow["user_hold"]:
-                        results.append(not_user_held(jid))
-                        continue
                     con.execute("UPDATE jobs SET user_hold = 0 WHERE id = ? AND idx = -1", (ref.id,))
                     self._reevaluate(con, ref.id, now)
-                results.append(DeleteResult(jid, True))
+                results.append(DeleteResult(ref.text, True))
         return results
 

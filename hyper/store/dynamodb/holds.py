@@ -8,10 +8,9 @@ from hyper.aws.attributes import _item
 from hyper.aws.dynamo import TX_ATTEMPTS, _Expr, _update
 from hyper.parsing.arrays import ArraySpec
 from hyper.parsing.jobids import JobRef
-from hyper.store.base import (DeleteResult, already_finished, cannot_hold, not_an_array, not_user_held,
-                              not_whole_job, unknown_job)
+from hyper.store.base import (DeleteResult, already_finished, hold_refusal, not_an_array, unknown_job)
 from hyper.store.dynamodb.core import _Core
-from hyper.store.dynamodb.keys import (DELETED, HELD, PARENT, QUEUED, RUNNING, _finished, _jkey, _ord, _public, _weight)
+from hyper.store.dynamodb.keys import (DELETED, HELD, PARENT, RUNNING, _finished, _jkey, _ord, _public, _weight)
 
 
 class _Holds(_Core):
@@ -141,16 +140,11 @@ class _Holds(_Core):
         for ref in refs:
             label = ref.text
             p = self._get(ref.id, PARENT)
-            if p is None:
-                results.append(unknown_job(label))
-                continue
-            if ref.indices is not None:
-                results.append(not_whole_job(label, ref.id))
+            refused = hold_refusal(ref, None if p is None else p["state"], bool(p and p.get("uhold")), hold)
+            if refused is not None or p is None:
+                results.append(refused or unknown_job(label))
                 continue
             if not hold:
-                if not p.get("uhold"):
-                    results.append(not_user_held(label))
-                    continue
                 e = _Expr()
                 try:
                     self.db.update_item(**_update(self.jobs, _jkey(ref.id, PARENT), e, set_={"uhold": False},
@@ -162,8 +156,9 @@ class _Holds(_Core):
                 continue
             for _ in range(TX_ATTEMPTS):
                 state = p["state"]
-                if state not in (QUEUED, HELD):
-                    results.append(cannot_hold(label, state))
+                refused = hold_refusal(ref, state, True, hold)  # (read again: it may have started meanwhile)
+                if refused is not None:
+                    results.append(refused)
                     break
                 e = _Expr()
                 sets = {"uhold": True, "reason": "held by user (release with qrls)"}
