@@ -151,3 +151,42 @@ def test_a_short_lease_keeps_renewals_a_third_apart():
     for _ in range(40):  # checked every 0.5 s for 20 s: the lease never runs out
         clock.t += 0.5
         assert keeper() is JobState.RUNNING
+
+
+def test_a_job_that_renewed_needs_no_registry_touch_of_its_own(tmp_path):
+    """Where a renewal writes the worker's item anyway (RENEWAL_TOUCHES: DynamoDB), it carries the worker's
+    BUSY touch (the jobs it has run), so a job that renewed ends without a touch of its own; one that never
+    renewed still gets its touch. (A SQLite store that records what the worker asks of it: no moto needed.)"""
+    from hyper.config import Host
+    from hyper.models import Job, JobSpec
+    from hyper.services.context import bootstrap_local
+    from hyper.store.base import Submission
+    from hyper.store.sqlite import SQLiteStore
+    from hyper.worker.loop import Worker
+
+    beats, touches = [], []
+
+    class Recording(SQLiteStore):
+        RENEWAL_TOUCHES = True
+
+        def heartbeat(self, job, worker, lease_until, jobs_run=None):
+            beats.append(jobs_run)
+            return super().heartbeat(job, worker, lease_until)
+
+        def touch_worker(self, worker, now, state, jobs_run):
+            touches.append((str(state), jobs_run))
+            super().touch_worker(worker, now, state, jobs_run)
+
+    store = Recording(tmp_path / "hyper.db")
+    bootstrap_local(store)
+    store.submit([Submission(Job(name=n, user="u", queue="default", definition="default",
+                                 spec=JobSpec(command=command))) for n, command in
+                  (("long", ["sleep", "2.5"]), ("short", ["true"]))], time.time())
+    # (a worker id of its own: a worker's cgroup is named after it, and another test's "w1" may empty its own)
+    worker = Worker(store, f"touch-{tmp_path.name}", "default", "default", tmp_path / "work", tmp_path / "logs",
+                    idle=0.5, lease=3, kill_grace=1, max_jobs=2, host=Host(name="l", type="local"))
+    assert worker.run() == 0 and worker.jobs_run == 2
+    from hyper.store.base import JobFilter
+    ended = [(j.name, j.state.value, j.reason) for j in store.list_jobs(JobFilter(include_finished=True))]
+    assert beats and set(beats) == {0}, ended  # renewed during the first job, saying 0 jobs run so far
+    assert touches == [("BUSY", 2), ("EXITED", 2)]  # none after the long job; the short one's says 2
