@@ -8,10 +8,12 @@
    25 items per request, threads).
 2. Scheduler planning for 100 queues x 10 regions (scripts/bench_scheduler.py, pure: no AWS calls).
 3. Worker per-job overhead, claim + logs + complete (scripts/bench_worker_aws.py).
-4. DynamoDB cost of one job's life (submit, claim, the start (pid and log window), lease renewals and qdel
-   peeks while it runs, finish, the worker's registry touch, one qstat): read and write units per table and index, counted by
-   scripts/ddb_meter.py from before/after images (moto reports no per-index capacity), and $ per million jobs
-   at 0 s, 60 s and 1 h of run time with the on-demand prices in PRICES.
+4. DynamoDB cost of one job's life (submit from a new qsub process, claim (from cached candidates after a short
+   job, reading every ready shard after a longer one), the start (pid and log window), lease renewals and qdel
+   peeks while it runs, finish, the worker's registry touch unless a renewal carried it, one qstat): read and
+   write units per table and index, counted by scripts/ddb_meter.py from before/after images (moto reports no
+   per-index capacity), and $ per million jobs at 0 s, 60 s and 1 h of run time with the on-demand prices in
+   PRICES. tests/test_dynamo_cost.py holds the 1 h figure under $25.
 5. Claim throughput from one array with 1, 4 and 8 workers (threads, each its own store and client).
 Figures against moto are moto's speed and hyper's request counts, not AWS latency.
 """
