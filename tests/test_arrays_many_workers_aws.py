@@ -57,8 +57,10 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
     def work(i: int) -> None:
         own = DynamoStore(counted)
         try:
-            worker = Worker(own, f"w{i}", Q, D, tmp_path / f"work{i}", tmp_path / f"logs{i}", idle=1.0, lease=60,
-                            kill_grace=1, host=local)
+            # (ids of this test's own: a worker's cgroup is named after its id, and a test run beside this one
+            # emptying its "w1" would kill this one's jobs)
+            worker = Worker(own, f"w{i}-{tmp_path.name}", Q, D, tmp_path / f"work{i}", tmp_path / f"logs{i}",
+                            idle=1.0, lease=60, kill_grace=1, host=local)
             worker.run()
             exits.append((worker.id, own.backlog().get((Q, D), 0)))
         except BaseException as exc:  # reported below, in the test's thread
