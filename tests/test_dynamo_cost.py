@@ -228,3 +228,20 @@ def test_qstat_finds_queues_in_the_registry_submissions_keep(ddb):
     fresh.db.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     assert listed(fresh) == [(1, "nores"), (2, "later")]
     assert calls.count("GetItem") == 1 and "Query" in calls and len(calls) == 1 + 3 * ddb.index_shards
+
+
+def test_the_jobs_of_workers_that_ended_in_one_tick_take_one_read_of_the_leases_index(ddb):
+    """Schema 2 has no by_worker index: a dead worker's jobs are found in the leases index. The scheduler
+    requeues every worker that ended in one tick with that tick's time, and one read of the index serves
+    them all (not one read of every running job per worker); a later tick reads it again."""
+    _submit(ddb, 3, retries=1)
+    now = time.time()
+    for worker in ("w1", "w2", "w3"):
+        ddb.claim(Q, D, worker, now + 60, now)
+    calls = []
+    ddb.db.meta.events.register("before-parameter-build.dynamodb.Query",
+                                lambda params, **_: calls.append(params.get("IndexName")))
+    lost = ddb.requeue_worker("w1", now + 1) + ddb.requeue_worker("w2", now + 1)
+    assert [(j.job_id, j.state) for j in lost] == [("1", JobState.QUEUED), ("2", JobState.QUEUED)]
+    assert calls.count("leases") == ddb.index_shards  # one read for both
+    assert ddb.requeue_worker("w3", now + 2)[0].job_id == "3" and calls.count("leases") == 2 * ddb.index_shards

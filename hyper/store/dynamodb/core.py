@@ -55,6 +55,7 @@ class _Core(DynamoNotices, DynamoTables):
         self._candidates: dict[tuple[str, str], tuple[float, list[dict]]] = {}
         self._spec_cache: dict[int, dict] = {}
         self._queues_noted: set[str] = set()  # queues this process saw in the registry (jobs._note_queues)
+        self._leases_read: tuple[float, list[dict]] | None = None  # (now, leases index) for requeue_worker
         self._pool_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self.batch_attempts = 8  # rounds of BatchWriteItem before unwritten jobs become an error
