@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 
 from hyper.config import Host
 from hyper.models import Job, JobSpec
@@ -53,13 +54,14 @@ def test_eight_workers_drain_a_large_array_and_single_jobs_exactly_once(request,
 
     proxy = LossyProxy(store.host.endpoint_url)
     counted = dataclasses.replace(store.host, endpoint_url=proxy.url)
+    run = uuid.uuid4().hex[:8]
 
     def work(i: int) -> None:
         own = DynamoStore(counted)
         try:
-            # (ids of this test's own: a worker's cgroup is named after its id, and a test run beside this one
-            # emptying its "w1" would kill this one's jobs)
-            worker = Worker(own, f"w{i}-{tmp_path.name}", Q, D, tmp_path / f"work{i}", tmp_path / f"logs{i}",
+            # (ids of this run's own: a worker's cgroup is named after its id, and a run of this test beside
+            # this one, emptying its cgroup after each job, would kill this one's jobs)
+            worker = Worker(own, f"w{i}-{run}", Q, D, tmp_path / f"work{i}", tmp_path / f"logs{i}",
                             idle=1.0, lease=60, kill_grace=1, host=local)
             worker.run()
             exits.append((worker.id, own.backlog().get((Q, D), 0)))

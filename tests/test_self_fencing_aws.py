@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 
 import pytest
 
@@ -183,7 +184,7 @@ def test_a_job_that_renewed_needs_no_registry_touch_of_its_own(tmp_path):
                                  spec=JobSpec(command=command))) for n, command in
                   (("long", ["sleep", "2.5"]), ("short", ["true"]))], time.time())
     # (a worker id of its own: a worker's cgroup is named after it, and another test's "w1" may empty its own)
-    worker = Worker(store, f"touch-{tmp_path.name}", "default", "default", tmp_path / "work", tmp_path / "logs",
+    worker = Worker(store, f"touch-{uuid.uuid4().hex[:8]}", "default", "default", tmp_path / "work", tmp_path / "logs",
                     idle=0.5, lease=3, kill_grace=1, max_jobs=2, host=Host(name="l", type="local"))
     assert worker.run() == 0 and worker.jobs_run == 2
     from hyper.store.base import JobFilter
