@@ -198,6 +198,14 @@ class _Core(DynamoNotices, DynamoTables):
         out["expires"] = int(now + self.retention) if _finished(state) else None
         return out
 
+    def _lease_entries(self) -> list[dict]:
+        """Every entry of the leases index: the running jobs and elements, with their worker (``rw``), queue and
+        definition (schema 2 projects them). Read by the RUNNING counts and by requeue_worker."""
+        def shard(k: int) -> list[dict]:
+            return list(self._query_all(index="leases", key="ls", value=str(k)))
+
+        return [it for items in self._parallel(shard, list(range(self.index_shards))) for it in items]
+
     def _listing_group(self, state: str) -> str:
         """The state part of a by_queue key: every active state shares one (schema 2), so a claim, hold or
         release rewrites the entry in place (1 write unit) instead of moving it (2), and qstat of the active

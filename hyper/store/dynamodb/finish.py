@@ -137,11 +137,7 @@ class _Finish(_Core):
         A job claimed after the read is caught by the lease sweep; ``_lose`` re-reads each job it takes."""
         if self._leases_read is not None and self._leases_read[0] == now:
             return self._leases_read[1]
-
-        def shard(k: int) -> list[dict]:
-            return list(self._query_all(index="leases", key="ls", value=str(k)))
-
-        entries = [it for items in self._parallel(shard, list(range(self.index_shards))) for it in items]
+        entries = self._lease_entries()
         self._leases_read = (now, entries)
         return entries
 

@@ -361,14 +361,10 @@ class _Jobs(_Core):
 
     def _running_tasks(self) -> dict[tuple[str, str], int]:
         """Running jobs and elements per (queue, definition), from the leases index (it holds exactly those)."""
-        def shard(k: int) -> list[dict]:
-            return list(self._query_all(index="leases", key="ls", value=str(k)))
-
         out: dict[tuple[str, str], int] = {}
-        for items in self._parallel(shard, list(range(self.index_shards))):
-            for it in items:
-                key = (it.get("queue", ""), it.get("definition", ""))
-                out[key] = out.get(key, 0) + 1
+        for it in self._lease_entries():
+            key = (it.get("queue", ""), it.get("definition", ""))
+            out[key] = out.get(key, 0) + 1
         return out
 
     @_public
