@@ -84,11 +84,9 @@ def cannot_hold(label: str, state: str) -> DeleteResult:
     return DeleteResult(label, False, f"job {label} is {state}; only queued jobs can be held", Refusal.CANNOT_HOLD)
 
 
-def hold_refusal(ref: JobRef, state: str | None, user_held: bool, hold: bool) -> DeleteResult | None:
-    """Why qhold (``hold``) or qrls leaves ``ref`` alone, or None to go ahead: the rule both stores apply, in one
-    order, to what they read inside their own transaction (``state`` None: no such job)."""
-    if state is None:
-        return unknown_job(ref.text)
+def hold_refusal(ref: JobRef, state: str, user_held: bool, hold: bool) -> DeleteResult | None:
+    """Why qhold (``hold``) or qrls leaves an existing job ``ref`` alone, or None to go ahead: the rule both
+    stores apply, in one order, to what they read inside their own transaction (after ``unknown_job``)."""
     if ref.indices is not None:
         return not_whole_job(ref.text, ref.id)
     if hold and state not in (JobState.QUEUED.value, JobState.HELD.value):

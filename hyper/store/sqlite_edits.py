@@ -124,10 +124,12 @@ class SQLiteEdits:
         with self._tx() as con:
             for ref in refs:
                 prow = self._parent_row(con, ref.id)
-                refused = hold_refusal(ref, None if prow is None else prow["state"],
-                                       bool(prow is not None and prow["user_hold"]), hold)
-                if refused is not None or prow is None:
-                    results.append(refused or unknown_job(ref.text))
+                if prow is None:
+                    results.append(unknown_job(ref.text))
+                    continue
+                refused = hold_refusal(ref, prow["state"], bool(prow["user_hold"]), hold)
+                if refused is not None:
+                    results.append(refused)
                     continue
                 if hold:
                     con.execute("UPDATE jobs SET user_hold = 1, state = 'HELD', ready = 0, "

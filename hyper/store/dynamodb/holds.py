@@ -140,9 +140,12 @@ class _Holds(_Core):
         for ref in refs:
             label = ref.text
             p = self._get(ref.id, PARENT)
-            refused = hold_refusal(ref, None if p is None else p["state"], bool(p and p.get("uhold")), hold)
-            if refused is not None or p is None:
-                results.append(refused or unknown_job(label))
+            if p is None:
+                results.append(unknown_job(label))
+                continue
+            refused = hold_refusal(ref, p["state"], bool(p.get("uhold")), hold)
+            if refused is not None:
+                results.append(refused)
                 continue
             if not hold:
                 e = _Expr()
