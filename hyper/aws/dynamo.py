@@ -102,7 +102,11 @@ def _committed(result: "TxResult", position: int, token: str) -> bool:
     10 minutes later, or an endpoint that ignores tokens), the resend fails its condition on our own write.
     Without this the worker would be told "someone else has it" and the job would stay RUNNING, run by nobody,
     until its lease ran out."""
-    old = result.old.get(position)
+    return _ours(result.old.get(position), token)
+
+
+def _ours(old: dict | None, token: str) -> bool:
+    """Is ``old``, the item a claim's condition failed on, our own claim tagged ``token`` (see ``_committed``)?"""
     return old is not None and old.get("ct") == token
 
 

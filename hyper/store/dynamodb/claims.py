@@ -10,12 +10,18 @@ from typing import Any, Iterator
 
 from hyper.array_state import claimable, ended_array, unended_state
 from hyper.aws.attributes import _item, _unitem
-from hyper.aws.dynamo import TX_ATTEMPTS, _committed, _Expr, _mine, _Raw, _update
+from hyper.aws.dynamo import TX_ATTEMPTS, _committed, _Expr, _mine, _ours, _Raw, _update
 from hyper.models import Job
 from hyper.states import JobState, WorkerActivity
 from hyper.store.dynamodb.core import _Core
 from hyper.store.dynamodb.keys import (CANDIDATE_TTL, LOG_PREFIX, MAX_AHEAD, MAX_CANDIDATES, PAGE, PARENT,
                                        QUEUED, RUNNING, _finished, _idx, _jkey, _k, _ord, _public, _weight)
+
+
+def _claimed_by(worker: str, lease_until: float, now: float, token: str) -> dict[str, Any]:
+    """What a claim of a single job or a requeued element sets besides its attempt count and index keys."""
+    return {"worker": worker, "lease": lease_until, "started": now, "ended": None, "pid": None, "exit_code": None,
+            "ct": token}
 
 
 class _Claims(_Core):
@@ -123,8 +129,7 @@ class _Claims(_Core):
         e = _Expr()
         attempts = it.get("attempts", 0)
         token = uuid.uuid4().hex
-        sets = {"attempts": attempts + 1, "worker": worker, "lease": lease_until, "started": now, "ended": None,
-                "pid": None, "exit_code": None, "ct": token}
+        sets = {"attempts": attempts + 1, **_claimed_by(worker, lease_until, now, token)}
         sets.update(self._state_attrs(it, RUNNING, ready=False, now=now, worker=worker))
         cond = e.eq(state=QUEUED, attempts=attempts) + f" AND attribute_exists({e.n('rq')})"
         ops.insert(0, ("Update", _mine(_update(self.jobs, _jkey(job_id, idx), e, set_=sets, cond=cond))))
@@ -145,8 +150,7 @@ class _Claims(_Core):
         e = _Expr()
         token = uuid.uuid4().hex
         sets: dict[str, Any] = {"attempts": _Raw(f"if_not_exists({e.n('attempts')}, {e.v(0)}) + {e.v(1)}"),
-                                "worker": worker, "lease": lease_until, "started": now, "ended": None,
-                                "pid": None, "exit_code": None, "ct": token}
+                                **_claimed_by(worker, lease_until, now, token)}
         sets.update(self._state_attrs({"id": job_id, "idx": PARENT, "queue": queue, "definition": definition},
                                       RUNNING, ready=False, now=now, worker=worker))
         cond = (e.eq(state=QUEUED, queue=queue, definition=definition)
@@ -157,9 +161,9 @@ class _Claims(_Core):
         except self.db.exceptions.ConditionalCheckFailedException as exc:
             old = exc.response.get("Item")
             it = _unitem(old) if old else {}
-            if it.get("ct") != token:  # taken by another worker, or no longer claimable
+            if not _ours(it, token):  # taken by another worker, or no longer claimable
                 return None
-            # our own claim, committed by a first attempt whose response was lost (see _committed)
+            # our own claim, committed by a first attempt whose response was lost
         return self._job(it, self._spec_of(it))
 
     def _claim_element(self, job_id: int, queue: str, definition: str, worker: str, lease_until: float,
