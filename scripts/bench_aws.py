@@ -189,12 +189,17 @@ def life_units(url: str, prefix: str = "cost-"):
     return phases, store
 
 
+def dollars(units: dict) -> float:
+    """$ per million of an operation's units ({(table, "W" or "R"): units}) at the on-demand PRICES."""
+    return sum(v * PRICES[k[1]] for k, v in units.items())
+
+
 def per_million(phases: dict, seconds: float, lease: float, max_lease: float | None,
                 state_poll: float) -> tuple[float, int, int]:
     """($ per million jobs that run ``seconds``, renewals, peeks) at the on-demand PRICES."""
     from hyper.store.dynamodb.keys import CANDIDATE_TTL
 
-    per = {name: sum(v * PRICES[k[1]] for k, v in units.items()) for name, units in phases.items()}
+    per = {name: dollars(units) for name, units in phases.items()}
     renewals, peeks = _keeper_counts(seconds, lease, state_poll, max_lease)
     total = (sum(per[b] for b in BASE) + renewals * per[RENEWAL] + peeks * per[PEEK]
              + (0 if renewals else per[TOUCH]) + per[WARM if seconds < CANDIDATE_TTL else COLD])
@@ -229,8 +234,7 @@ def cost(leases: list[tuple[float, float | None]]) -> list[str]:
             row += f"{total:>10.2f}"
         row += f"   ({renewals}, {peeks})"
         lines.append(row)
-    dearer = sum(v * PRICES[k[1]] for k, v in phases[COLD].items()) - sum(
-        v * PRICES[k[1]] for k, v in phases[WARM].items())
+    dearer = dollars(phases[COLD]) - dollars(phases[WARM])
     lines.append(f"  (0 s: the claim reuses the last claim's candidates; 60 s and 1 h: it reads every ready shard, "
                  f"${dearer:.2f} more. Target: under $25 per million 1 h jobs)")
     return lines
